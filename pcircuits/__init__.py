@@ -1,0 +1,19 @@
+"""pcircuits: probabilistic circuits with explicit nodes, validity reports and a tensor program.
+
+Build circuits from nodes (or with :mod:`pcircuits.builders`), check and draw them, and lower
+them with ``circuit.compile()`` to a Program that evaluates, learns, completes and samples.
+"""
+from .scope import Scope, Variables
+from .distributions import Bernoulli, Binomial, Categorical, Gaussian, Indicator, LeafFamily
+from .nodes import InputNode, Node, ProductNode, SumNode, SumWeights, WeightedSum, mixture, product
+from .circuit import Circuit
+from .validity import InvalidCircuitError, ValidityReport, Violation, check
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Scope", "Variables",
+    "LeafFamily", "Indicator", "Bernoulli", "Categorical", "Binomial", "Gaussian",
+    "Node", "InputNode", "ProductNode", "SumNode", "SumWeights", "WeightedSum", "product", "mixture",
+    "Circuit", "check", "ValidityReport", "Violation", "InvalidCircuitError",
+]

@@ -1,0 +1,132 @@
+"""Array-module selection: the same pass code runs on NumPy and on CuPy.
+
+A :class:`Backend` bundles the array module (``numpy`` or ``cupy``), the special functions
+the leaf math needs, a random generator and conversions. Everything in ``program/`` and
+``distributions/`` gets its arrays through one of these objects and never imports CuPy itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.special
+
+__all__ = ["Backend", "get_backend", "to_numpy", "cupy_available"]
+
+
+class Backend:
+    """One array module with its helpers.
+
+    Parameters
+    ----------
+    name : {"numpy", "cupy"}
+    dtype : {"float32", "float64"}
+        The floating dtype of values, flows and parameters.
+    """
+
+    def __init__(self, name: str = "numpy", dtype: str = "float32"):
+        if name not in ("numpy", "cupy"):
+            raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        if name == "numpy":
+            self.xp = np
+            self.gammaln = scipy.special.gammaln
+            self.logsumexp = scipy.special.logsumexp
+        else:
+            try:
+                import cupy
+                import cupyx.scipy.special as cupy_special
+            except ImportError as err:
+                raise ImportError("backend='cupy' needs CuPy: pip install 'pcircuits[gpu]'") from err
+            try:
+                cupy.cuda.runtime.getDeviceCount()
+            except Exception as err:
+                raise RuntimeError(f"backend='cupy' needs a CUDA GPU: {err}") from err
+            self.xp = cupy
+            self.gammaln = cupy_special.gammaln
+            self.logsumexp = cupy_special.logsumexp
+
+    def asarray(self, a, dtype=None):
+        """Move/convert ``a`` (NumPy, CuPy or any DLPack producer) onto this backend."""
+        dtype = self.dtype if dtype is None else dtype
+        if self.name == "cupy" and not isinstance(a, (np.ndarray, list, tuple, float, int)) \
+                and hasattr(a, "__dlpack__") and not isinstance(a, self.xp.ndarray):
+            a = self.xp.from_dlpack(a)
+        return self.xp.asarray(a, dtype=dtype)
+
+    def index(self, a):
+        """An int64 index array on this backend."""
+        return self.xp.asarray(a, dtype=np.int64)
+
+    def rng(self, seed) -> "RandomSource":
+        return RandomSource(self, seed)
+
+    def synchronize(self):
+        if self.name == "cupy":
+            self.xp.cuda.Stream.null.synchronize()
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, {self.dtype.name!r})"
+
+
+class RandomSource:
+    """A seeded random generator on a backend (NumPy Generator or CuPy's)."""
+
+    def __init__(self, backend: Backend, seed):
+        self.backend = backend
+        if backend.name == "numpy":
+            self._gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        else:
+            import cupy
+            if isinstance(seed, np.random.Generator):
+                seed = int(seed.integers(2**62))
+            self._gen = cupy.random.default_rng(seed)
+
+    def uniform(self, shape):
+        return self._gen.random(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
+
+    def normal(self, shape):
+        return self._gen.standard_normal(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
+
+    def gumbel(self, shape):
+        u = self._gen.random(shape, dtype=np.float64)
+        xp = self.backend.xp
+        return (-xp.log(-xp.log(xp.clip(u, 1e-300, 1.0)))).astype(self.backend.dtype, copy=False)
+
+    def binomial(self, n, p):
+        if self.backend.name == "numpy":
+            return self._gen.binomial(n, p).astype(self.backend.dtype)
+        import cupy
+        return cupy.random.binomial(n, p).astype(self.backend.dtype)
+
+
+_BACKENDS: dict[tuple[str, str], Backend] = {}
+
+
+def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backend:
+    """The (cached) backend for an array-module name and dtype."""
+    if isinstance(name, Backend):
+        return name
+    key = (name, np.dtype(dtype).name)
+    if key not in _BACKENDS:
+        _BACKENDS[key] = Backend(name, dtype)
+    return _BACKENDS[key]
+
+
+def to_numpy(a) -> np.ndarray:
+    """A NumPy copy of any backend array (no-op for NumPy arrays)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "get"):
+        return a.get()
+    return np.asarray(a)
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False

@@ -1,0 +1,26 @@
+"""Structure builders: each returns a :class:`~pcircuits.Circuit` that passes ``check()``.
+
+Builders are imported on first use, so ``import pcircuits`` stays fast.
+"""
+import importlib
+
+_MODULES = {
+    "poon_domingos": "poon_domingos",
+    "rat_spn": "rat_spn",
+    "cspn": "dcspn",
+    "dcspn": "dcspn",
+    "dgcspn": "dgcspn",
+    "hclt": "hclt",
+    "figure1_spn": "examples",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+        return getattr(module, name)
+    if name in ("conv", "examples", "poon_domingos_module"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

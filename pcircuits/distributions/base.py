@@ -1,0 +1,126 @@
+"""The leaf-family protocol: a parameter holder for all units of one input node.
+
+A family object holds the parameters of ``num_units`` leaf distributions of one kind (for
+example ``num_units`` Gaussians over one pixel). Two input nodes that hold the same family
+object share (tie) those parameters. The executable math (log-probabilities, modes,
+sampling, EM statistics) is written as class-level functions over *stacked* parameter tables
+so that the Program evaluates all leaves of a family, across all input nodes, in one call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["LeafFamily", "FAMILIES", "family_from_parameters"]
+
+#: Registry of leaf families by name, filled by ``LeafFamily.__init_subclass__``.
+FAMILIES: dict[str, type["LeafFamily"]] = {}
+
+
+class LeafFamily:
+    """Base class of the leaf families.
+
+    Subclasses set ``name`` and ``param_names``, validate their arrays in ``__init__`` and
+    implement the class-level math used by the Program.
+    """
+
+    name: str = ""
+    param_names: tuple[str, ...] = ()
+    #: True for families over a discrete domain (counts, categories, binary).
+    discrete: bool = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            FAMILIES[cls.name] = cls
+
+    # ---- holder API -------------------------------------------------------------------
+    @property
+    def num_units(self) -> int:
+        return int(getattr(self, self.param_names[0]).shape[0])
+
+    @property
+    def num_variables(self) -> int:
+        """How many variables each unit is a distribution over (1 for univariate leaves)."""
+        return 1
+
+    @property
+    def num_params(self) -> int:
+        """Number of free parameters stored (array sizes; counts are not parameters)."""
+        return int(sum(np.size(getattr(self, n)) for n in self.trainable_names))
+
+    @property
+    def trainable_names(self) -> tuple[str, ...]:
+        return self.param_names
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The parameter arrays by name (the arrays themselves, not copies)."""
+        return {n: getattr(self, n) for n in self.param_names}
+
+    def table_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays the Program stacks into the family's parameter table (one row per unit)."""
+        return self.parameters()
+
+    def max_value(self) -> int | None:
+        """Largest admissible value of a discrete family's variable (None: continuous)."""
+        return None
+
+    def config(self) -> dict:
+        """Non-array settings needed to rebuild the family (JSON-serializable)."""
+        return {}
+
+    @classmethod
+    def from_parameters(cls, arrays: dict, config: dict) -> "LeafFamily":
+        return cls(*(arrays[n] for n in cls.param_names), **config)
+
+    def copy(self) -> "LeafFamily":
+        return type(self).from_parameters({k: np.array(v, copy=True) for k, v in self.parameters().items()},
+                                          self.config())
+
+    def shape_problems(self) -> list[str]:
+        """Reasons the stored arrays no longer fit together (after a user edited them)."""
+        problems = []
+        units = np.shape(getattr(self, self.param_names[0]))[:1]
+        for n in self.param_names:
+            a = getattr(self, n)
+            if not isinstance(a, np.ndarray):
+                problems.append(f"parameter {n!r} is a {type(a).__name__}, not an ndarray")
+            elif a.shape[:1] != units:
+                problems.append(f"parameter {n!r} has shape {a.shape}, expected {units[0] if units else '?'} units first")
+        return problems
+
+    def value_problems(self) -> list[str]:
+        """Reasons the stored parameter values are not a valid distribution."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_units={self.num_units})"
+
+
+def family_from_parameters(name: str, arrays: dict, config: dict) -> LeafFamily:
+    """Rebuild a family from its registry name, arrays and config (used by load)."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown leaf family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name].from_parameters(arrays, config)
+
+
+def as_float_array(value, what: str, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """Convert to a float64 array of the given rank, refusing non-numeric and non-finite data."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be numeric, got {type(value).__name__}") from None
+    ndims = (ndim,) if isinstance(ndim, int) else ndim
+    if arr.ndim not in ndims:
+        raise ValueError(f"{what} must have {' or '.join(map(str, ndims))} dimension(s), got shape {arr.shape}")
+    if arr.ndim and arr.shape[0] == 0:
+        raise ValueError(f"{what} needs at least one unit, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} must be finite, got {arr[~np.isfinite(arr)][:3].tolist()}")
+    return arr
+
+
+def make_rng(rng) -> np.random.Generator:
+    """A NumPy Generator from a seed, a Generator, or None."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)

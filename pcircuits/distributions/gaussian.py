@@ -1,0 +1,132 @@
+"""Gaussian leaves: univariate, or diagonal multivariate over several variables."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import LeafFamily, as_float_array, make_rng
+
+__all__ = ["Gaussian"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class Gaussian(LeafFamily):
+    """Gaussian leaves with diagonal covariance.
+
+    Parameters
+    ----------
+    mean : array_like, shape (num_units,) or (num_units, d)
+        Means; a 2-D array makes each unit a diagonal Gaussian over ``d`` variables.
+    std : array_like, same shape as ``mean`` (or broadcastable to it)
+        Positive standard deviations.
+
+    Notes
+    -----
+    In the math, a missing (NaN) coordinate is marginalized by leaving it out of the sum over
+    dimensions, which is exact for a diagonal covariance.
+    Gradients are taken with respect to ``mean`` and ``log(std)``.
+    """
+
+    name = "gaussian"
+    param_names = ("mean", "std")
+    discrete = False
+
+    def __init__(self, mean, std=1.0):
+        mean = as_float_array(mean, "Gaussian: mean", (1, 2))
+        std = as_float_array(std, "Gaussian: std", (0, 1, 2))
+        try:
+            std = np.broadcast_to(std, mean.shape).copy()
+        except ValueError:
+            raise ValueError(f"Gaussian: std of shape {std.shape} does not fit mean of shape {mean.shape}") from None
+        if np.any(std <= 0):
+            raise ValueError(f"Gaussian: std must be positive, got minimum {std.min()}")
+        self.multivariate = mean.ndim == 2
+        self.mean = mean
+        self.std = std
+
+    @property
+    def num_variables(self) -> int:
+        return int(self.mean.shape[1]) if self.mean.ndim == 2 else 1
+
+    def value_problems(self):
+        s = np.asarray(self.std)
+        if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+            return ["std not positive and finite"]
+        if not np.all(np.isfinite(np.asarray(self.mean))):
+            return ["mean not finite"]
+        return []
+
+    def shape_problems(self):
+        problems = super().shape_problems()
+        if not problems and np.shape(self.mean) != np.shape(self.std):
+            problems.append(f"mean has shape {np.shape(self.mean)} but std has shape {np.shape(self.std)}")
+        return problems
+
+    def table_arrays(self):
+        return {"mean": self.mean.reshape(self.num_units, -1), "std": self.std.reshape(self.num_units, -1)}
+
+    @classmethod
+    def random(cls, num_units: int, num_variables: int | None = None, rng=None,
+               mean_scale: float = 1.0) -> "Gaussian":
+        """Means from N(0, mean_scale^2), standard deviations uniform in [0.5, 1.5]."""
+        gen = make_rng(rng)
+        shape = (num_units,) if num_variables is None else (num_units, num_variables)
+        return cls(gen.normal(0.0, mean_scale, size=shape), gen.uniform(0.5, 1.5, size=shape))
+
+    # ---- math: params["mean"], params["std"] have shape (U, d); x has shape (B, U, d) --
+    @staticmethod
+    def log_prob(be, params, x):
+        xp = be.xp
+        observed = ~xp.isnan(x)
+        z = (xp.where(observed, x, 0) - params["mean"][None]) / params["std"][None]
+        per_dim = -0.5 * z * z - xp.log(params["std"])[None] - 0.5 * _LOG_2PI
+        return xp.where(observed, per_dim, 0.0).sum(axis=2).astype(x.dtype)
+
+    @staticmethod
+    def grad(be, params, x, g):
+        xp = be.xp
+        observed = ~xp.isnan(x)
+        std = params["std"][None]
+        z = (xp.where(observed, x, 0) - params["mean"][None]) / std
+        gw = xp.where(observed, g[..., None], 0.0)
+        grad_mean = (gw * z / std).sum(axis=0)
+        grad_log_std = (gw * (z * z - 1.0)).sum(axis=0)
+        grad_x = -gw * z / std
+        return {"mean": grad_mean, "std": grad_log_std}, grad_x
+
+    @staticmethod
+    def mode(be, params):
+        return params["mean"].astype(be.dtype)
+
+    mean = mode
+
+    @staticmethod
+    def sample(be, params, rng):
+        return (params["mean"] + params["std"] * rng.normal(params["mean"].shape)).astype(be.dtype)
+
+    @staticmethod
+    def em_statistics(be, params, x, flows):
+        xp = be.xp
+        observed = ~xp.isnan(x)
+        x0 = xp.where(observed, x, 0)
+        w = xp.where(observed, flows[..., None], 0.0)
+        return {"count": w.sum(axis=0), "sum_x": (w * x0).sum(axis=0), "sum_xx": (w * x0 * x0).sum(axis=0)}
+
+    @staticmethod
+    def em_update(params, stats, *, eps=1e-2, min_std=1e-2, **settings):
+        count = stats["count"]
+        safe = count + eps
+        mean = (stats["sum_x"] + eps * params["mean"]) / safe
+        var = (stats["sum_xx"] - 2 * mean * stats["sum_x"] + mean * mean * count + eps * params["std"] ** 2) / safe
+        std = var.clip(min_std ** 2, None) ** 0.5
+        return {"mean": mean, "std": std}
+
+    @staticmethod
+    def to_unconstrained(xp, params):
+        return {"mean": params["mean"], "std": xp.log(params["std"])}
+
+    @staticmethod
+    def from_unconstrained(xp, params, free):
+        return {"mean": free["mean"], "std": xp.exp(free["std"])}

@@ -1,0 +1,232 @@
+"""Validity checks: which node breaks which property, and why.
+
+A circuit computes a normalized distribution by one bottom-up pass when it is *smooth*
+(complete: every sum's children share one scope), *decomposable* (every product's children
+have pairwise disjoint scopes), acyclic, and its sums' weights are normalized. ``check``
+collects every violation into a :class:`ValidityReport` instead of raising, so invalid circuits
+can be built, inspected and drawn on purpose.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .nodes import InputNode, Node, ProductNode, SumNode
+from .scope import Scope
+
+__all__ = ["Violation", "ValidityReport", "InvalidCircuitError", "check", "KINDS"]
+
+#: The properties a violation can be about.
+KINDS = ("smoothness", "decomposability", "cycle", "weights", "shape")
+
+
+class InvalidCircuitError(ValueError):
+    """Raised by :meth:`ValidityReport.raise_if_invalid`; carries the report."""
+
+    def __init__(self, report: "ValidityReport"):
+        super().__init__(str(report))
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken property at one node.
+
+    Attributes
+    ----------
+    kind : str
+        One of ``"smoothness"``, ``"decomposability"``, ``"cycle"``, ``"weights"``, ``"shape"``.
+    node : Node
+        The offending node.
+    message : str
+        One sentence that says what is wrong and why it matters.
+    scopes : tuple of Scope
+        The scopes involved (children's scopes for smoothness/decomposability).
+    node_index : int
+        The node's position in ``circuit.nodes``.
+    """
+
+    kind: str
+    node: Node
+    message: str
+    scopes: tuple = field(default=())
+    node_index: int = -1
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.message}"
+
+
+class ValidityReport:
+    """All violations found in a circuit; ``ok`` when there are none."""
+
+    def __init__(self, circuit, violations: list[Violation]):
+        self.circuit = circuit
+        self.violations = list(violations)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __len__(self) -> int:
+        return len(self.violations)
+
+    def __iter__(self):
+        return iter(self.violations)
+
+    def by_kind(self, kind: str) -> list[Violation]:
+        if kind not in KINDS:
+            raise ValueError(f"unknown violation kind {kind!r}; kinds are {KINDS}")
+        return [v for v in self.violations if v.kind == kind]
+
+    @property
+    def kinds(self) -> set[str]:
+        return {v.kind for v in self.violations}
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The offending nodes, each once, in circuit order."""
+        seen, out = set(), []
+        for v in self.violations:
+            if id(v.node) not in seen:
+                seen.add(id(v.node))
+                out.append(v.node)
+        return out
+
+    def raise_if_invalid(self) -> "ValidityReport":
+        if not self.ok:
+            raise InvalidCircuitError(self)
+        return self
+
+    def __str__(self) -> str:
+        c = self.circuit
+        if self.ok:
+            return (f"Valid circuit: smooth, decomposable, acyclic, normalized weights "
+                    f"({c.num_nodes} nodes, {c.num_units} units checked).")
+        counts = {k: len(self.by_kind(k)) for k in KINDS if self.by_kind(k)}
+        head = (f"Invalid circuit: {len(self.violations)} violation{'s' if len(self.violations) > 1 else ''} ("
+                + ", ".join(f"{n} {k}" for k, n in counts.items()) + ")")
+        lines = [head] + [f"  {v}" for v in self.violations[:50]]
+        if len(self.violations) > 50:
+            lines.append(f"  ... and {len(self.violations) - 50} more")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"ValidityReport(ok={self.ok}, violations={len(self.violations)})"
+
+
+def node_name(circuit, node: Node) -> str:
+    """``SumNode n12 'label' (4 units) over x[0..3, 0..3]`` for messages."""
+    idx = circuit.index(node)
+    label = f" {node.label!r}" if node.label else ""
+    kind = type(node).__name__ + (f"[{node.family.name}]" if isinstance(node, InputNode) else "")
+    units = f"{node.num_units} unit{'s' if node.num_units != 1 else ''}"
+    return f"{kind} n{idx}{label} ({units}) over {circuit.variables.format_scope(node.scope)}"
+
+
+def check(circuit, *, atol: float = 1e-6) -> ValidityReport:
+    """Check every node of ``circuit``; return a :class:`ValidityReport`.
+
+    Parameters
+    ----------
+    atol : float
+        Tolerance on ``|sum of a weight row - 1|``.
+    """
+    fmt = circuit.variables.format_scope
+    found: list[Violation] = []
+    for parent, child in circuit.back_edges:
+        found.append(Violation(
+            "cycle", parent,
+            f"{node_name(circuit, parent)} has child {node_name(circuit, child)}, which is also its ancestor: "
+            f"a circuit must be acyclic, or no bottom-up order exists.",
+            (parent.scope, child.scope), circuit.index(parent)))
+    for index, node in enumerate(circuit.nodes):
+        shape_problems = _shape_problems(node)
+        for problem in shape_problems:
+            found.append(Violation("shape", node, f"{node_name(circuit, node)}: {problem}.", (node.scope,), index))
+        if isinstance(node, SumNode):
+            if not shape_problems:
+                found.extend(_weight_violations(circuit, node, index, atol))
+            scopes = [c.scope for c in node.children]
+            if any(s.bits != scopes[0].bits for s in scopes):
+                distinct = list(dict.fromkeys(scopes))
+                detail = "; ".join(f"child {i} ({type(c).__name__} n{circuit.index(c)}) over {fmt(s)}"
+                                   for i, (c, s) in enumerate(zip(node.children, scopes))
+                                   if s.bits != scopes[0].bits or i == 0)
+                found.append(Violation(
+                    "smoothness", node,
+                    f"{node_name(circuit, node)} mixes children over different scopes ({detail}): a sum must be "
+                    f"smooth (complete), or it mixes distributions over different variables.",
+                    tuple(distinct), index))
+        elif isinstance(node, ProductNode):
+            seen_bits = 0
+            overlaps = []
+            for i, child in enumerate(node.children):
+                shared = seen_bits & child.scope.bits
+                if shared:
+                    owners = [j for j in range(i) if node.children[j].scope.bits & shared]
+                    overlaps.append((owners[0], i, Scope.from_bits(shared)))
+                seen_bits |= child.scope.bits
+            if overlaps:
+                detail = "; ".join(f"children {a} and {b} share {fmt(s)}" for a, b, s in overlaps)
+                found.append(Violation(
+                    "decomposability", node,
+                    f"{node_name(circuit, node)} multiplies children with overlapping scopes ({detail}): a product "
+                    f"must be decomposable, or it multiplies dependent factors and over-counts shared variables.",
+                    tuple(c.scope for c in node.children), index))
+        elif isinstance(node, InputNode) and not shape_problems:
+            for problem in node.family.value_problems():
+                found.append(Violation("weights", node, f"{node_name(circuit, node)}: leaf parameters invalid: "
+                                       f"{problem}.", (node.scope,), index))
+    return ValidityReport(circuit, found)
+
+
+def _shape_problems(node: Node) -> list[str]:
+    if isinstance(node, SumNode):
+        values, mask = node.params.values, node.params.mask
+        expected = (node.num_units, node.num_inputs)
+        problems = []
+        if not isinstance(values, np.ndarray) or values.shape != expected:
+            problems.append(f"weights have shape {np.shape(values)} but the node needs {expected} "
+                            f"({node.num_units} units x {node.num_inputs} child units)")
+        if mask is not None and np.shape(mask) != expected:
+            problems.append(f"mask has shape {np.shape(mask)} but the node needs {expected}")
+        return problems
+    if isinstance(node, ProductNode):
+        table = node.table
+        sizes = np.array([c.num_units for c in node.children])
+        if table.ndim != 2 or table.shape != (node.num_units, len(node.children)):
+            return [f"pattern table has shape {table.shape} but the node needs ({node.num_units}, {len(sizes)})"]
+        if np.any(table < 0) or np.any(table >= sizes[None, :]):
+            return ["pattern table refers to child units that do not exist"]
+        return []
+    if isinstance(node, InputNode):
+        problems = list(node.family.shape_problems())
+        if not problems and node.family.num_units != node.num_units:
+            problems.append(f"the family has {node.family.num_units} units but the node has {node.num_units}")
+        if not problems and node.family.num_variables != len(node.variables):
+            problems.append(f"the family is over {node.family.num_variables} variables per unit but the node has "
+                            f"{len(node.variables)} variables")
+        return problems
+    return []
+
+
+def _weight_violations(circuit, node: SumNode, index: int, atol: float) -> list[Violation]:
+    w = node.params.values
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        return [Violation("weights", node, f"{node_name(circuit, node)}: weights must be finite and non-negative.",
+                          (node.scope,), index)]
+    if node.params.mask is not None and np.any(w[~node.params.mask] != 0):
+        return [Violation("weights", node, f"{node_name(circuit, node)}: weights outside the mask are not 0.",
+                          (node.scope,), index)]
+    sums = w.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > atol)
+    if len(bad):
+        rows = ", ".join(f"unit {u} sums to {sums[u]:.6g}" for u in bad[:3])
+        return [Violation("weights", node, f"{node_name(circuit, node)}: weight rows must sum to 1 ({rows}"
+                          f"{', ...' if len(bad) > 3 else ''}); otherwise the circuit is not normalized.",
+                          (node.scope,), index)]
+    return []
