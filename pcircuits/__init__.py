@@ -8,6 +8,10 @@ from .distributions import Bernoulli, Binomial, Categorical, Gaussian, Indicator
 from .nodes import InputNode, Node, ProductNode, SumNode, SumWeights, WeightedSum, mixture, product
 from .circuit import Circuit
 from .validity import InvalidCircuitError, ValidityReport, Violation, check
+from .layerize import layerize
+from .program import Program
+from .backend import to_numpy
+from . import builders
 
 __version__ = "0.1.0"
 
@@ -16,4 +20,5 @@ __all__ = [
     "LeafFamily", "Indicator", "Bernoulli", "Categorical", "Binomial", "Gaussian",
     "Node", "InputNode", "ProductNode", "SumNode", "SumWeights", "WeightedSum", "product", "mixture",
     "Circuit", "check", "ValidityReport", "Violation", "InvalidCircuitError",
+    "layerize", "Program", "to_numpy", "builders",
 ]

@@ -1,0 +1,205 @@
+"""Layer planning: group the nodes of a circuit into layers of index tensors.
+
+The invariant the grouping keeps: every unit's inputs live in layers computed *before* its own
+layer. Units get contiguous global slots ``[0, num_units)`` in the value array, layer by layer,
+followed by one constant slot that holds log 1 = 0 (used to pad ragged products and sums).
+Nodes are grouped by height (longest path to an input node), then by kind, then by signature:
+sum nodes with the same ``(num_units, num_inputs)`` and dense weights become one *dense block*
+layer (a batched matrix product), every other sum goes to a padded-gather layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..nodes import InputNode, ProductNode, SumNode
+
+__all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "Plan", "plan_layers"]
+
+
+@dataclass
+class InputLayerSpec:
+    """All input units of one leaf family. ``variables[u]`` are unit ``u``'s variable ids."""
+
+    family: type
+    table_key: tuple               # (family class, variables per unit): one parameter table each
+    start: int
+    stop: int
+    variables: np.ndarray          # (U, d) int64
+    rows: np.ndarray               # (U,) row of each unit in the family's parameter table
+    nodes: list = field(default_factory=list)
+
+
+@dataclass
+class ProductLayerSpec:
+    """``value[u] = sum_j value[inputs[u, j]]`` (padded with the zero slot)."""
+
+    start: int
+    stop: int
+    inputs: np.ndarray             # (U, A) int64 global slots
+
+
+@dataclass
+class SumLayerSpec:
+    """``value[u] = logsumexp_j(log w[u, j] + value[inputs[u, j]])``; padding has weight slot -1."""
+
+    start: int
+    stop: int
+    inputs: np.ndarray             # (U, A) int64 global slots
+    weight_slots: np.ndarray       # (U, A) int64 positions in the flat weight vector, -1 = padding
+
+
+@dataclass
+class DenseSumLayerSpec:
+    """``N`` sum nodes with ``K`` units over ``I`` inputs each: a batched log-matmul-exp."""
+
+    start: int
+    stop: int
+    inputs: np.ndarray             # (N, I) int64 global slots
+    weight_slots: np.ndarray       # (N, K, I) int64 positions in the flat weight vector
+    num_nodes: int
+    num_units: int
+    num_inputs: int
+
+
+@dataclass
+class Plan:
+    num_units: int                              # unit slots; slot ``num_units`` is the zero slot
+    layers: list                                # in evaluation order
+    node_offsets: dict                          # id(node) -> first global slot
+    roots: np.ndarray                           # (R,) global slot of each root's unit 0
+    root_units: np.ndarray                      # (R,) number of units of each root
+    sum_params: list                            # unique SumWeights objects
+    weight_offsets: np.ndarray                  # (len(sum_params) + 1,) offsets into the flat vector
+    families: dict                              # (family class, d) -> list of unique family objects
+    family_offsets: dict                        # (family class, d) -> (len + 1,) row offsets
+    heights: dict                               # id(node) -> height
+
+
+def _heights(nodes) -> dict:
+    heights = {}
+    for n in nodes:
+        heights[id(n)] = 1 + max((heights[id(c)] for c in n.children), default=-1)
+    return heights
+
+
+def plan_layers(circuit, *, dense_min_inputs: int = 2) -> Plan:
+    """Assign every unit a slot and group the nodes into layers (see the module docstring)."""
+    nodes = circuit.nodes
+    heights = _heights(nodes)
+
+    # unique parameter objects, in first-seen order (tied objects appear once)
+    sum_params, sum_param_index = [], {}
+    families: dict[type, list] = {}
+    family_index: dict[int, tuple[type, int]] = {}
+    for n in nodes:
+        if isinstance(n, SumNode) and id(n.params) not in sum_param_index:
+            sum_param_index[id(n.params)] = len(sum_params)
+            sum_params.append(n.params)
+        elif isinstance(n, InputNode) and id(n.family) not in family_index:
+            table_key = (type(n.family), n.family.num_variables)
+            objs = families.setdefault(table_key, [])
+            family_index[id(n.family)] = (table_key, len(objs))
+            objs.append(n.family)
+
+    # group nodes: inputs by family; others by height, kind and signature
+    groups: dict[tuple, list] = {}
+    for n in nodes:
+        if isinstance(n, InputNode):
+            key = (0, "input", (type(n.family).__name__, n.family.num_variables))
+        elif isinstance(n, ProductNode):
+            key = (heights[id(n)], "product", 0)
+        elif isinstance(n, SumNode):
+            dense = n.params.mask is None and n.num_inputs >= dense_min_inputs
+            key = (heights[id(n)], "sum", (n.num_units, n.num_inputs) if dense else "general")
+        else:
+            raise TypeError(f"layerize: unknown node type {type(n).__name__}")
+        groups.setdefault(key, []).append(n)
+
+    def order_key(key):
+        height, kind, sig = key
+        return (height, kind != "input", kind, str(sig))
+
+    # slots: allocate contiguous ranges, layer by layer
+    node_offsets: dict[int, int] = {}
+    ordered = sorted(groups, key=order_key)
+    cursor = 0
+    for key in ordered:
+        for n in groups[key]:
+            node_offsets[id(n)] = cursor
+            cursor += n.num_units
+    num_units = cursor
+    zero_slot = num_units
+
+    # flat weight vector: allocate dense layers' parameters first, in layer order, so that an
+    # untied dense layer's weights are one contiguous block (a reshape, no gather)
+    weight_offsets_map: dict[int, int] = {}
+    woff = 0
+    for key in ordered:
+        if key[1] == "sum":
+            for n in groups[key]:
+                if id(n.params) not in weight_offsets_map:
+                    weight_offsets_map[id(n.params)] = woff
+                    woff += n.params.values.size
+    sum_params.sort(key=lambda p: weight_offsets_map[id(p)])
+    weight_offsets = np.array([weight_offsets_map[id(p)] for p in sum_params] + [woff], dtype=np.int64)
+
+    family_offsets = {}
+    for table_key, objs in families.items():
+        family_offsets[table_key] = np.cumsum([0] + [o.num_units for o in objs]).astype(np.int64)
+
+    def child_slots(n) -> np.ndarray:
+        return np.concatenate([node_offsets[id(c)] + np.arange(c.num_units) for c in n.children])
+
+    layers = []
+    for key in ordered:
+        members = groups[key]
+        start = node_offsets[id(members[0])]
+        stop = start + sum(m.num_units for m in members)
+        kind = key[1]
+        if kind == "input":
+            table_key = family_index[id(members[0].family)][0]
+            variables = np.concatenate([np.tile(np.asarray(m.variables, dtype=np.int64), (m.num_units, 1))
+                                        for m in members])
+            rows = np.concatenate([family_offsets[table_key][family_index[id(m.family)][1]] + np.arange(m.num_units)
+                                   for m in members])
+            layers.append(InputLayerSpec(table_key[0], table_key, start, stop, variables, rows, members))
+        elif kind == "product":
+            arity = max(len(m.children) for m in members)
+            inputs = np.full((stop - start, arity), zero_slot, dtype=np.int64)
+            row = 0
+            for m in members:
+                offsets = np.array([node_offsets[id(c)] for c in m.children], dtype=np.int64)
+                inputs[row:row + m.num_units, :len(m.children)] = m.table + offsets[None, :]
+                row += m.num_units
+            layers.append(ProductLayerSpec(start, stop, inputs))
+        elif key[2] == "general":
+            arity = max((m.params.mask.sum(axis=1).max() if m.params.mask is not None else m.num_inputs)
+                        for m in members)
+            inputs = np.full((stop - start, arity), zero_slot, dtype=np.int64)
+            slots = np.full((stop - start, arity), -1, dtype=np.int64)
+            row = 0
+            for m in members:
+                cs = child_slots(m)
+                base = weight_offsets_map[id(m.params)]
+                mask = m.params.mask if m.params.mask is not None else np.ones(m.params.shape, dtype=bool)
+                counts = mask.sum(axis=1)
+                ragged = np.arange(arity)[None, :] < counts[:, None]
+                unit_idx, input_idx = np.nonzero(mask)
+                inputs[row:row + m.num_units][ragged] = cs[input_idx]
+                slots[row:row + m.num_units][ragged] = base + unit_idx * m.num_inputs + input_idx
+                row += m.num_units
+            layers.append(SumLayerSpec(start, stop, inputs, slots))
+        else:
+            num_units_each, num_inputs = key[2]
+            inputs = np.stack([child_slots(m) for m in members])
+            slots = np.stack([weight_offsets_map[id(m.params)]
+                              + np.arange(num_units_each * num_inputs).reshape(num_units_each, num_inputs)
+                              for m in members])
+            layers.append(DenseSumLayerSpec(start, stop, inputs, slots, len(members), num_units_each, num_inputs))
+
+    roots = np.array([node_offsets[id(r)] for r in circuit.roots], dtype=np.int64)
+    root_units = np.array([r.num_units for r in circuit.roots], dtype=np.int64)
+    return Plan(num_units, layers, node_offsets, roots, root_units, sum_params, weight_offsets,
+                families, family_offsets, heights)

@@ -1,0 +1,4 @@
+"""The compiled Program and its passes (forward, backward, top-down)."""
+from .program import Gradients, Program
+
+__all__ = ["Program", "Gradients"]

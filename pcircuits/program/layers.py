@@ -1,0 +1,262 @@
+"""Executable layers: one class per layer kind, each with its forward, backward and top-down rule.
+
+Values and gradients live in arrays of shape ``(num_units + 1, batch)`` (unit-major, so that
+gathering a unit's inputs copies whole rows); the last row is the constant log 1 = 0 slot.
+All loops here are over the columns of one layer's index tensor (its arity), never over nodes,
+units or samples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layerize.plan import DenseSumLayerSpec, InputLayerSpec, ProductLayerSpec, SumLayerSpec
+from .scatter import Scatter
+
+__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "build_layer"]
+
+# largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
+_MAX_CHUNK_ELEMENTS = 1 << 24
+
+
+def _safe_max(xp, a, axis):
+    m = a.max(axis=axis)
+    return xp.where(xp.isfinite(m), m, 0)
+
+
+class InputLayer:
+    """All units of one leaf family: ``value[u] = log p_u(x[variables[u]])``."""
+
+    kind = "input"
+
+    def __init__(self, spec: InputLayerSpec, backend):
+        self.backend = backend
+        self.family = spec.family
+        self.table_key = spec.table_key
+        self.start, self.stop = spec.start, spec.stop
+        self.variables_np = spec.variables
+        self.variables = backend.index(spec.variables)
+        self.rows_np = spec.rows
+        self.rows = backend.index(spec.rows)
+        self.contiguous = bool(np.array_equal(spec.rows, np.arange(spec.rows[0], spec.rows[0] + len(spec.rows))))
+        self.row_scatter = Scatter(backend, spec.rows)
+        self.input_scatter = Scatter(backend, spec.variables.ravel())
+        self.num_edges = 0
+
+    def params(self, table: dict) -> dict:
+        if self.contiguous:
+            lo = int(self.rows_np[0])
+            return {k: v[lo:lo + len(self.rows_np)] for k, v in table.items()}
+        return {k: v[self.rows] for k, v in table.items()}
+
+    def gather_inputs(self, x):
+        """``x[:, variables]``: shape (batch, U, d)."""
+        return x[:, self.variables]
+
+    def forward(self, program, values, x, mode):
+        be = self.backend
+        params = self.params(program.leaf_tables[self.table_key])
+        xg = self.gather_inputs(x)
+        logp = self.family.log_prob(be, params, xg)
+        if mode == "max":
+            # a missing variable takes the leaf's most probable value
+            missing = be.xp.isnan(xg).any(axis=2)
+            if bool(missing.any()):
+                mode_x = self.family.mode(be, params)[None]
+                filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
+                logp = be.xp.where(missing, self.family.log_prob(be, params, filled), logp)
+        values[self.start:self.stop] = logp.T
+
+
+class ProductLayer:
+    """``value[u] = sum_j value[inputs[u, j]]``."""
+
+    kind = "product"
+
+    def __init__(self, spec: ProductLayerSpec, backend):
+        self.backend = backend
+        self.start, self.stop = spec.start, spec.stop
+        self.inputs_np = spec.inputs
+        self.columns = [backend.index(spec.inputs[:, j]) for j in range(spec.inputs.shape[1])]
+        self.scatter = Scatter(backend, spec.inputs.T.ravel())
+        self.num_edges = int(spec.inputs.size)
+
+    def forward(self, program, values, x, mode):
+        out = values[self.columns[0]]
+        for col in self.columns[1:]:
+            out += values[col]
+        values[self.start:self.stop] = out
+
+    def backward(self, program, values, grads, cache):
+        g = grads[self.start:self.stop]
+        xp = self.backend.xp
+        self.scatter.add(grads, xp.concatenate([g] * len(self.columns), axis=0))
+
+    def select(self, program, values, active, choose):
+        xp = self.backend.xp
+        units, batch = xp.nonzero(active[self.start:self.stop])
+        for col in self.columns:
+            active[col[units], batch] = True
+
+
+class SumLayer:
+    """Padded-gather sums: ``value[u] = logsumexp_j(log w[u, j] + value[inputs[u, j]])``."""
+
+    kind = "sum"
+
+    def __init__(self, spec: SumLayerSpec, backend):
+        self.backend = backend
+        self.start, self.stop = spec.start, spec.stop
+        self.inputs_np = spec.inputs
+        self.inputs = backend.index(spec.inputs)
+        self.slots_np = spec.weight_slots
+        self.padding = spec.weight_slots < 0
+        self.slots = backend.index(np.where(self.padding, 0, spec.weight_slots))
+        self.padding_b = backend.xp.asarray(self.padding)
+        self.scatter = Scatter(backend, spec.inputs.ravel())
+        valid = ~self.padding
+        self.weight_scatter = Scatter(backend, spec.weight_slots[valid])
+        self.valid_b = backend.xp.asarray(valid)
+        self.num_edges = int(valid.sum())
+
+    def log_weights(self, program):
+        xp = self.backend.xp
+        return xp.where(self.padding_b, -xp.inf, program.log_weights[self.slots])
+
+    def scores(self, program, values, weighted=True):
+        """``log w + value`` of every input, shape (U, A, batch)."""
+        g = values[self.inputs]
+        if weighted:
+            g = g + self.log_weights(program)[:, :, None]
+        return g
+
+    def forward(self, program, values, x, mode):
+        xp = self.backend.xp
+        g = self.scores(program, values)
+        if mode == "max":
+            values[self.start:self.stop] = g.max(axis=1)
+            return
+        m = _safe_max(xp, g, axis=1)
+        with np.errstate(divide="ignore"):
+            values[self.start:self.stop] = xp.log(xp.exp(g - m[:, None, :]).sum(axis=1)) + m
+
+    def backward(self, program, values, grads, cache):
+        xp = self.backend.xp
+        g = self.scores(program, values)
+        out = values[self.start:self.stop]
+        with np.errstate(invalid="ignore"):
+            post = xp.exp(g - xp.where(xp.isfinite(out), out, 0)[:, None, :])
+        post = xp.where(xp.isfinite(out)[:, None, :], post, 0)
+        flow = post * grads[self.start:self.stop][:, None, :]          # (U, A, B)
+        self.scatter.add(grads, flow.reshape(-1, flow.shape[-1]))
+        edge = flow.sum(axis=2)[self.valid_b]
+        self.weight_scatter.add(program.grad_log_weights, edge)
+
+    def select(self, program, values, active, choose):
+        xp = self.backend.xp
+        units, batch = xp.nonzero(active[self.start:self.stop])
+        if len(units) == 0:
+            return
+        scores = values[self.inputs[units], batch[:, None]]
+        if choose.weighted:
+            scores = scores + self.log_weights(program)[units]
+        scores = xp.where(self.padding_b[units], -xp.inf, scores)
+        j = choose(scores)
+        active[self.inputs[units, j], batch] = True
+        if choose.counts is not None:
+            choose.counts.append(self.slots[units, j])
+
+
+class DenseSumLayer:
+    """``N`` sum nodes of ``K`` units over ``I`` inputs each, as a batched max-shifted matmul."""
+
+    kind = "sum"
+
+    def __init__(self, spec: DenseSumLayerSpec, backend):
+        self.backend = backend
+        self.start, self.stop = spec.start, spec.stop
+        self.N, self.K, self.I = spec.num_nodes, spec.num_units, spec.num_inputs
+        self.inputs_np = spec.inputs
+        self.inputs = backend.index(spec.inputs)
+        flat = spec.weight_slots.ravel()
+        self.contiguous = bool(np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))))
+        self.slot0 = int(flat[0])
+        self.slots = backend.index(spec.weight_slots)
+        self.scatter = Scatter(backend, spec.inputs.ravel())
+        self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
+        self.num_edges = int(flat.size)
+
+    def weights(self, program):
+        """Linear weights, shape (N, K, I): a view of the flat vector when untied."""
+        if self.contiguous:
+            return program.weights[self.slot0:self.slot0 + self.N * self.K * self.I].reshape(self.N, self.K, self.I)
+        return program.weights[self.slots]
+
+    def forward(self, program, values, x, mode, cache=None):
+        xp = self.backend.xp
+        X = values[self.inputs]                                   # (N, I, B)
+        if mode == "max":
+            values[self.start:self.stop] = self._max_forward(program, X)
+            return
+        m = _safe_max(xp, X, axis=1)                              # (N, B)
+        E = xp.exp(X - m[:, None, :])
+        S = xp.matmul(self.weights(program), E)                   # (N, K, B)
+        with np.errstate(divide="ignore"):
+            out = xp.log(S) + m[:, None, :]
+        values[self.start:self.stop] = out.reshape(self.N * self.K, -1)
+        if cache is not None:
+            cache[id(self)] = (E, S)
+
+    def _max_forward(self, program, X):
+        xp = self.backend.xp
+        with np.errstate(divide="ignore"):
+            logw = xp.log(self.weights(program))                  # (N, K, I)
+        batch = X.shape[2]
+        step = max(1, _MAX_CHUNK_ELEMENTS // max(1, self.N * self.K * self.I))
+        outs = []
+        for b0 in range(0, batch, step):
+            Xc = X[:, :, b0:b0 + step]
+            outs.append((logw[:, :, :, None] + Xc[:, None, :, :]).max(axis=2))
+        return xp.concatenate(outs, axis=2).reshape(self.N * self.K, batch)
+
+    def backward(self, program, values, grads, cache):
+        xp = self.backend.xp
+        if id(self) in cache:
+            E, S = cache[id(self)]
+        else:
+            X = values[self.inputs]
+            m = _safe_max(xp, X, axis=1)
+            E = xp.exp(X - m[:, None, :])
+            S = xp.matmul(self.weights(program), E)
+        G = grads[self.start:self.stop].reshape(self.N, self.K, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            R = xp.where(S > 0, G / S, 0)                         # (N, K, B)
+        W = self.weights(program)
+        grad_inputs = E * xp.matmul(W.transpose(0, 2, 1), R)      # (N, I, B)
+        self.scatter.add(grads, grad_inputs.reshape(self.N * self.I, -1))
+        edge = W * xp.matmul(R, E.transpose(0, 2, 1))            # (N, K, I) flows = w * dL/dw
+        if self.contiguous:
+            program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
+        else:
+            self.weight_scatter.add(program.grad_log_weights, edge.ravel())
+
+    def select(self, program, values, active, choose):
+        xp = self.backend.xp
+        rows, batch = xp.nonzero(active[self.start:self.stop])
+        if len(rows) == 0:
+            return
+        node, unit = rows // self.K, rows % self.K
+        scores = values[self.inputs[node], batch[:, None]]       # (n, I)
+        if choose.weighted:
+            with np.errstate(divide="ignore"):
+                scores = scores + xp.log(self.weights(program)[node, unit])
+        j = choose(scores)
+        active[self.inputs[node, j], batch] = True
+        if choose.counts is not None:
+            choose.counts.append(self.slots[node, unit, j])
+
+
+def build_layer(spec, backend):
+    """The compile rule table: layer spec type -> executable layer class."""
+    rules = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
+             DenseSumLayerSpec: DenseSumLayer}
+    return rules[type(spec)](spec, backend)

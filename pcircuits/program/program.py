@@ -1,0 +1,385 @@
+"""The Program: a circuit lowered to layers of index tensors and parameter tables, with its passes.
+
+Passes
+------
+``forward(x, mode)``
+    Log-values of every unit (``mode="sum"``: probabilities; ``"max"``: max-product).
+``backward(grad_root)``
+    Vector-Jacobian product of the root log-values: unit flows, gradients with respect to the
+    log-weights (edge flows, the EM statistics when ``grad_root`` is 1), leaf parameters and inputs.
+``top_down(x, mode)``
+    Viterbi-style selection of one input per active sum unit, vectorized as mask propagation
+    (DCSPN Algorithm 1 for any circuit): ``"argmax"`` for MPE, ``"sample"`` for sampling; both
+    conditioned on the evidence in ``x``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import Backend, get_backend, to_numpy
+from .layers import DenseSumLayer, InputLayer, SumLayer, build_layer
+
+__all__ = ["Program", "Gradients"]
+
+
+@dataclass
+class Gradients:
+    """What :meth:`Program.backward` returns.
+
+    Attributes
+    ----------
+    unit_flows : array, shape (num_units, batch)
+        d(sum of grad_root * root log-values)/d(log-value of each unit). With ``grad_root = 1``
+        these are the posterior probabilities that a unit is in the induced tree.
+    log_weights : array, shape (num_weights,)
+        Gradient with respect to the log of every weight (= expected edge counts for EM).
+    leaves : dict
+        (family class, variables per unit) -> {parameter name: gradient w.r.t. the
+        unconstrained parameter table}.
+    inputs : array, shape (batch, num_variables)
+        Gradient with respect to the (continuous) inputs.
+    """
+
+    unit_flows: object
+    log_weights: object
+    leaves: dict
+    inputs: object
+
+
+class _Chooser:
+    """How a top-down pass picks one input of an active sum unit."""
+
+    def __init__(self, backend, mode: str, rng, weighted: bool, counts: bool):
+        self.backend = backend
+        self.mode = mode
+        self.rng = rng
+        self.weighted = weighted
+        self.counts = [] if counts else None
+
+    def __call__(self, scores):
+        xp = self.backend.xp
+        if self.mode == "sample":
+            scores = scores + self.rng.gumbel(scores.shape)
+        return xp.argmax(scores, axis=1)
+
+
+class Program:
+    """A compiled circuit. Make one with ``circuit.compile()`` or :func:`pcircuits.layerize`."""
+
+    def __init__(self, circuit, plan, backend: Backend):
+        self.circuit = circuit
+        self.plan = plan
+        self.backend = backend
+        self.num_variables = circuit.num_variables
+        self.num_units = plan.num_units
+        self.layers = [build_layer(spec, backend) for spec in plan.layers]
+        self.input_layers = [l for l in self.layers if isinstance(l, InputLayer)]
+        self.inner_layers = [l for l in self.layers if not isinstance(l, InputLayer)]
+        self.roots = plan.roots
+        self.root_units = plan.root_units
+        self.output_slots = np.concatenate([r + np.arange(k) for r, k in zip(plan.roots, plan.root_units)])
+        self.num_outputs = len(self.output_slots)
+        self._output_slots_b = backend.index(self.output_slots)
+        self.num_edges = sum(l.num_edges for l in self.inner_layers)
+        self._load_parameters()
+        self._domain()
+        self._values = None
+        self._cache = {}
+        self._x = None
+
+    # ---- parameters ------------------------------------------------------------------
+    def _load_parameters(self):
+        be, plan = self.backend, self.plan
+        flat = np.concatenate([p.values.ravel() for p in plan.sum_params]) if plan.sum_params else np.zeros(0)
+        self.weights = be.asarray(flat)
+        self._update_log_weights()
+        self.leaf_tables = {}
+        for table_key, objs in plan.families.items():
+            arrays = [o.table_arrays() for o in objs]
+            self.leaf_tables[table_key] = {k: be.asarray(np.concatenate([a[k] for a in arrays])) for k in arrays[0]}
+
+    def _update_log_weights(self):
+        xp = self.backend.xp
+        with np.errstate(divide="ignore"):
+            self.log_weights = xp.log(self.weights)
+
+    def set_weights(self, weights):
+        """Replace the flat weight vector (linear space, shape ``(num_weights,)``)."""
+        self.weights = self.backend.asarray(weights)
+        self._update_log_weights()
+
+    @property
+    def num_weights(self) -> int:
+        return int(self.weights.shape[0])
+
+    def sync_to_circuit(self):
+        """Write the Program's current parameters back into the circuit's parameter objects."""
+        w = to_numpy(self.weights).astype(np.float64)
+        for p, lo, hi in zip(self.plan.sum_params, self.plan.weight_offsets[:-1], self.plan.weight_offsets[1:]):
+            p.values = w[lo:hi].reshape(p.values.shape).copy()
+        for table_key, objs in self.plan.families.items():
+            table = {k: to_numpy(v).astype(np.float64) for k, v in self.leaf_tables[table_key].items()}
+            offsets = self.plan.family_offsets[table_key]
+            for obj, lo, hi in zip(objs, offsets[:-1], offsets[1:]):
+                for name in obj.param_names:
+                    if name in table and name in obj.trainable_names:
+                        setattr(obj, name, table[name][lo:hi].reshape(np.shape(getattr(obj, name))).copy())
+        return self.circuit
+
+    def to(self, backend: str, dtype: str | None = None) -> "Program":
+        """The same program on another backend (parameters copied over)."""
+        self.sync_to_circuit()
+        be = get_backend(backend, dtype or self.backend.dtype.name)
+        return Program(self.circuit, self.plan, be)
+
+    # ---- input checking --------------------------------------------------------------
+    def _domain(self):
+        """Per variable: discrete or not, and the largest admissible value."""
+        n = self.num_variables
+        discrete = np.zeros(n, dtype=bool)
+        max_value = np.full(n, np.inf)
+        used = np.zeros(n, dtype=bool)
+        for spec in self.plan.layers:
+            if hasattr(spec, "family"):
+                for node in spec.nodes:
+                    v = np.asarray(node.variables)
+                    used[v] = True
+                    m = node.family.max_value()
+                    if m is not None:
+                        discrete[v] = True
+                        max_value[v] = np.minimum(max_value[v], m)
+        self.discrete_variables = discrete
+        self.max_values = max_value
+        self.used_variables = used
+
+    def prepare(self, x, *, what: str = "x", allow_nan: bool = True):
+        """Check and convert data to a backend array of shape (batch, num_variables).
+
+        Refuses, with a message naming the problem, before any kernel runs: wrong number of
+        variables, non-numeric dtype, infinite values, non-integer or out-of-range values of
+        discrete variables.
+        """
+        if not isinstance(x, np.ndarray):
+            if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
+                x = to_numpy(x) if hasattr(x, "get") else np.from_dlpack(x)
+            else:
+                x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise TypeError(f"{what} must be a numeric array, got dtype {x.dtype}")
+        if x.ndim == 1:
+            raise ValueError(f"{what} must have shape (batch, {self.num_variables}); got a 1-D array of "
+                             f"length {x.shape[0]} (use x[None] for a single example)")
+        if x.ndim > 2:
+            x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.num_variables:
+            raise ValueError(f"{what} has {x.shape[1]} variables per example, the circuit has {self.num_variables}")
+        x = x.astype(np.float64, copy=False)
+        nan = np.isnan(x)
+        if nan.any() and not allow_nan:
+            raise ValueError(f"{what} must not contain NaN here")
+        if np.isinf(x).any():
+            r, c = np.argwhere(np.isinf(x))[0]
+            raise ValueError(f"{what} holds an infinite value at example {r}, variable {c}; use NaN for missing")
+        d = self.discrete_variables
+        if d.any():
+            xd = np.where(nan[:, d], 0, x[:, d])
+            bad = (xd != np.round(xd)) | (xd < 0) | (xd > self.max_values[d][None, :])
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                var = int(np.flatnonzero(d)[c])
+                raise ValueError(f"{what}[{r}, {var}] = {x[r, var]:g} is outside the domain of variable {var} "
+                                 f"(integers 0..{int(self.max_values[var])})")
+        return self.backend.asarray(x)
+
+    # ---- passes ------------------------------------------------------------------------
+    def forward(self, x, mode: str = "sum", *, cache: bool = True):
+        """Log-values of all units, shape (num_units + 1, batch); returns the root outputs.
+
+        Parameters
+        ----------
+        x : array, shape (batch, num_variables)
+            NaN marks a missing value (marginalized in ``"sum"`` mode, maximized in ``"max"``).
+        mode : {"sum", "max"}
+
+        Returns
+        -------
+        array, shape (batch, num_outputs)
+            Log-value of every root unit.
+        """
+        if mode not in ("sum", "max"):
+            raise ValueError(f"forward: mode must be 'sum' or 'max', got {mode!r}")
+        x = self.prepare(x)
+        return self._forward(x, mode, cache=cache)
+
+    def _forward(self, x, mode, cache=True):
+        be = self.backend
+        batch = x.shape[0]
+        values = be.xp.empty((self.num_units + 1, batch), dtype=be.dtype)
+        values[self.num_units] = 0
+        self._cache = {}
+        for layer in self.layers:
+            if isinstance(layer, DenseSumLayer):
+                layer.forward(self, values, x, mode, self._cache if (cache and mode == "sum") else None)
+            else:
+                layer.forward(self, values, x, mode)
+        self._values, self._x, self._mode = values, x, mode
+        return values[self._output_slots_b].T
+
+    @property
+    def values(self):
+        """Log-values of the last forward pass, shape (num_units + 1, batch)."""
+        return self._values
+
+    def backward(self, grad_root=None, *, leaves: bool = True, inputs: bool = False) -> Gradients:
+        """Vector-Jacobian product of the last forward pass (which must be in ``"sum"`` mode).
+
+        Parameters
+        ----------
+        grad_root : array, shape (batch, num_outputs), optional
+            Weights of the root log-values (default 1 for every root unit and example).
+        leaves, inputs : bool
+            Whether to compute leaf-parameter and input gradients.
+        """
+        if self._values is None or self._mode != "sum":
+            raise RuntimeError("backward needs a preceding forward pass in 'sum' mode")
+        be, xp = self.backend, self.backend.xp
+        values, x = self._values, self._x
+        batch = values.shape[1]
+        grads = xp.zeros_like(values)
+        if grad_root is None:
+            grads[self._output_slots_b] = 1
+        else:
+            g = be.asarray(grad_root)
+            if g.ndim == 1:
+                g = g[:, None]
+            if g.shape != (batch, self.num_outputs):
+                raise ValueError(f"backward: grad_root must have shape ({batch}, {self.num_outputs}), got {g.shape}")
+            grads[self._output_slots_b] += g.T
+        self.grad_log_weights = xp.zeros_like(self.weights)
+        for layer in reversed(self.inner_layers):
+            layer.backward(self, values, grads, self._cache)
+        grads[self.num_units] = 0
+        leaf_grads, input_grads = {}, None
+        if inputs:
+            input_grads = xp.zeros((self.num_variables, batch), dtype=be.dtype)
+        if leaves or inputs:
+            for layer in self.input_layers:
+                params = layer.params(self.leaf_tables[layer.table_key])
+                pg, xg = layer.family.grad(be, params, layer.gather_inputs(x), grads[layer.start:layer.stop].T)
+                if leaves:
+                    table = self.leaf_tables[layer.table_key]
+                    acc = leaf_grads.setdefault(layer.table_key, {k: xp.zeros_like(table[k]) for k in pg})
+                    for k, v in pg.items():
+                        layer.row_scatter.add(acc[k], v)
+                if inputs:
+                    layer.input_scatter.add(input_grads, xg.transpose(1, 2, 0).reshape(-1, batch))
+        return Gradients(grads[:self.num_units], self.grad_log_weights, leaf_grads,
+                         None if input_grads is None else input_grads.T)
+
+    def top_down(self, x, mode: str = "argmax", *, forward_mode: str | None = None, root=0,
+                 seed=None, weighted: bool = True, counts: bool = False):
+        """Select an induced tree per example and fill the missing values of ``x``.
+
+        Parameters
+        ----------
+        x : array, shape (batch, num_variables)
+            Evidence; NaN marks the variables to fill.
+        mode : {"argmax", "sample"}
+            ``"argmax"``: at each active sum unit take the input with the largest
+            ``log w + value`` (Viterbi; leaves take their mode). ``"sample"``: draw the input with
+            probability proportional to ``w * value`` (leaves draw a sample).
+        forward_mode : {"max", "sum"}, optional
+            Semantics of the values the choice looks at (default: "max" for argmax, "sum" for sample).
+        root : int or array of int, shape (batch,)
+            Which output unit to start from (per example).
+        weighted : bool
+            False chooses by the unweighted input values (the USI rule of hard EM).
+        counts : bool
+            Also return how often every weight was on a chosen edge (hard EM statistics).
+
+        Returns
+        -------
+        x_filled : array, shape (batch, num_variables)
+        edge_counts : array, shape (num_weights,) (only if ``counts``)
+        """
+        if mode not in ("argmax", "sample"):
+            raise ValueError(f"top_down: mode must be 'argmax' or 'sample', got {mode!r}")
+        forward_mode = forward_mode or ("max" if mode == "argmax" else "sum")
+        be, xp = self.backend, self.backend.xp
+        x = self.prepare(x)
+        self._forward(x, forward_mode, cache=False)
+        values = self._values
+        batch = x.shape[0]
+        rng = be.rng(seed)
+        active = xp.zeros((self.num_units + 1, batch), dtype=bool)
+        root_idx = np.broadcast_to(np.asarray(root, dtype=np.int64), (batch,))
+        if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
+            raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
+        active[be.index(self.output_slots[root_idx]), xp.arange(batch)] = True
+        chooser = _Chooser(be, mode, rng, weighted, counts)
+        for layer in reversed(self.inner_layers):
+            layer.select(self, values, active, chooser)
+        out = x.copy()
+        for layer in self.input_layers:
+            units, rows = xp.nonzero(active[layer.start:layer.stop])
+            if len(units) == 0:
+                continue
+            table = self.leaf_tables[layer.table_key]
+            params = {k: v[layer.rows[units]] for k, v in table.items()}
+            if mode == "argmax":
+                vals = layer.family.mode(be, params)
+            else:
+                vals = layer.family.sample(be, params, rng)
+            variables = layer.variables[units]                      # (n, d)
+            current = out[rows[:, None], variables]
+            out[rows[:, None], variables] = xp.where(xp.isnan(current), vals, current)
+        if counts:
+            chosen = xp.concatenate(chooser.counts) if chooser.counts else xp.zeros(0, dtype=np.int64)
+            edge_counts = xp.bincount(chosen, minlength=self.num_weights).astype(be.dtype)
+            return out, edge_counts
+        return out
+
+    # ---- convenience -------------------------------------------------------------------
+    def statistics(self) -> dict:
+        return {"layers": len(self.layers), "units": self.num_units, "edges": self.num_edges,
+                "weights": self.num_weights, "backend": self.backend.name, "dtype": self.backend.dtype.name,
+                "dense_layers": sum(isinstance(l, DenseSumLayer) for l in self.layers),
+                "gather_sum_layers": sum(isinstance(l, SumLayer) for l in self.layers)}
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (f"Program({s['layers']} layers ({s['dense_layers']} dense-block sums), {s['units']} units, "
+                f"{s['edges']} edges, backend={s['backend']}, dtype={s['dtype']})")
+
+    # ---- queries (see pcircuits.inference) --------------------------------------------
+    def log_likelihood(self, x, *, batch_size: int | None = None, progress: bool = False):
+        """Log-probability per example (NaN = marginalized); (batch,) or (batch, num_outputs)."""
+        from ..inference import log_likelihood
+        return log_likelihood(self, x, batch_size=batch_size, progress=progress)
+
+    def log_conditional(self, x_query, x_evidence):
+        """``log p(query | evidence)`` per example."""
+        from ..inference import log_conditional
+        return log_conditional(self, x_query, x_evidence)
+
+    def mpe(self, x, *, root=0):
+        """Fill NaNs with the (approximate) MPE completion."""
+        from ..inference import mpe
+        return mpe(self, x, root=root)
+
+    def sample(self, num_samples: int | None = None, evidence=None, *, seed=0, root=0):
+        """Samples, optionally conditioned on ``evidence`` (NaN where free)."""
+        from ..inference import sample
+        return sample(self, num_samples, evidence, seed=seed, root=root)
+
+    def inpaint(self, x, *, method: str = "posterior-mean", root=0):
+        """Complete NaNs by ``"posterior-mean"`` or ``"mpe"``."""
+        from ..inference import inpaint
+        return inpaint(self, x, method=method, root=root)
+
+    def leaf_posteriors(self, x, *, root=0):
+        """Posterior flows of all units given ``x``, shape (num_units, batch)."""
+        from ..inference import leaf_posteriors
+        return leaf_posteriors(self, x, root=root)
