@@ -4,8 +4,10 @@ The invariant the grouping keeps: every unit's inputs live in layers computed *b
 layer. Units get contiguous global slots ``[0, num_units)`` in the value array, layer by layer,
 followed by one constant slot that holds log 1 = 0 (used to pad ragged products and sums).
 Nodes are grouped by height (longest path to an input node), then by kind, then by signature:
-sum nodes with the same ``(num_units, num_inputs)`` and dense weights become one *dense block*
-layer (a batched matrix product), every other sum goes to a padded-gather layer.
+sum nodes over binary cartesian products that they alone use become *fused* layers (products
+never stored; one batched matmul over outer products of the children), other sum nodes with
+the same ``(num_units, num_inputs)`` and dense weights become one *dense block* layer (a batched
+matrix product), every other sum goes to a padded-gather layer.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import numpy as np
 
 from ..nodes import InputNode, ProductNode, SumNode
 
-__all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "Plan", "plan_layers"]
+__all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "FusedSumLayerSpec", "Plan",
+           "plan_layers"]
 
 
 @dataclass
@@ -64,10 +67,31 @@ class DenseSumLayerSpec:
 
 
 @dataclass
+class FusedSumLayerSpec:
+    """``N`` sum nodes whose children are binary cartesian products owned by them alone.
+
+    ``value[k] = log sum_{s,i,j} w[k, (s, i, j)] exp(left[s, i] + right[s, j])``: the products
+    (``n`` splits of ``KL x KR`` units) are never stored; the sum is computed as one batched
+    matmul over the outer products of the max-shifted children (the log-einsum-exp pattern).
+    """
+
+    start: int
+    stop: int
+    left: np.ndarray               # (N, n, KL) int64 global slots of the left children's units
+    right: np.ndarray              # (N, n, KR) int64 global slots of the right children's units
+    weight_slots: np.ndarray       # (N, K, n * KL * KR) int64 positions in the flat weight vector
+    num_nodes: int
+    num_units: int
+    num_splits: int
+    left_units: int
+    right_units: int
+
+
+@dataclass
 class Plan:
     num_units: int                              # unit slots; slot ``num_units`` is the zero slot
     layers: list                                # in evaluation order
-    node_offsets: dict                          # id(node) -> first global slot
+    node_offsets: dict                          # id(node) -> first global slot (fused products: none)
     roots: np.ndarray                           # (R,) global slot of each root's unit 0
     root_units: np.ndarray                      # (R,) number of units of each root
     sum_params: list                            # unique SumWeights objects
@@ -84,10 +108,42 @@ def _heights(nodes) -> dict:
     return heights
 
 
-def plan_layers(circuit, *, dense_min_inputs: int = 2) -> Plan:
-    """Assign every unit a slot and group the nodes into layers (see the module docstring)."""
+def _fusable_sums(circuit, nodes) -> dict:
+    """Sum nodes whose children are all binary cartesian products that only this sum uses.
+
+    Returns id(sum) -> (num_splits, left units, right units).
+    """
+    parents: dict[int, int] = {id(r): 1 for r in circuit.roots}
+    for n in nodes:
+        for c in n.children:
+            parents[id(c)] = parents.get(id(c), 0) + 1
+    fused = {}
+    for n in nodes:
+        if not isinstance(n, SumNode) or n.params.mask is not None:
+            continue
+        kids = n.children
+        if not all(isinstance(p, ProductNode) and p.pattern == "cartesian" and len(p.children) == 2
+                   and parents[id(p)] == 1 for p in kids):
+            continue
+        if len({id(p) for p in kids}) != len(kids):
+            continue
+        shapes = {(p.children[0].num_units, p.children[1].num_units) for p in kids}
+        if len(shapes) == 1:
+            left, right = shapes.pop()
+            fused[id(n)] = (len(kids), left, right)
+    return fused
+
+
+def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Plan:
+    """Assign every unit a slot and group the nodes into layers (see the module docstring).
+
+    With ``fuse=True`` a sum whose children are binary cartesian products used by it alone is
+    planned as one fused layer (:class:`FusedSumLayerSpec`) and its products get no slots.
+    """
     nodes = circuit.nodes
     heights = _heights(nodes)
+    fused = _fusable_sums(circuit, nodes) if fuse else {}
+    absorbed = {id(p) for n in nodes if id(n) in fused for p in n.children}
 
     # unique parameter objects, in first-seen order (tied objects appear once)
     sum_params, sum_param_index = [], {}
@@ -106,7 +162,11 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2) -> Plan:
     # group nodes: inputs by family; others by height, kind and signature
     groups: dict[tuple, list] = {}
     for n in nodes:
-        if isinstance(n, InputNode):
+        if id(n) in absorbed:
+            continue
+        if id(n) in fused:
+            key = (heights[id(n)], "sum", ("fused", n.num_units) + fused[id(n)])
+        elif isinstance(n, InputNode):
             key = (0, "input", (type(n.family).__name__, n.family.num_variables))
         elif isinstance(n, ProductNode):
             key = (heights[id(n)], "product", 0)
@@ -174,6 +234,18 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2) -> Plan:
                 inputs[row:row + m.num_units, :len(m.children)] = m.table + offsets[None, :]
                 row += m.num_units
             layers.append(ProductLayerSpec(start, stop, inputs))
+        elif key[2][0] == "fused":
+            _, num_units_each, num_splits, left_units, right_units = key[2]
+            left = np.stack([[node_offsets[id(p.children[0])] + np.arange(left_units) for p in m.children]
+                             for m in members])
+            right = np.stack([[node_offsets[id(p.children[1])] + np.arange(right_units) for p in m.children]
+                              for m in members])
+            num_inputs = num_splits * left_units * right_units
+            slots = np.stack([weight_offsets_map[id(m.params)]
+                              + np.arange(num_units_each * num_inputs).reshape(num_units_each, num_inputs)
+                              for m in members])
+            layers.append(FusedSumLayerSpec(start, stop, left, right, slots, len(members), num_units_each,
+                                            num_splits, left_units, right_units))
         elif key[2] == "general":
             arity = max((m.params.mask.sum(axis=1).max() if m.params.mask is not None else m.num_inputs)
                         for m in members)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layerize.plan import DenseSumLayerSpec, InputLayerSpec, ProductLayerSpec, SumLayerSpec
+from ..layerize.plan import DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec, SumLayerSpec
 from .scatter import Scatter
 
-__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "build_layer"]
+__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "build_layer"]
 
 # largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
 _MAX_CHUNK_ELEMENTS = 1 << 24
@@ -255,8 +255,104 @@ class DenseSumLayer:
             choose.counts.append(self.slots[node, unit, j])
 
 
+class FusedSumLayer(DenseSumLayer):
+    """Sums over binary cartesian products, fused: products are formed as outer products of the
+    max-shifted children's exponentials and contracted with the weights in one batched matmul."""
+
+    def __init__(self, spec: FusedSumLayerSpec, backend):
+        self.backend = backend
+        self.start, self.stop = spec.start, spec.stop
+        self.N, self.K = spec.num_nodes, spec.num_units
+        self.n, self.KL, self.KR = spec.num_splits, spec.left_units, spec.right_units
+        self.I = self.n * self.KL * self.KR
+        self.left = backend.index(spec.left)
+        self.right = backend.index(spec.right)
+        flat = spec.weight_slots.ravel()
+        self.contiguous = bool(np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))))
+        self.slot0 = int(flat[0])
+        self.slots = backend.index(spec.weight_slots)
+        self.left_scatter = Scatter(backend, spec.left.ravel())
+        self.right_scatter = Scatter(backend, spec.right.ravel())
+        self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
+        self.num_edges = int(flat.size) + 2 * self.N * self.I
+
+    def _products(self, values):
+        """Max-shifted product exponentials E (N, I, B) and their log-scale M (N, B)."""
+        xp = self.backend.xp
+        L = values[self.left]                                      # (N, n, KL, B)
+        R = values[self.right]                                     # (N, n, KR, B)
+        ml = _safe_max(xp, L, axis=2)                              # (N, n, B)
+        mr = _safe_max(xp, R, axis=2)
+        ms = ml + mr
+        M = ms.max(axis=1)                                         # (N, B)
+        el = xp.exp(L - (ml - (ms - M[:, None, :]))[:, :, None, :])  # folds exp(ms - M) into the left factor
+        er = xp.exp(R - mr[:, :, None, :])
+        E = (el[:, :, :, None, :] * er[:, :, None, :, :]).reshape(self.N, self.I, -1)
+        return E, M
+
+    def _log_products(self, values, node, batch):
+        """Log-values of the products of ``node[a]`` at example ``batch[a]``: (n_active, I)."""
+        L = values[self.left[node], batch[:, None, None]]          # (a, n, KL)
+        R = values[self.right[node], batch[:, None, None]]         # (a, n, KR)
+        return (L[:, :, :, None] + R[:, :, None, :]).reshape(len(node), self.I)
+
+    def forward(self, program, values, x, mode, cache=None):
+        xp = self.backend.xp
+        if mode == "max":
+            L = values[self.left]
+            R = values[self.right]
+            X = (L[:, :, :, None, :] + R[:, :, None, :, :]).reshape(self.N, self.I, -1)
+            values[self.start:self.stop] = self._max_forward(program, X)
+            return
+        E, M = self._products(values)
+        S = xp.matmul(self.weights(program), E)                    # (N, K, B)
+        with np.errstate(divide="ignore"):
+            out = xp.log(S) + M[:, None, :]
+        values[self.start:self.stop] = out.reshape(self.N * self.K, -1)
+        if cache is not None:
+            cache[id(self)] = (E, S)
+
+    def backward(self, program, values, grads, cache):
+        xp = self.backend.xp
+        if id(self) in cache:
+            E, S = cache[id(self)]
+        else:
+            E, _ = self._products(values)
+            S = xp.matmul(self.weights(program), E)
+        G = grads[self.start:self.stop].reshape(self.N, self.K, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            R = xp.where(S > 0, G / S, 0)                          # (N, K, B)
+        W = self.weights(program)
+        flows = (E * xp.matmul(W.transpose(0, 2, 1), R)).reshape(self.N, self.n, self.KL, self.KR, -1)
+        batch = flows.shape[-1]
+        self.left_scatter.add(grads, flows.sum(axis=3).reshape(-1, batch))
+        self.right_scatter.add(grads, flows.sum(axis=2).reshape(-1, batch))
+        edge = W * xp.matmul(R, E.transpose(0, 2, 1))
+        if self.contiguous:
+            program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
+        else:
+            self.weight_scatter.add(program.grad_log_weights, edge.ravel())
+
+    def select(self, program, values, active, choose):
+        xp = self.backend.xp
+        rows, batch = xp.nonzero(active[self.start:self.stop])
+        if len(rows) == 0:
+            return
+        node, unit = rows // self.K, rows % self.K
+        scores = self._log_products(values, node, batch)
+        if choose.weighted:
+            with np.errstate(divide="ignore"):
+                scores = scores + xp.log(self.weights(program)[node, unit])
+        j = choose(scores)
+        split, rest = j // (self.KL * self.KR), j % (self.KL * self.KR)
+        active[self.left[node, split, rest // self.KR], batch] = True
+        active[self.right[node, split, rest % self.KR], batch] = True
+        if choose.counts is not None:
+            choose.counts.append(self.slots[node, unit, j])
+
+
 def build_layer(spec, backend):
     """The compile rule table: layer spec type -> executable layer class."""
     rules = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
-             DenseSumLayerSpec: DenseSumLayer}
+             DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer}
     return rules[type(spec)](spec, backend)
