@@ -1,4 +1,5 @@
 """The Poon-Domingos builder: validity, closed-form sizes, the VAE-leaf poster's counts, options."""
+import itertools
 import time
 
 import numpy as np
@@ -55,6 +56,18 @@ def test_every_pd_circuit_passes_check(height, width, delta, num_sums, num_leave
     assert report.ok, str(report)
     assert circuit.num_roots == 1 and circuit.roots[0].num_units == 1
     assert circuit.scope == circuit.variables.scope
+
+
+@pytest.mark.parametrize("options", [
+    dict(height=2, width=3, delta=2),
+    dict(height=3, width=2, delta=[[2, 1]], dense=True),
+    dict(height=2, width=2, delta=1, channels=2, dense=True),
+])
+def test_pd_circuit_sums_to_one_over_all_binary_images(options):
+    circuit = poon_domingos(**options, num_sums=2, num_leaves=2, leaf="bernoulli")
+    images = np.array(list(itertools.product([0, 1], repeat=circuit.num_variables)), dtype=float)
+    log_likelihood = np.asarray(circuit.compile(dtype="float64").log_likelihood(images))
+    assert np.exp(log_likelihood).sum() == pytest.approx(1.0, abs=1e-9)
 
 
 @FAST

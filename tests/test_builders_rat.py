@@ -1,4 +1,5 @@
 """The RAT-SPN builder: validity, region trees, sizes per region, class roots, seeds, leaves."""
+import itertools
 import math
 
 import numpy as np
@@ -117,6 +118,13 @@ def test_classification_variant_has_one_root_per_class_over_shared_children():
     assert circuit.num_roots == 4
     assert all(root.num_units == 1 and root.children == circuit.roots[0].children for root in circuit.roots)
     assert not np.array_equal(circuit.roots[0].weights, circuit.roots[1].weights)
+
+
+def test_every_class_root_sums_to_one_over_all_binary_inputs():
+    circuit = rat_spn(6, depth=2, num_repetitions=3, num_sums=2, num_leaves=2, num_classes=3, leaf="bernoulli")
+    inputs = np.array(list(itertools.product([0, 1], repeat=6)), dtype=float)
+    log_likelihood = np.asarray(circuit.compile(dtype="float64").log_likelihood(inputs)).reshape(len(inputs), -1)
+    np.testing.assert_allclose(np.exp(log_likelihood).sum(axis=0), np.ones(3), atol=1e-9)
 
 
 def test_rat_spn_same_seed_gives_the_same_circuit():
