@@ -57,7 +57,7 @@ def matmul_floor_ms(program, batch: int, reps: int) -> tuple[float, float]:
 def build(which: str, args):
     if which == "pd":
         return pc.builders.poon_domingos(28, 28, delta=args.pd_delta, num_sums=args.pd_sums,
-                                         num_leaves=args.pd_leaves, leaf="gaussian", seed=0)
+                                         num_leaves=args.pd_leaves, leaf="gaussian", dense=args.pd_dense, seed=0)
     if which == "rat":
         return pc.builders.rat_spn(784, depth=args.rat_depth, num_repetitions=args.rat_reps,
                                    num_sums=args.rat_sums, num_leaves=args.rat_leaves, leaf="gaussian", seed=0)
@@ -106,8 +106,10 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     parser.add_argument("--pd-delta", type=int, default=7)
-    parser.add_argument("--pd-sums", type=int, default=16)
+    parser.add_argument("--pd-sums", type=int, default=32)
     parser.add_argument("--pd-leaves", type=int, default=4)
+    parser.add_argument("--pd-dense", action=argparse.BooleanOptionalAction, default=True,
+                        help="regions on the delta grid only, grid cells as factorized leaves (as PyJuice's PD)")
     parser.add_argument("--rat-depth", type=int, default=5)
     parser.add_argument("--rat-reps", type=int, default=8)
     parser.add_argument("--rat-sums", type=int, default=16)

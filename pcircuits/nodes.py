@@ -11,6 +11,7 @@ business of :func:`pcircuits.validity.check`, so invalid circuits can be built o
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Union
 
@@ -245,7 +246,7 @@ class ProductNode(Node):
                 raise ValueError(f"ProductNode: elementwise products need children of equal size, got sizes {sizes}")
             return sizes[0]
         if self.pattern == "cartesian":
-            return int(np.prod(sizes))
+            return math.prod(sizes)
         table = self._table
         if table.ndim != 2 or table.shape[1] != len(children) or table.shape[0] < 1:
             raise ValueError(f"ProductNode: pattern table must have shape (num_units, {len(children)}), "

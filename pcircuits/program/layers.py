@@ -81,10 +81,14 @@ class ProductLayer:
         self.num_edges = int(spec.inputs.size)
 
     def forward(self, program, values, x, mode):
-        out = values[self.columns[0]]
-        for col in self.columns[1:]:
-            out += values[col]
-        values[self.start:self.stop] = out
+        xp = self.backend.xp
+        out = values[self.start:self.stop]
+        xp.take(values, self.columns[0], axis=0, out=out)
+        if len(self.columns) > 1:
+            scratch = program.buffer(("product-scratch", out.shape), out.shape)
+            for col in self.columns[1:]:
+                xp.take(values, col, axis=0, out=scratch)
+                out += scratch
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
@@ -191,20 +195,35 @@ class DenseSumLayer:
             return program.weights[self.slot0:self.slot0 + self.N * self.K * self.I].reshape(self.N, self.K, self.I)
         return program.weights[self.slots]
 
-    def forward(self, program, values, x, mode, cache=None):
+    def _buffers(self, program, batch, cache):
+        """(E, S) work arrays: per layer when cached for backward, else shared by shape."""
+        key = id(self) if cache is not None else "shared"
+        E = program.buffer(("E", key, self.N, self.I), (self.N, self.I, batch))
+        S = program.buffer(("S", key, self.N, self.K), (self.N, self.K, batch))
+        return E, S
+
+    def _finish(self, program, values, E, S, M, cache):
         xp = self.backend.xp
-        X = values[self.inputs]                                   # (N, I, B)
-        if mode == "max":
-            values[self.start:self.stop] = self._max_forward(program, X)
-            return
-        m = _safe_max(xp, X, axis=1)                              # (N, B)
-        E = xp.exp(X - m[:, None, :])
-        S = xp.matmul(self.weights(program), E)                   # (N, K, B)
+        xp.matmul(self.weights(program), E, out=S)                # (N, K, B)
+        out = values[self.start:self.stop].reshape(self.N, self.K, -1)
         with np.errstate(divide="ignore"):
-            out = xp.log(S) + m[:, None, :]
-        values[self.start:self.stop] = out.reshape(self.N * self.K, -1)
+            xp.log(S, out=out)
+        out += M[:, None, :]
         if cache is not None:
             cache[id(self)] = (E, S)
+
+    def forward(self, program, values, x, mode, cache=None):
+        xp = self.backend.xp
+        batch = values.shape[1]
+        if mode == "max":
+            values[self.start:self.stop] = self._max_forward(program, values[self.inputs])
+            return
+        E, S = self._buffers(program, batch, cache)
+        xp.take(values, self.inputs, axis=0, out=E)               # (N, I, B)
+        m = _safe_max(xp, E, axis=1)                              # (N, B)
+        E -= m[:, None, :]
+        xp.exp(E, out=E)
+        self._finish(program, values, E, S, m, cache)
 
     def _max_forward(self, program, X):
         xp = self.backend.xp
@@ -220,18 +239,13 @@ class DenseSumLayer:
 
     def backward(self, program, values, grads, cache):
         xp = self.backend.xp
-        if id(self) in cache:
-            E, S = cache[id(self)]
-        else:
-            X = values[self.inputs]
-            m = _safe_max(xp, X, axis=1)
-            E = xp.exp(X - m[:, None, :])
-            S = xp.matmul(self.weights(program), E)
-        G = grads[self.start:self.stop].reshape(self.N, self.K, -1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            R = xp.where(S > 0, G / S, 0)                         # (N, K, B)
+        if id(self) not in cache:
+            self.forward(program, values, None, "sum", cache)
+        E, S = cache[id(self)]
+        R = self._ratio(program, grads, S)                        # (N, K, B)
         W = self.weights(program)
-        grad_inputs = E * xp.matmul(W.transpose(0, 2, 1), R)      # (N, I, B)
+        grad_inputs = self._transposed_product(program, W, R)     # (N, I, B)
+        grad_inputs *= E
         self.scatter.add(grads, grad_inputs.reshape(self.N * self.I, -1))
         edge = W * xp.matmul(R, E.transpose(0, 2, 1))            # (N, K, I) flows = w * dL/dw
         if self.contiguous:
@@ -255,6 +269,28 @@ class DenseSumLayer:
             choose.counts.append(self.slots[node, unit, j])
 
 
+def _ratio_impl(layer, program, grads, S):
+    """``grad / S`` (0 where S = 0), in a reused buffer."""
+    xp = layer.backend.xp
+    G = grads[layer.start:layer.stop].reshape(layer.N, layer.K, -1)
+    R = program.buffer(("R", layer.N, layer.K), G.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xp.divide(G, S, out=R)
+    R[S <= 0] = 0
+    return R
+
+
+def _transposed_product_impl(layer, program, W, R):
+    """``W^T @ R`` of shape (N, I, B) in a reused buffer."""
+    out = program.buffer(("WtR", layer.N, layer.I), (layer.N, layer.I, R.shape[2]))
+    layer.backend.xp.matmul(W.transpose(0, 2, 1), R, out=out)
+    return out
+
+
+DenseSumLayer._ratio = _ratio_impl
+DenseSumLayer._transposed_product = _transposed_product_impl
+
+
 class FusedSumLayer(DenseSumLayer):
     """Sums over binary cartesian products, fused: products are formed as outer products of the
     max-shifted children's exponentials and contracted with the weights in one batched matmul."""
@@ -276,19 +312,24 @@ class FusedSumLayer(DenseSumLayer):
         self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
         self.num_edges = int(flat.size) + 2 * self.N * self.I
 
-    def _products(self, values):
-        """Max-shifted product exponentials E (N, I, B) and their log-scale M (N, B)."""
+    def _products(self, program, values, E):
+        """Fill E (N, I, B) with max-shifted product exponentials; return their log-scale M (N, B)."""
         xp = self.backend.xp
-        L = values[self.left]                                      # (N, n, KL, B)
-        R = values[self.right]                                     # (N, n, KR, B)
+        batch = values.shape[1]
+        L = program.buffer(("L", self.N, self.n, self.KL), (self.N, self.n, self.KL, batch))
+        R = program.buffer(("Rt", self.N, self.n, self.KR), (self.N, self.n, self.KR, batch))
+        xp.take(values, self.left, axis=0, out=L)                 # (N, n, KL, B)
+        xp.take(values, self.right, axis=0, out=R)                # (N, n, KR, B)
         ml = _safe_max(xp, L, axis=2)                              # (N, n, B)
         mr = _safe_max(xp, R, axis=2)
         ms = ml + mr
         M = ms.max(axis=1)                                         # (N, B)
-        el = xp.exp(L - (ml - (ms - M[:, None, :]))[:, :, None, :])  # folds exp(ms - M) into the left factor
-        er = xp.exp(R - mr[:, :, None, :])
-        E = (el[:, :, :, None, :] * er[:, :, None, :, :]).reshape(self.N, self.I, -1)
-        return E, M
+        L -= (ml - (ms - M[:, None, :]))[:, :, None, :]            # folds exp(ms - M) into the left factor
+        xp.exp(L, out=L)
+        R -= mr[:, :, None, :]
+        xp.exp(R, out=R)
+        xp.multiply(L[:, :, :, None, :], R[:, :, None, :, :], out=E.reshape(self.N, self.n, self.KL, self.KR, batch))
+        return M
 
     def _log_products(self, values, node, batch):
         """Log-values of the products of ``node[a]`` at example ``batch[a]``: (n_active, I)."""
@@ -304,26 +345,20 @@ class FusedSumLayer(DenseSumLayer):
             X = (L[:, :, :, None, :] + R[:, :, None, :, :]).reshape(self.N, self.I, -1)
             values[self.start:self.stop] = self._max_forward(program, X)
             return
-        E, M = self._products(values)
-        S = xp.matmul(self.weights(program), E)                    # (N, K, B)
-        with np.errstate(divide="ignore"):
-            out = xp.log(S) + M[:, None, :]
-        values[self.start:self.stop] = out.reshape(self.N * self.K, -1)
-        if cache is not None:
-            cache[id(self)] = (E, S)
+        E, S = self._buffers(program, values.shape[1], cache)
+        M = self._products(program, values, E)
+        self._finish(program, values, E, S, M, cache)
 
     def backward(self, program, values, grads, cache):
         xp = self.backend.xp
-        if id(self) in cache:
-            E, S = cache[id(self)]
-        else:
-            E, _ = self._products(values)
-            S = xp.matmul(self.weights(program), E)
-        G = grads[self.start:self.stop].reshape(self.N, self.K, -1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            R = xp.where(S > 0, G / S, 0)                          # (N, K, B)
+        if id(self) not in cache:
+            self.forward(program, values, None, "sum", cache)
+        E, S = cache[id(self)]
+        R = self._ratio(program, grads, S)                         # (N, K, B)
         W = self.weights(program)
-        flows = (E * xp.matmul(W.transpose(0, 2, 1), R)).reshape(self.N, self.n, self.KL, self.KR, -1)
+        flows = self._transposed_product(program, W, R)
+        flows *= E
+        flows = flows.reshape(self.N, self.n, self.KL, self.KR, -1)
         batch = flows.shape[-1]
         self.left_scatter.add(grads, flows.sum(axis=3).reshape(-1, batch))
         self.right_scatter.add(grads, flows.sum(axis=2).reshape(-1, batch))

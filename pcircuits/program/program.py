@@ -88,6 +88,26 @@ class Program:
         self._values = None
         self._cache = {}
         self._x = None
+        self._buffers = {}
+
+    def buffer(self, key, shape, dtype=None):
+        """A work array reused across passes of the same shape (allocated once per batch shape).
+
+        Reuse avoids the page faults of fresh large allocations, which otherwise cost more than
+        the arithmetic of a pass.
+        """
+        dtype = self.backend.dtype if dtype is None else dtype
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self.backend.xp.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf
+
+    def release_buffers(self):
+        """Free the work arrays (they are made again on the next pass)."""
+        self._buffers = {}
+        self._values = None
+        self._cache = {}
 
     # ---- parameters ------------------------------------------------------------------
     def _load_parameters(self):
@@ -216,7 +236,7 @@ class Program:
     def _forward(self, x, mode, cache=True):
         be = self.backend
         batch = x.shape[0]
-        values = be.xp.empty((self.num_units + 1, batch), dtype=be.dtype)
+        values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
         self._cache = {}
         for layer in self.layers:
@@ -247,7 +267,8 @@ class Program:
         be, xp = self.backend, self.backend.xp
         values, x = self._values, self._x
         batch = values.shape[1]
-        grads = xp.zeros_like(values)
+        grads = self.buffer("grads", values.shape)
+        grads.fill(0)
         if grad_root is None:
             grads[self._output_slots_b] = 1
         else:
