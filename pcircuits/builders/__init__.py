@@ -3,6 +3,8 @@
 Builders are imported on first use, so ``import pcircuits`` stays fast.
 """
 import importlib
+import sys
+import types
 
 _MODULES = {
     "poon_domingos": "poon_domingos",
@@ -15,6 +17,17 @@ _MODULES = {
 }
 
 __all__ = sorted(_MODULES)
+
+
+class _BuildersPackage(types.ModuleType):
+    """Keeps ``builders.dcspn`` the builder function after the submodule ``dcspn`` is imported."""
+
+    def __setattr__(self, name, value):
+        if not (name in _MODULES and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _BuildersPackage
 
 
 def __getattr__(name):
