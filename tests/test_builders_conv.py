@@ -448,3 +448,10 @@ def test_olivetti_generative_dgcspn_builds_in_seconds():
     assert seconds < 60
     assert circuit.check().ok
     assert len(circuit.roots[0].children) == 64 * 64
+
+
+def test_builder_names_stay_functions_after_their_modules_are_imported():
+    import pcircuits.builders.dcspn  # noqa: F401  (imports the same-named submodule)
+    import pcircuits.builders.dgcspn  # noqa: F401
+    assert callable(pc.builders.dcspn) and callable(pc.builders.dgcspn) and callable(pc.builders.cspn)
+    assert pc.builders.dgcspn(2, 2, num_leaves=1, num_sums=1).check().ok
