@@ -95,10 +95,12 @@ class RandomSource:
         return (-xp.log(-xp.log(xp.clip(u, 1e-300, 1.0)))).astype(self.backend.dtype, copy=False)
 
     def binomial(self, n, p):
+        xp = self.backend.xp
+        n = xp.asarray(n).astype(np.int64)
+        p = xp.clip(xp.asarray(p, dtype=np.float64), 0.0, 1.0)
         if self.backend.name == "numpy":
             return self._gen.binomial(n, p).astype(self.backend.dtype)
-        import cupy
-        return cupy.random.binomial(n, p).astype(self.backend.dtype)
+        return self._gen.binomial(n, p).astype(self.backend.dtype)
 
 
 _BACKENDS: dict[tuple[str, str], Backend] = {}

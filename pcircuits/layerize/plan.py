@@ -26,7 +26,7 @@ class InputLayerSpec:
     """All input units of one leaf family. ``variables[u]`` are unit ``u``'s variable ids."""
 
     family: type
-    table_key: tuple               # (family class, variables per unit): one parameter table each
+    table_key: tuple               # (family class, variables per unit, shapes): one parameter table each
     start: int
     stop: int
     variables: np.ndarray          # (U, d) int64
@@ -101,6 +101,12 @@ class Plan:
     heights: dict                               # id(node) -> height
 
 
+def _table_key(family) -> tuple:
+    """Families whose parameter arrays stack into one table: same class and trailing shapes."""
+    shapes = tuple((name, np.shape(a)[1:]) for name, a in family.table_arrays().items())
+    return (type(family), family.num_variables, shapes)
+
+
 def _heights(nodes) -> dict:
     heights = {}
     for n in nodes:
@@ -154,7 +160,7 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Pla
             sum_param_index[id(n.params)] = len(sum_params)
             sum_params.append(n.params)
         elif isinstance(n, InputNode) and id(n.family) not in family_index:
-            table_key = (type(n.family), n.family.num_variables)
+            table_key = _table_key(n.family)
             objs = families.setdefault(table_key, [])
             family_index[id(n.family)] = (table_key, len(objs))
             objs.append(n.family)
@@ -167,7 +173,7 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Pla
         if id(n) in fused:
             key = (heights[id(n)], "sum", ("fused", n.num_units) + fused[id(n)])
         elif isinstance(n, InputNode):
-            key = (0, "input", (type(n.family).__name__, n.family.num_variables))
+            key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
         elif isinstance(n, ProductNode):
             key = (heights[id(n)], "product", 0)
         elif isinstance(n, SumNode):
