@@ -125,8 +125,12 @@ class Scope:
         """The variable ids in increasing order, as an int64 array."""
         if not self._bits:
             return np.zeros(0, dtype=np.int64)
-        raw = np.frombuffer(self._bits.to_bytes((self._bits.bit_length() + 7) // 8, "little"), dtype=np.uint8)
-        return np.flatnonzero(np.unpackbits(raw, bitorder="little")).astype(np.int64)
+        # Unpack only the span from the lowest to the highest id, so that a small scope of
+        # large ids costs O(span), not O(largest id).
+        low = (self._bits & -self._bits).bit_length() - 1
+        span = self._bits >> low
+        raw = np.frombuffer(span.to_bytes((span.bit_length() + 7) // 8, "little"), dtype=np.uint8)
+        return np.flatnonzero(np.unpackbits(raw, bitorder="little")).astype(np.int64) + low
 
     def min(self) -> int:
         if not self._bits:
