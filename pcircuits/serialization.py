@@ -1,0 +1,671 @@
+"""Circuits as networkx graphs and as files.
+
+Both forms go through one intermediate description, a *spec*: a JSON-ready ``structure`` dict
+(nodes children-first, roots, variables, parameter objects) plus a dict of named arrays. A
+spec coming from outside (a file or a user's graph) is validated completely before any node is
+built, so a damaged or hostile input gives one clear error instead of a crash deep inside NumPy.
+
+File format (``.pcz``, format version 1): a zip archive written by ``numpy.savez_compressed``
+holding
+
+* ``format_version``: an int64 scalar,
+* ``structure``: the UTF-8 bytes of the JSON structure, as a uint8 array,
+* one ``.npy`` entry per parameter array (``p{i}.{name}``) and per explicit product table
+  (``n{i}.table``).
+
+Every entry is read with ``allow_pickle=False`` after its header has been checked.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Union
+
+import networkx as nx
+import numpy as np
+
+from .circuit import Circuit
+from .distributions import FAMILIES, family_from_parameters
+from .nodes import InputNode, ProductNode, SumNode, SumWeights
+from .scope import Scope, Variables
+from .validity import _shape_problems
+
+__all__ = ["CircuitFileError", "FORMAT_VERSION", "to_networkx", "from_networkx", "save", "load"]
+
+#: The version of the ``.pcz`` layout written by :func:`save` (and the only one :func:`load` reads).
+FORMAT_VERSION = 1
+_FORMAT_NAME = "pcircuits-circuit"
+#: Largest number of variables a file may declare (bounds the size of every scope bitset).
+_MAX_VARIABLES = 1 << 24
+#: Largest number of units a single node may have.
+_MAX_UNITS = (1 << 31) - 1
+_NUMERIC_KINDS = "biuf"
+
+PathLike = Union[str, os.PathLike]
+#: What the zip reader raises on damaged archives (bad headers, bad CRC, bad compressed data,
+#: flags such as encryption that a damaged header may announce).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+                   RuntimeError, UnicodeDecodeError, OverflowError, struct.error)
+
+
+class CircuitFileError(ValueError):
+    """A circuit file (or graph) is damaged, truncated, of an unknown version, or not a circuit."""
+
+
+class _SpecError(Exception):
+    """Internal: a problem found while validating a spec; callers add where it came from."""
+
+
+# ---- circuit -> spec --------------------------------------------------------------------------
+def _variables_record(variables: Variables) -> dict:
+    names = getattr(variables, "_names", None)
+    return {"num": variables.num_variables,
+            "names": None if names is None else list(names),
+            "shape": None if variables.shape is None else list(variables.shape)}
+
+
+def _circuit_to_spec(circuit: Circuit, where: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """The structure (JSON-ready) and the arrays of an acyclic circuit.
+
+    Nodes are listed in ``circuit.nodes`` order (children first), so node ``i`` of the spec is
+    ``circuit.nodes[i]``; parameter objects are listed once each, in order of first use.
+    """
+    if circuit.back_edges:
+        parent, child = circuit.back_edges[0]
+        raise ValueError(f"{where}: the circuit has a cycle (node n{circuit.index(parent)} has its ancestor "
+                         f"n{circuit.index(child)} as a child); break it before saving (see circuit.check())")
+    arrays: dict[str, np.ndarray] = {}
+    params: list[dict] = []
+    param_index: dict[int, int] = {}
+
+    def param_id(obj) -> int:
+        key = id(obj)
+        if key in param_index:
+            return param_index[key]
+        pid = len(params)
+        param_index[key] = pid
+        if isinstance(obj, SumWeights):
+            arrays[f"p{pid}.values"] = np.asarray(obj.values)
+            record = {"type": "weights", "values": f"p{pid}.values", "mask": None}
+            if obj.mask is not None:
+                arrays[f"p{pid}.mask"] = np.asarray(obj.mask)
+                record["mask"] = f"p{pid}.mask"
+        else:
+            names = {}
+            for name, value in obj.parameters().items():
+                arrays[f"p{pid}.{name}"] = np.asarray(value)
+                names[name] = f"p{pid}.{name}"
+            record = {"type": "family", "family": obj.name, "config": dict(obj.config()), "arrays": names}
+        params.append(record)
+        return pid
+
+    index = {id(n): i for i, n in enumerate(circuit.nodes)}
+    nodes = []
+    for i, node in enumerate(circuit.nodes):
+        record = {"kind": node.kind, "label": node.label, "num_units": node.num_units,
+                  "children": [index[id(c)] for c in node.children]}
+        _check_savable(node, i, where)
+        if isinstance(node, InputNode):
+            record["variables"] = list(node.variables)
+            record["param"] = param_id(node.family)
+        elif isinstance(node, ProductNode):
+            record["pattern"] = node.pattern
+            if node.pattern == "table":
+                arrays[f"n{i}.table"] = np.asarray(node.table)
+                record["table"] = f"n{i}.table"
+        elif isinstance(node, SumNode):
+            record["param"] = param_id(node.params)
+        else:
+            raise TypeError(f"{where}: cannot store node type {type(node).__name__}")
+        nodes.append(record)
+    structure = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
+                 "variables": _variables_record(circuit.variables),
+                 "roots": [index[id(r)] for r in circuit.roots], "params": params, "nodes": nodes}
+    return structure, arrays
+
+
+def _check_savable(node, i: int, where: str):
+    """Refuse nodes whose parameters no longer fit them: such a file could not be loaded."""
+    problems = _shape_problems(node)
+    if not problems and isinstance(node, InputNode):
+        problems = list(node.family.value_problems())
+    if not problems and isinstance(node, SumNode):
+        values = node.params.values
+        if values.dtype.kind != "f" or not np.all(np.isfinite(values)) or np.any(values < 0):
+            problems = ["weights must be finite, non-negative floats"]
+    if problems:
+        raise ValueError(f"{where}: {node.kind} node n{i} cannot be stored: {'; '.join(problems)} "
+                         f"(see circuit.check())")
+
+
+# ---- spec validation and building -------------------------------------------------------------
+def _int(value, what: str, low: int = 0, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _SpecError(f"{what} must be an int, got {type(value).__name__} {value!r}"[:200])
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise _SpecError(f"{what} must be in {bound}, got {value}")
+    return value
+
+
+def _int_list(value, what: str, low: int = 0, high: int | None = None) -> list[int]:
+    if not isinstance(value, (list, tuple)):
+        raise _SpecError(f"{what} must be a list of ints, got {type(value).__name__}")
+    return [_int(v, f"{what}[{k}]", low, high) for k, v in enumerate(value)]
+
+
+def _field(record: dict, key: str, what: str):
+    if not isinstance(record, dict):
+        raise _SpecError(f"{what} must be a JSON object, got {type(record).__name__}")
+    if key not in record:
+        raise _SpecError(f"{what} has no {key!r} entry")
+    return record[key]
+
+
+def _array(arrays: dict, key, what: str, kinds: str = _NUMERIC_KINDS) -> np.ndarray:
+    if not isinstance(key, str):
+        raise _SpecError(f"{what} must name an array entry, got {type(key).__name__}")
+    if key not in arrays:
+        raise _SpecError(f"{what} refers to the array {key!r}, which is missing")
+    arr = arrays[key]
+    if not isinstance(arr, np.ndarray):
+        raise _SpecError(f"{what} ({key!r}) is a {type(arr).__name__}, not an array")
+    if arr.dtype.hasobject or arr.dtype.kind not in kinds:
+        raise _SpecError(f"{what} ({key!r}) has dtype {arr.dtype}, expected one of kinds {kinds!r} "
+                         f"(b: bool, i/u: int, f: float)")
+    return arr
+
+
+def _variables_from_record(record) -> Variables:
+    num = _int(_field(record, "num", "variables"), "variables.num", 0, _MAX_VARIABLES)
+    names = record.get("names")
+    if names is not None:
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise _SpecError("variables.names must be a list of strings or null")
+        if len(names) != num:
+            raise _SpecError(f"variables.names has {len(names)} names for {num} variables")
+    shape = record.get("shape")
+    if shape is not None:
+        shape = _int_list(shape, "variables.shape", 1, _MAX_VARIABLES)
+        if len(shape) not in (2, 3) or math.prod(shape) != num:
+            raise _SpecError(f"variables.shape {shape} does not describe {num} image variables")
+    return Variables(num, names=names, shape=shape)
+
+
+def _build_param(record, pid: int, arrays: dict):
+    where = f"params[{pid}]"
+    kind = _field(record, "type", where)
+    if kind == "weights":
+        values = _array(arrays, _field(record, "values", where), f"{where}.values", "f")
+        mask_key = record.get("mask")
+        mask = None if mask_key is None else _array(arrays, mask_key, f"{where}.mask", "b")
+        if values.ndim != 2:
+            raise _SpecError(f"{where}: weights must be 2-D, got shape {values.shape}")
+        return SumWeights(values, mask)
+    if kind == "family":
+        name = _field(record, "family", where)
+        if not isinstance(name, str) or name not in FAMILIES:
+            raise _SpecError(f"{where}: unknown leaf family {name!r}; known: {sorted(FAMILIES)}")
+        config = record.get("config", {})
+        if not isinstance(config, dict) or not all(isinstance(v, (int, float, str, bool, type(None)))
+                                                    for v in config.values()):
+            raise _SpecError(f"{where}: config must be a JSON object of plain values")
+        names = _field(record, "arrays", where)
+        if not isinstance(names, dict):
+            raise _SpecError(f"{where}.arrays must be a JSON object")
+        expected = set(FAMILIES[name].param_names)
+        if set(names) != expected:
+            raise _SpecError(f"{where}: the {name} family needs the arrays {sorted(expected)}, got {sorted(names)}")
+        family_arrays = {n: _array(arrays, names[n], f"{where}.{n}") for n in sorted(expected)}
+        for n, arr in family_arrays.items():
+            if arr.ndim == 0:
+                raise _SpecError(f"{where}.{n} must have a unit axis, got a scalar")
+        try:
+            return family_from_parameters(name, family_arrays, config)
+        except KeyError as err:
+            raise _SpecError(f"{where}: the {name} family needs the setting {err.args[0]!r} in its config") from None
+        except (ValueError, TypeError) as err:
+            raise _SpecError(f"{where}: cannot rebuild the {name} family: {err}") from None
+    raise _SpecError(f"{where}: unknown parameter type {kind!r} (expected 'weights' or 'family')")
+
+
+def _spec_to_circuit(structure, arrays: dict) -> Circuit:
+    """Validate a spec completely and build its circuit; problems raise :class:`_SpecError`."""
+    if not isinstance(structure, dict):
+        raise _SpecError(f"the structure must be a JSON object, got {type(structure).__name__}")
+    variables = _variables_from_record(_field(structure, "variables", "structure"))
+    records = _field(structure, "nodes", "structure")
+    if not isinstance(records, list) or not records:
+        raise _SpecError("structure.nodes must be a non-empty list")
+    param_records = structure.get("params", [])
+    if not isinstance(param_records, list):
+        raise _SpecError("structure.params must be a list")
+    roots = _int_list(_field(structure, "roots", "structure"), "structure.roots", 0, len(records) - 1)
+    if not roots:
+        raise _SpecError("structure.roots is empty; a circuit needs at least one root")
+
+    params: list = [None] * len(param_records)
+    param_kind: list = [None] * len(param_records)
+
+    def get_param(pid: int, want: str, where: str):
+        if params[pid] is None:
+            try:
+                params[pid] = _build_param(param_records[pid], pid, arrays)
+            except (ValueError, TypeError) as err:
+                raise _SpecError(f"params[{pid}]: {err}") from None
+            param_kind[pid] = "weights" if isinstance(params[pid], SumWeights) else "family"
+        if param_kind[pid] != want:
+            raise _SpecError(f"{where} uses params[{pid}], which holds {param_kind[pid]}, not {want}")
+        return params[pid]
+
+    nodes = []
+    num_params = len(param_records)
+    for i, record in enumerate(records):
+        where = f"nodes[{i}]"
+        kind = _field(record, "kind", where)
+        label = record.get("label")
+        if label is not None and not isinstance(label, str):
+            raise _SpecError(f"{where}.label must be a string or null")
+        num_units = _int(_field(record, "num_units", where), f"{where}.num_units", 1, _MAX_UNITS)
+        children_ids = _int_list(record.get("children", []), f"{where}.children", 0)
+        for c in children_ids:
+            if c >= i:
+                raise _SpecError(f"{where}.children refers to node {c}, but children must come before their "
+                                 f"parents (node indices below {i})")
+        children = [nodes[c] for c in children_ids]
+        if kind == "input":
+            if children:
+                raise _SpecError(f"{where}: an input node has no children, got {len(children)}")
+            var_ids = _int_list(_field(record, "variables", where), f"{where}.variables", 0,
+                                variables.num_variables - 1)
+            if not var_ids or len(set(var_ids)) != len(var_ids) or var_ids != sorted(var_ids):
+                raise _SpecError(f"{where}.variables must be distinct increasing ids, got {var_ids[:8]}")
+            pid = _int(_field(record, "param", where), f"{where}.param", 0, num_params - 1)
+            family = get_param(pid, "family", where)
+            if family.num_units != num_units or family.num_variables != len(var_ids) or family.shape_problems():
+                raise _SpecError(f"{where}: its {family.name} parameters describe {family.num_units} units over "
+                                 f"{family.num_variables} variable(s), but the node has {num_units} units over "
+                                 f"{len(var_ids)}")
+            node = InputNode(Scope(var_ids), family, label=label)
+        elif kind == "product":
+            if not children:
+                raise _SpecError(f"{where}: a product node needs children")
+            sizes = [c.num_units for c in children]
+            pattern = _field(record, "pattern", where)
+            if pattern == "elementwise":
+                if len(set(sizes)) != 1 or sizes[0] != num_units:
+                    raise _SpecError(f"{where}: an elementwise product of {num_units} units needs children of "
+                                     f"{num_units} units each, got sizes {sizes[:8]}")
+            elif pattern == "cartesian":
+                if math.prod(sizes) != num_units:
+                    raise _SpecError(f"{where}: a cartesian product of children of sizes {sizes[:8]} has "
+                                     f"{math.prod(sizes)} units, not {num_units}")
+            elif pattern == "table":
+                table = _array(arrays, _field(record, "table", where), f"{where}.table", "iu")
+                if table.shape != (num_units, len(children)):
+                    raise _SpecError(f"{where}: the pattern table has shape {table.shape}, expected "
+                                     f"({num_units}, {len(children)})")
+                if table.size and (table.min() < 0 or np.any(table >= np.array(sizes)[None, :])):
+                    raise _SpecError(f"{where}: the pattern table refers to child units that do not exist")
+                pattern = table.astype(np.int64)
+            else:
+                raise _SpecError(f"{where}.pattern must be 'elementwise', 'cartesian' or 'table', got {pattern!r}")
+            node = ProductNode(children, pattern, label=label)
+        elif kind == "sum":
+            if not children:
+                raise _SpecError(f"{where}: a sum node needs children")
+            pid = _int(_field(record, "param", where), f"{where}.param", 0, num_params - 1)
+            weights = get_param(pid, "weights", where)
+            expected = (num_units, sum(c.num_units for c in children))
+            if weights.shape != expected:
+                raise _SpecError(f"{where}: weights have shape {weights.shape} but the node needs {expected}")
+            node = SumNode(children, weights=weights, label=label)
+        else:
+            raise _SpecError(f"{where}.kind must be 'input', 'product' or 'sum', got {kind!r}")
+        nodes.append(node)
+
+    _check_reachable(records, roots)
+    try:
+        return Circuit([nodes[r] for r in roots], variables=variables)
+    except (ValueError, TypeError) as err:
+        raise _SpecError(str(err)) from None
+
+
+def _check_reachable(records: list, roots: list[int]):
+    seen = [False] * len(records)
+    stack = list(roots)
+    while stack:
+        i = stack.pop()
+        if not seen[i]:
+            seen[i] = True
+            stack.extend(records[i].get("children", []))
+    if not all(seen):
+        missing = [i for i, s in enumerate(seen) if not s]
+        raise _SpecError(f"{len(missing)} node(s) are not under any root (first: node {missing[0]})")
+
+
+# ---- networkx ---------------------------------------------------------------------------------
+def to_networkx(circuit: Circuit) -> nx.DiGraph:
+    """The circuit as a ``networkx.DiGraph`` with edges parent -> child.
+
+    Node ids are ``"n{i}"`` with ``i`` the position in ``circuit.nodes`` (children first).
+
+    Node attributes: ``kind`` (``"input"``, ``"product"`` or ``"sum"``), ``scope`` (tuple of
+    variable ids), ``num_units``, ``label``; input nodes add ``family`` (its name),
+    ``variables``, ``parameters`` (dict of arrays), ``config`` and ``param_id``; products add
+    ``pattern`` and, for an explicit table, ``table``; sums add ``weights``, ``mask`` (None when
+    dense) and ``param_id``. Nodes that share (tie) a parameter object have the same
+    ``param_id``. Edge attributes: ``order`` (the child's first position among the parent's
+    children) and ``positions`` (all its positions, for a child used more than once).
+    Graph attributes: ``roots`` (list of node ids) and ``variables``
+    (``{"num", "names", "shape"}``). Arrays are copies; :func:`from_networkx` rebuilds the
+    circuit exactly.
+
+    A circuit with a cycle is converted too (its graph then has the cycle), but it cannot be
+    rebuilt.
+    """
+    nodes = circuit.nodes
+    index = {id(n): i for i, n in enumerate(nodes)}
+    copies: dict[int, object] = {}
+    param_ids: dict[int, int] = {}
+
+    def pid(obj) -> int:
+        return param_ids.setdefault(id(obj), len(param_ids))
+
+    def copied(obj, arrays_of):
+        if id(obj) not in copies:
+            copies[id(obj)] = arrays_of()
+        return copies[id(obj)]
+
+    graph = nx.DiGraph(roots=[f"n{index[id(r)]}" for r in circuit.roots],
+                       variables=_variables_record(circuit.variables))
+    for i, node in enumerate(nodes):
+        attrs = {"kind": node.kind, "scope": tuple(node.scope), "num_units": node.num_units, "label": node.label}
+        if isinstance(node, InputNode):
+            family = node.family
+            attrs.update(family=family.name, variables=tuple(node.variables), config=dict(family.config()),
+                         param_id=pid(family),
+                         parameters=copied(family, lambda f=family: {k: np.array(v, copy=True)
+                                                                    for k, v in f.parameters().items()}))
+        elif isinstance(node, ProductNode):
+            attrs["pattern"] = node.pattern
+            if node.pattern == "table":
+                attrs["table"] = node.table.copy()
+        elif isinstance(node, SumNode):
+            weights, mask = copied(node.params, lambda p=node.params: (
+                np.array(p.values, copy=True), None if p.mask is None else np.array(p.mask, copy=True)))
+            attrs.update(weights=weights, mask=mask, param_id=pid(node.params))
+        graph.add_node(f"n{i}", **attrs)
+    for i, node in enumerate(nodes):
+        positions: dict[int, list[int]] = {}
+        for position, child in enumerate(node.children):
+            positions.setdefault(index[id(child)], []).append(position)
+        for c, where in positions.items():
+            graph.add_edge(f"n{i}", f"n{c}", order=where[0], positions=tuple(where))
+    return graph
+
+
+def from_networkx(graph: nx.DiGraph) -> Circuit:
+    """Rebuild a circuit from a graph in the form :func:`to_networkx` makes.
+
+    Node ids may be any hashable values. Without a ``roots`` graph attribute the nodes without
+    parents are the roots (in graph order); without ``variables`` the variables are
+    ``x0 .. x{n-1}``. Children are ordered by the edges' ``positions`` (or ``order``).
+
+    Raises
+    ------
+    ValueError
+        The graph has a cycle, misses an attribute, or its arrays do not fit together.
+    """
+    if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
+        raise TypeError(f"from_networkx: expected a networkx.DiGraph, got {type(graph).__name__}")
+    try:
+        structure, arrays = _graph_to_spec(graph)
+        return _spec_to_circuit(structure, arrays)
+    except _SpecError as err:
+        raise ValueError(f"from_networkx: {err}") from None
+
+
+def _graph_to_spec(graph: nx.DiGraph) -> tuple[dict, dict]:
+    if graph.number_of_nodes() == 0:
+        raise _SpecError("the graph has no nodes")
+    try:
+        order = list(reversed(list(nx.topological_sort(graph))))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(graph)
+        raise _SpecError(f"the graph has a cycle through {[u for u, _ in cycle][:6]}; a circuit must be acyclic") \
+            from None
+    index = {node_id: i for i, node_id in enumerate(order)}
+    arrays: dict[str, np.ndarray] = {}
+    params: list[dict] = []
+    param_slots: dict[object, int] = {}
+    records = []
+
+    def store(key: str, value, what: str) -> str:
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+        else:
+            try:
+                arrays[key] = np.asarray(value)
+            except (TypeError, ValueError):
+                raise _SpecError(f"{what} is not an array") from None
+        return key
+
+    for node_id in order:
+        i = index[node_id]
+        attrs = graph.nodes[node_id]
+        where = f"node {node_id!r}"
+        kind = _field(attrs, "kind", where)
+        children = _children_of(graph, node_id, index, where)
+        units = _field(attrs, "num_units", where)
+        record = {"kind": kind, "label": attrs.get("label"), "num_units": units, "children": children}
+        if kind in ("input", "sum"):
+            slot_key = attrs.get("param_id", ("node", node_id))
+            try:
+                known = slot_key in param_slots
+            except TypeError:
+                raise _SpecError(f"{where}: param_id must be hashable") from None
+            if not known:
+                pid = len(params)
+                param_slots[slot_key] = pid
+                if kind == "input":
+                    family_arrays = _field(attrs, "parameters", where)
+                    if not isinstance(family_arrays, dict):
+                        raise _SpecError(f"{where}: 'parameters' must be a dict of arrays")
+                    params.append({"type": "family", "family": _field(attrs, "family", where),
+                                   "config": attrs.get("config", {}),
+                                   "arrays": {str(k): store(f"p{pid}.{k}", v, f"{where} parameter {k!r}")
+                                              for k, v in family_arrays.items()}})
+                else:
+                    mask = attrs.get("mask")
+                    params.append({"type": "weights",
+                                   "values": store(f"p{pid}.values", _field(attrs, "weights", where),
+                                                   f"{where} weights"),
+                                   "mask": None if mask is None else store(f"p{pid}.mask", mask, f"{where} mask")})
+            record["param"] = param_slots[slot_key]
+            if kind == "input":
+                record["variables"] = _field(attrs, "variables", where)
+        elif kind == "product":
+            record["pattern"] = attrs.get("pattern", "elementwise")
+            if record["pattern"] == "table":
+                record["table"] = store(f"n{i}.table", _field(attrs, "table", where), f"{where} table")
+        records.append(record)
+
+    roots = graph.graph.get("roots")
+    if roots is None:
+        roots = [n for n in graph.nodes if graph.in_degree(n) == 0]
+    if not isinstance(roots, (list, tuple)):
+        raise _SpecError("the graph attribute 'roots' must be a list of node ids")
+    missing = [r for r in roots if r not in index]
+    if missing:
+        raise _SpecError(f"the roots {missing[:4]} are not nodes of the graph")
+    variables = graph.graph.get("variables")
+    if variables is None:
+        top = max((v for r in records if r["kind"] == "input" for v in r.get("variables", [])
+                   if isinstance(v, (int, np.integer))), default=-1)
+        variables = {"num": int(top) + 1, "names": None, "shape": None}
+    structure = {"variables": variables, "roots": [index[r] for r in roots], "params": params, "nodes": records}
+    return structure, arrays
+
+
+def _children_of(graph: nx.DiGraph, node_id, index: dict, where: str) -> list[int]:
+    slots: dict[int, int] = {}
+    for child, data in graph.adj[node_id].items():
+        positions = data.get("positions", (data.get("order"),))
+        if not isinstance(positions, (list, tuple)) or not positions:
+            raise _SpecError(f"{where}: the edge to {child!r} has no 'order'/'positions'")
+        for p in positions:
+            p = _int(p, f"{where}: the position of the edge to {child!r}", 0)
+            if p in slots:
+                raise _SpecError(f"{where}: two edges claim child position {p}")
+            slots[p] = index[child]
+    if sorted(slots) != list(range(len(slots))):
+        raise _SpecError(f"{where}: the child positions {sorted(slots)[:8]} are not 0..{len(slots) - 1}")
+    return [slots[p] for p in range(len(slots))]
+
+
+# ---- files ------------------------------------------------------------------------------------
+def save(circuit: Circuit, path: PathLike) -> Path:
+    """Write ``circuit`` to one ``.pcz`` file (JSON structure and arrays in a compressed npz).
+
+    The file is written to a temporary name and moved into place, so a failed save leaves no
+    partial file. Nothing is pickled.
+
+    Raises
+    ------
+    ValueError
+        The circuit has a cycle or parameters that no longer fit their node (see ``check()``).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written (exactly ``path``; no extension is added).
+    """
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"save: expected a Circuit, got {type(circuit).__name__}")
+    path = Path(path)
+    structure, arrays = _circuit_to_spec(circuit, "save")
+    text = json.dumps(structure, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    entries = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+               "structure": np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
+    entries.update(arrays)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez_compressed(handle, **entries)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def load(path: PathLike, *, max_bytes: int = 1 << 32) -> Circuit:
+    """Read a circuit written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+    max_bytes : int
+        Refuse files whose entries would unpack to more than this many bytes (4 GiB by default),
+        which guards against decompression bombs.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    CircuitFileError
+        ``path`` is not a circuit file, or it is truncated, corrupted, of an unknown format
+        version, or describes an impossible circuit. The message says which.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load: no such file: {path}")
+    if not path.is_file():
+        raise CircuitFileError(f"{path}: not a file")
+    try:
+        archive = zipfile.ZipFile(path)
+    except _ARCHIVE_ERRORS as err:
+        raise CircuitFileError(f"{path}: not a pcircuits circuit file (not a readable zip archive: {err})") from None
+    with archive:
+        entries = _read_entries(archive, path, max_bytes)
+    for required in ("format_version", "structure"):
+        if required not in entries:
+            raise CircuitFileError(f"{path}: not a pcircuits circuit file (the entry {required!r} is missing)")
+    version = entries.pop("format_version")
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise CircuitFileError(f"{path}: format_version must be an integer scalar, got {version.dtype} "
+                               f"of shape {version.shape}")
+    if int(version) != FORMAT_VERSION:
+        raise CircuitFileError(f"{path}: unknown format version {int(version)}; this pcircuits reads version "
+                               f"{FORMAT_VERSION} (a newer pcircuits may read it)")
+    raw = entries.pop("structure")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CircuitFileError(f"{path}: the structure entry must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
+    try:
+        structure = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise CircuitFileError(f"{path}: the structure is not valid JSON ({str(err)[:120]})") from None
+    if not isinstance(structure, dict) or structure.get("format") != _FORMAT_NAME:
+        raise CircuitFileError(f"{path}: the structure does not describe a pcircuits circuit")
+    if structure.get("format_version") != FORMAT_VERSION:
+        raise CircuitFileError(f"{path}: the structure's format_version {structure.get('format_version')!r} does "
+                               f"not match the file's version {FORMAT_VERSION}")
+    try:
+        return _spec_to_circuit(structure, entries)
+    except _SpecError as err:
+        raise CircuitFileError(f"{path}: invalid circuit file: {err}") from None
+    except RecursionError:
+        raise CircuitFileError(f"{path}: invalid circuit file: nested too deeply") from None
+
+
+def _read_entries(archive: zipfile.ZipFile, path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+    """Every ``.npy`` entry of the archive, each header checked before its data is read."""
+    infos = archive.infolist()
+    total = sum(info.file_size for info in infos)
+    if total > max_bytes:
+        raise CircuitFileError(f"{path}: the entries would unpack to {total} bytes, more than max_bytes={max_bytes}")
+    entries = {}
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            raise CircuitFileError(f"{path}: unexpected entry {info.filename!r}; a circuit file holds only .npy arrays")
+        name = info.filename[:-4]
+        try:
+            data = archive.read(info)
+        except _ARCHIVE_ERRORS as err:
+            raise CircuitFileError(f"{path}: the entry {name!r} is corrupted or truncated ({err})") from None
+        entries[name] = _parse_npy(data, name, path)
+    return entries
+
+
+def _parse_npy(data: bytes, name: str, path: Path) -> np.ndarray:
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, EOFError, SyntaxError, TypeError) as err:
+        raise CircuitFileError(f"{path}: the entry {name!r} is not a valid array ({str(err)[:120]})") from None
+    if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS:
+        raise CircuitFileError(f"{path}: the entry {name!r} has dtype {dtype}; only bool, int and float arrays are "
+                               f"allowed (no objects, no pickle)")
+    if any(s < 0 for s in shape):
+        raise CircuitFileError(f"{path}: the entry {name!r} has a negative size in its shape {shape}")
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) - stream.tell() != expected:
+        raise CircuitFileError(f"{path}: the entry {name!r} holds {len(data) - stream.tell()} data bytes but its "
+                               f"header announces shape {shape} of {dtype} ({expected} bytes): truncated or corrupted")
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=stream.tell())
+    array = array.reshape(shape, order="F" if fortran_order else "C")
+    return array.astype(dtype.newbyteorder("="), copy=True)

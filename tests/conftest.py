@@ -1,0 +1,69 @@
+"""Shared test configuration: hypothesis profiles, the ``gpu`` and ``data`` markers, data paths.
+
+* Hypothesis profiles: ``default`` (no deadline, 50 examples per property) and ``ci`` (no
+  deadline, 20 examples), picked by ``HYPOTHESIS_PROFILE`` or, when unset, ``ci`` if ``CI`` is
+  set in the environment.
+* Tests marked ``gpu`` are skipped with a reason when CuPy or a CUDA device is missing.
+* The ``shared_data`` fixture locates the benchmark data sets in ``../shared/data`` (or in
+  ``PCIRCUITS_DATA``) and skips the test with a reason when they are absent; tests that use it
+  are marked ``data`` automatically.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+settings.register_profile("default", deadline=None, max_examples=50,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", deadline=None, max_examples=20, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
+
+#: Where the shared benchmark data sets live (override with PCIRCUITS_DATA).
+SHARED_DATA = Path(os.environ.get("PCIRCUITS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _gpu_available() -> bool:
+    from pcircuits.backend import cupy_available
+    return cupy_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if gpu_items and not _gpu_available():
+        skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU (pip install 'pcircuits[gpu]')")
+        for item in gpu_items:
+            item.add_marker(skip)
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
+class SharedData:
+    """The shared data folder; ``shared_data("mnist.npz")`` gives a file's path or skips."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, name: str) -> Path:
+        file = self.path / name
+        if not file.is_file():
+            pytest.skip(f"data set {name} is not in {self.path} (see ../shared/data/README)")
+        return file
+
+    def __truediv__(self, name: str) -> Path:
+        return self(name)
+
+
+@pytest.fixture
+def shared_data() -> SharedData:
+    """The shared data folder (``../shared/data``); skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared data folder {SHARED_DATA} is absent (set PCIRCUITS_DATA to point at it)")
+    return SharedData(SHARED_DATA)
