@@ -446,6 +446,7 @@ def _graph_to_spec(graph: nx.DiGraph) -> tuple[dict, dict]:
     arrays: dict[str, np.ndarray] = {}
     params: list[dict] = []
     param_slots: dict[object, int] = {}
+    param_owner: dict[object, object] = {}
     records = []
 
     def store(key: str, value, what: str) -> str:
@@ -472,9 +473,15 @@ def _graph_to_spec(graph: nx.DiGraph) -> tuple[dict, dict]:
                 known = slot_key in param_slots
             except TypeError:
                 raise _SpecError(f"{where}: param_id must be hashable") from None
-            if not known:
+            if known:
+                first = param_owner[slot_key]
+                if not _same_parameters(graph.nodes[first], attrs, kind):
+                    raise _SpecError(f"{where} and node {first!r} share param_id {slot_key!r} but hold different "
+                                     f"parameters; give them different param_ids or the same arrays")
+            else:
                 pid = len(params)
                 param_slots[slot_key] = pid
+                param_owner[slot_key] = node_id
                 if kind == "input":
                     family_arrays = _field(attrs, "parameters", where)
                     if not isinstance(family_arrays, dict):
@@ -503,16 +510,46 @@ def _graph_to_spec(graph: nx.DiGraph) -> tuple[dict, dict]:
         roots = [n for n in graph.nodes if graph.in_degree(n) == 0]
     if not isinstance(roots, (list, tuple)):
         raise _SpecError("the graph attribute 'roots' must be a list of node ids")
-    missing = [r for r in roots if r not in index]
+    missing = [r for r in roots if not _hashable(r) or r not in index]
     if missing:
         raise _SpecError(f"the roots {missing[:4]} are not nodes of the graph")
     variables = graph.graph.get("variables")
     if variables is None:
-        top = max((v for r in records if r["kind"] == "input" for v in r.get("variables", [])
-                   if isinstance(v, (int, np.integer))), default=-1)
-        variables = {"num": int(top) + 1, "names": None, "shape": None}
+        ids = [v for r in records if r["kind"] == "input" and isinstance(r["variables"], (list, tuple))
+               for v in r["variables"] if isinstance(v, (int, np.integer)) and not isinstance(v, bool)]
+        variables = {"num": int(max(ids, default=-1)) + 1, "names": None, "shape": None}
     structure = {"variables": variables, "roots": [index[r] for r in roots], "params": params, "nodes": records}
     return structure, arrays
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _same_arrays(a, b) -> bool:
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _same_parameters(first: dict, other: dict, kind: str) -> bool:
+    """Whether two nodes that claim one param_id hold the same parameters."""
+    if kind == "sum":
+        return _same_arrays(first.get("weights"), other.get("weights")) and \
+            _same_arrays(first.get("mask"), other.get("mask"))
+    a, b = first.get("parameters"), other.get("parameters")
+    if not isinstance(a, dict) or not isinstance(b, dict) or a.keys() != b.keys():
+        return False
+    return first.get("family") == other.get("family") and all(_same_arrays(a[k], b[k]) for k in a)
 
 
 def _children_of(graph: nx.DiGraph, node_id, index: dict, where: str) -> list[int]:

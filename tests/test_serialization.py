@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import pcircuits as pc
 from pcircuits.builders import figure1_spn
-from pcircuits.serialization import FORMAT_VERSION, CircuitFileError, from_networkx, load, save, to_networkx
+from pcircuits.serialization import FORMAT_VERSION, CircuitFileError, from_networkx, load, save
 from strategies import ALL_FAMILIES, assert_circuits_equal, invalid_circuits, valid_circuits
 
 
@@ -193,11 +193,20 @@ def test_a_cyclic_circuit_still_converts_to_a_graph():
     (lambda g: g.edges["n2", "n1"].update(positions=(5,)), r"child positions \[0, 5\] are not 0..1"),
     (lambda g: g.nodes["n3"].update(weights=np.ones((2, 3))), r"weights have shape \(2, 3\)"),
     (lambda g: g.graph.update(roots=["n9"]), r"the roots \['n9'\] are not nodes of the graph"),
+    (lambda g: g.nodes["n0"].update(variables=3), r"variables must be a list of ints"),
 ])
 def test_from_networkx_refuses_inconsistent_graphs(edit, message):
     graph = sample_circuit().to_networkx()
     edit(graph)
     with pytest.raises(ValueError, match=message):
+        from_networkx(graph)
+
+
+def test_tied_nodes_with_diverging_arrays_are_refused():
+    family = pc.Bernoulli([0.5])
+    graph = pc.Circuit(pc.ProductNode([pc.InputNode(v, family) for v in range(2)])).to_networkx()
+    graph.nodes["n1"]["parameters"] = {"p": np.array([0.9])}
+    with pytest.raises(ValueError, match="share param_id 0 but hold different parameters"):
         from_networkx(graph)
 
 
