@@ -26,21 +26,40 @@ def sample_circuit():
     return pc.Circuit(root, variables=pc.Variables(2, names=["first", "second"]))
 
 
-def write_file(path, structure, arrays, version=FORMAT_VERSION):
-    """A .pcz-like file with the given content (np.savez, which pickles object arrays)."""
-    entries = {"format_version": np.array(version),
+def read_raw(path):
+    """(structure, entries) of a file: the JSON structure and the data entries by name."""
+    with np.load(path, allow_pickle=False) as data:
+        entries = {k: data[k] for k in data.files}
+    structure = json.loads(entries.pop("structure").tobytes())
+    entries.pop("format_version")
+    return structure, entries
+
+
+def write_raw(path, structure, entries, version=FORMAT_VERSION):
+    """Write a .pcz-like file with np.savez (which pickles object arrays, as a hostile file would)."""
+    content = {"format_version": np.array(version),
                "structure": np.frombuffer(json.dumps(structure).encode(), dtype=np.uint8)}
-    entries.update(arrays)
+    content.update(entries)
     with open(path, "wb") as handle:
-        np.savez(handle, **entries)
+        np.savez(handle, **content)
 
 
 def read_file(path):
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    structure = json.loads(arrays.pop("structure").tobytes())
-    arrays.pop("format_version")
+    """(structure without its array table, arrays by name), decoded independently of the loader."""
+    structure, entries = read_raw(path)
+    arrays = {}
+    for name, ref in structure.pop("arrays").items():
+        blob = entries["data." + ref["data"]]
+        size = int(np.prod(ref["shape"]))
+        arrays[name] = blob[ref["offset"]:ref["offset"] + size].reshape(ref["shape"])
     return structure, arrays
+
+
+def write_file(path, structure, arrays, version=FORMAT_VERSION):
+    """Write ``arrays`` as one data entry each (a layout the format allows) with their table."""
+    structure = dict(structure, arrays={name: {"data": name, "offset": 0, "shape": list(np.shape(a))}
+                                        for name, a in arrays.items()})
+    write_raw(path, structure, {f"data.{name}": np.asarray(a).ravel() for name, a in arrays.items()}, version)
 
 
 def round_trip_file(circuit):
@@ -348,8 +367,9 @@ def npy_bytes(array=None, header=None):
 @pytest.mark.parametrize("drop, add, message", [
     (("structure.npy",), None, "the entry 'structure' is missing"),
     (("format_version.npy",), None, "the entry 'format_version' is missing"),
-    (("p2.values.npy",), None, "refers to the array 'p2.values', which is missing"),
+    (("data.float64.npy",), None, "refers to the data entry 'float64', which is missing"),
     ((), {"notes.txt": b"hello"}, "unexpected entry 'notes.txt'"),
+    ((), {"notes.npy": npy_bytes(np.zeros(2))}, "unexpected entry 'notes'"),
     ((), {"format_version.npy": npy_bytes(np.array(99))}, "unknown format version 99"),
     ((), {"format_version.npy": npy_bytes(np.array(1.0))}, "format_version must be an integer scalar"),
     ((), {"structure.npy": npy_bytes(np.zeros(3))}, "the structure entry must be a 1-D uint8 array"),
@@ -357,12 +377,14 @@ def npy_bytes(array=None, header=None):
     ((), {"structure.npy": npy_bytes(np.frombuffer(b"\xff\xfe", dtype=np.uint8))}, "not valid JSON"),
     ((), {"structure.npy": npy_bytes(np.frombuffer(b"[" * 100_000, dtype=np.uint8))}, "not valid JSON"),
     ((), {"structure.npy": npy_bytes(np.frombuffer(b"[1, 2]", dtype=np.uint8))}, "does not describe a pcircuits"),
-    ((), {"p2.values.npy": b"garbage"}, "the entry 'p2.values' is not a valid array"),
-    ((), {"p2.values.npy": npy_bytes(np.array([{"a": 1}], dtype=object))}, "has dtype object"),
-    ((), {"p2.values.npy": npy_bytes(np.array(["a"]))}, "has dtype <U1"),
-    ((), {"p2.values.npy": npy_bytes(header={"descr": "<f8", "fortran_order": False, "shape": (1000,)})},
+    ((), {"data.float64.npy": b"garbage"}, "the entry 'data.float64' is not a valid array"),
+    ((), {"data.float64.npy": npy_bytes(np.array([{"a": 1}], dtype=object))}, "has dtype object"),
+    ((), {"data.float64.npy": npy_bytes(np.array(["a"]))}, "has dtype <U1"),
+    ((), {"data.float64.npy": npy_bytes(np.zeros((2, 2)))}, "the entry 'data.float64' must be 1-D"),
+    ((), {"data.float64.npy": npy_bytes(np.zeros(3))}, "holds only 3 values"),
+    ((), {"data.float64.npy": npy_bytes(header={"descr": "<f8", "fortran_order": False, "shape": (1000,)})},
      "truncated or corrupted"),
-    ((), {"p2.values.npy": npy_bytes(header={"descr": "<f8", "fortran_order": False, "shape": (-1,)})},
+    ((), {"data.float64.npy": npy_bytes(header={"descr": "<f8", "fortran_order": False, "shape": (-1,)})},
      "negative size"),
 ])
 def test_damaged_entries_are_refused(tmp_path, drop, add, message):
@@ -371,6 +393,42 @@ def test_damaged_entries_are_refused(tmp_path, drop, add, message):
     rezip(path, drop, add)
     with pytest.raises(CircuitFileError, match=message):
         load(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.clear() or t.update({"p2.values": []}), r"structure.arrays\['p2.values'\] must be a JSON object"),
+    (lambda t: t.__setitem__("p2.values", {"data": "float64", "shape": [1, 3]}), "has no 'offset' entry"),
+    (lambda t: t["p2.values"].update(offset=-1), r"offset must be in >= 0, got -1"),
+    (lambda t: t["p2.values"].update(offset=10**9), "holds only"),
+    (lambda t: t["p2.values"].update(shape=[1, -3]), r"shape\[1\] must be in >= 0, got -3"),
+    (lambda t: t["p2.values"].update(shape=[10**6, 10**6]), "holds only"),
+    (lambda t: t["p2.values"].update(data="complex128"), "refers to the data entry 'complex128', which is missing"),
+])
+def test_hostile_array_table_is_refused(tmp_path, edit, message):
+    path = tmp_path / "model.pcz"
+    sample_circuit().save(path)
+    structure, entries = read_raw(path)
+    edit(structure["arrays"])
+    write_raw(path, structure, entries)
+    with pytest.raises(CircuitFileError, match=message):
+        load(path)
+
+
+def test_array_table_must_be_an_object(tmp_path):
+    path = tmp_path / "model.pcz"
+    sample_circuit().save(path)
+    structure, entries = read_raw(path)
+    structure["arrays"] = [1, 2]
+    write_raw(path, structure, entries)
+    with pytest.raises(CircuitFileError, match="structure.arrays must be a JSON object"):
+        load(path)
+
+
+def test_arrays_are_packed_one_entry_per_dtype(tmp_path):
+    path = tmp_path / "model.pcz"
+    sample_circuit().save(path)
+    names = sorted(zipfile.ZipFile(path).namelist())
+    assert names == ["data.bool.npy", "data.float64.npy", "data.int64.npy", "format_version.npy", "structure.npy"]
 
 
 def set_node(i, key, value):
@@ -415,6 +473,7 @@ HOSTILE = [
     ("names count", lambda s, a: s["variables"].update(names=["a"]), "has 1 names for 2 variables"),
     ("format name", lambda s, a: s.update(format="other"), "does not describe a pcircuits circuit"),
     ("version mismatch", lambda s, a: s.update(format_version=2), "does not match the file's version"),
+    ("array missing", lambda s, a: a.pop("p2.values"), "refers to the array 'p2.values', which is missing"),
     ("weights shape", lambda s, a: a.update({"p2.values": np.ones((2, 3)) / 3}), r"weights have shape \(2, 3\)"),
     ("weights dtype", lambda s, a: a.update({"p2.values": np.ones((1, 3), dtype=np.int64)}), "expected one of kinds 'f'"),
     ("mask dtype", lambda s, a: a.update({"p2.mask": np.ones((1, 3))}), "expected one of kinds 'b'"),
