@@ -57,7 +57,8 @@ def circuit_to_dot(circuit, report=None, *, max_nodes: int = 300, show_scopes: b
         Circuits with more nodes are drawn summarized: one box per (height, kind) with counts,
         heights binned when there are many; the graph label says so.
     show_scopes, show_units : bool
-        Write each node's scope (abbreviated for large scopes) and number of units.
+        Write each node's scope (abbreviated for large scopes) and, when more than one, its
+        number of units.
     show_weights : bool
         Write the weight on the edges of one-unit sums over one-unit children.
     max_scope_items : int
