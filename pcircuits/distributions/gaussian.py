@@ -79,21 +79,32 @@ class Gaussian(LeafFamily):
     @staticmethod
     def log_prob(be, params, x):
         xp = be.xp
-        observed = ~xp.isnan(x)
-        z = (xp.where(observed, x, 0) - params["mean"][None]) / params["std"][None]
-        per_dim = -0.5 * z * z - xp.log(params["std"])[None] - 0.5 * _LOG_2PI
-        return xp.where(observed, per_dim, 0.0).sum(axis=2).astype(x.dtype)
+        inv_std = 1.0 / params["std"]
+        const = -xp.log(params["std"]) - 0.5 * _LOG_2PI
+        z = x - params["mean"][None]
+        z *= inv_std[None]
+        z *= z
+        z *= -0.5
+        z += const[None]
+        missing = xp.isnan(x)
+        if bool(missing.any()):
+            z[missing] = 0
+        return z[:, :, 0] if z.shape[2] == 1 else z.sum(axis=2)
 
     @staticmethod
     def grad(be, params, x, g):
         xp = be.xp
-        observed = ~xp.isnan(x)
-        std = params["std"][None]
-        z = (xp.where(observed, x, 0) - params["mean"][None]) / std
-        gw = xp.where(observed, g[..., None], 0.0)
-        grad_mean = (gw * z / std).sum(axis=0)
-        grad_log_std = (gw * (z * z - 1.0)).sum(axis=0)
-        grad_x = -gw * z / std
+        inv_std = (1.0 / params["std"])[None]
+        z = (x - params["mean"][None]) * inv_std
+        gw = g[..., None]
+        missing = xp.isnan(x)
+        has_missing = bool(missing.any())
+        if has_missing:
+            z[missing] = 0
+        gz = gw * z
+        grad_mean = (gz * inv_std).sum(axis=0)
+        grad_log_std = (gz * z).sum(axis=0) - (xp.where(missing, 0.0, gw) if has_missing else gw).sum(axis=0)
+        grad_x = -gz * inv_std
         return {"mean": grad_mean, "std": grad_log_std}, grad_x
 
     @staticmethod

@@ -41,6 +41,7 @@ class ProductLayerSpec:
     start: int
     stop: int
     inputs: np.ndarray             # (U, A) int64 global slots
+    zero_slot: int                 # the padding slot (log 1)
 
 
 @dataclass
@@ -239,7 +240,7 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Pla
                 offsets = np.array([node_offsets[id(c)] for c in m.children], dtype=np.int64)
                 inputs[row:row + m.num_units, :len(m.children)] = m.table + offsets[None, :]
                 row += m.num_units
-            layers.append(ProductLayerSpec(start, stop, inputs))
+            layers.append(ProductLayerSpec(start, stop, inputs, zero_slot))
         elif key[2][0] == "fused":
             _, num_units_each, num_splits, left_units, right_units = key[2]
             left = np.stack([[node_offsets[id(p.children[0])] + np.arange(left_units) for p in m.children]

@@ -77,8 +77,17 @@ class ProductLayer:
         self.start, self.stop = spec.start, spec.stop
         self.inputs_np = spec.inputs
         self.columns = [backend.index(spec.inputs[:, j]) for j in range(spec.inputs.shape[1])]
-        self.scatter = Scatter(backend, spec.inputs.T.ravel())
-        self.num_edges = int(spec.inputs.size)
+        padding = spec.inputs == spec.zero_slot
+        # one scatter per column over its real (non-padding) inputs, so padding never forces
+        # the slow duplicate-safe path
+        self.column_scatters = []
+        for j in range(spec.inputs.shape[1]):
+            rows = np.flatnonzero(~padding[:, j])
+            if len(rows):
+                full = len(rows) == spec.inputs.shape[0]
+                self.column_scatters.append((None if full else backend.index(rows),
+                                             Scatter(backend, spec.inputs[rows, j])))
+        self.num_edges = int((~padding).sum())
 
     def forward(self, program, values, x, mode):
         xp = self.backend.xp
@@ -92,8 +101,8 @@ class ProductLayer:
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
-        xp = self.backend.xp
-        self.scatter.add(grads, xp.concatenate([g] * len(self.columns), axis=0))
+        for rows, scatter in self.column_scatters:
+            scatter.add(grads, g if rows is None else g[rows])
 
     def select(self, program, values, active, choose):
         xp = self.backend.xp
