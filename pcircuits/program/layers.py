@@ -98,6 +98,9 @@ class ProductLayer:
             for col in self.columns[1:]:
                 xp.take(values, col, axis=0, out=scratch)
                 out += scratch
+        if program.product_dropout is not None:
+            rate, rng = program.product_dropout
+            out[rng.uniform(out.shape) < rate] = -xp.inf
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
@@ -338,6 +341,9 @@ class FusedSumLayer(DenseSumLayer):
         R -= mr[:, :, None, :]
         xp.exp(R, out=R)
         xp.multiply(L[:, :, :, None, :], R[:, :, None, :, :], out=E.reshape(self.N, self.n, self.KL, self.KR, batch))
+        if program.product_dropout is not None:
+            rate, rng = program.product_dropout
+            E[rng.uniform(E.shape) < rate] = 0
         return M
 
     def _log_products(self, values, node, batch):

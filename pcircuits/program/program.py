@@ -89,6 +89,7 @@ class Program:
         self._cache = {}
         self._x = None
         self._buffers = {}
+        self.product_dropout = None
 
     def buffer(self, key, shape, dtype=None):
         """A work array reused across passes of the same shape (allocated once per batch shape).
@@ -233,9 +234,12 @@ class Program:
         x = self.prepare(x)
         return self._forward(x, mode, cache=cache)
 
-    def _forward(self, x, mode, cache=True):
+    def _forward(self, x, mode, cache=True, product_dropout: tuple | None = None):
+        """The forward pass on a prepared array; ``product_dropout=(rate, RandomSource)`` sets
+        each product unit's value to 0 (log -inf) with probability ``rate`` (training only)."""
         be = self.backend
         batch = x.shape[0]
+        self.product_dropout = product_dropout
         values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
         self._cache = {}
@@ -244,6 +248,7 @@ class Program:
                 layer.forward(self, values, x, mode, self._cache if (cache and mode == "sum") else None)
             else:
                 layer.forward(self, values, x, mode)
+        self.product_dropout = None
         self._values, self._x, self._mode = values, x, mode
         return values[self._output_slots_b].T
 
@@ -300,7 +305,7 @@ class Program:
                          None if input_grads is None else input_grads.T)
 
     def top_down(self, x, mode: str = "argmax", *, forward_mode: str | None = None, root=0,
-                 seed=None, weighted: bool = True, counts: bool = False):
+                 seed=None, weighted: bool = True, counts: bool = False, return_active: bool = False):
         """Select an induced tree per example and fill the missing values of ``x``.
 
         Parameters
@@ -319,11 +324,15 @@ class Program:
             False chooses by the unweighted input values (the USI rule of hard EM).
         counts : bool
             Also return how often every weight was on a chosen edge (hard EM statistics).
+        return_active : bool
+            Also return the mask of units in each example's induced tree, shape
+            (num_units + 1, batch) (hard EM leaf statistics).
 
         Returns
         -------
         x_filled : array, shape (batch, num_variables)
         edge_counts : array, shape (num_weights,) (only if ``counts``)
+        active : array of bool, shape (num_units + 1, batch) (only if ``return_active``)
         """
         if mode not in ("argmax", "sample"):
             raise ValueError(f"top_down: mode must be 'argmax' or 'sample', got {mode!r}")
@@ -356,11 +365,13 @@ class Program:
             variables = layer.variables[units]                      # (n, d)
             current = out[rows[:, None], variables]
             out[rows[:, None], variables] = xp.where(xp.isnan(current), vals, current)
+        results = [out]
         if counts:
             chosen = xp.concatenate(chooser.counts) if chooser.counts else xp.zeros(0, dtype=np.int64)
-            edge_counts = xp.bincount(chosen, minlength=self.num_weights).astype(be.dtype)
-            return out, edge_counts
-        return out
+            results.append(xp.bincount(chosen, minlength=self.num_weights).astype(be.dtype))
+        if return_active:
+            results.append(active)
+        return results[0] if len(results) == 1 else tuple(results)
 
     # ---- convenience -------------------------------------------------------------------
     def statistics(self) -> dict:
