@@ -110,8 +110,10 @@ class EM:
     def maximize(self, stats: dict):
         """Set the Program's parameters from (accumulated) statistics."""
         program = self.program
+        xp = program.backend.xp
         new_weights = self.rows.smoothed(stats["weights"], self.eps)
-        program.set_weights(new_weights)
+        # a row that received no counts keeps its weights (only possible without smoothing)
+        program.set_weights(xp.where(xp.isfinite(new_weights), new_weights, program.weights))
         for key, leaf_stats in stats["leaves"].items():
             family = key[0]
             table = program.leaf_tables[key]
