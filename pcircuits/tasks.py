@@ -159,14 +159,15 @@ def occlude(images, mask) -> np.ndarray:
 # ---- completion ---------------------------------------------------------------------------
 
 def _batches(num: int, batch_size: int | None, progress: bool, description: str):
+    """Slices of ``batch_size`` rows covering ``num`` rows, wrapped in a progress bar if asked."""
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    size = num if batch_size is None else int(batch_size)
-    starts = range(0, num, max(size, 1))
+    size = max(num if batch_size is None else int(batch_size), 1)
+    parts = [slice(start, start + size) for start in range(0, num, size)]
     if progress:
         from tqdm.auto import tqdm
-        starts = tqdm(starts, desc=description, unit="batch", total=math.ceil(num / max(size, 1)))
-    return [slice(s, s + size) for s in starts]
+        return tqdm(parts, desc=description, unit="batch")
+    return parts
 
 
 def complete(program, images, mask, *, method: str = "posterior-mean", batch_size: int | None = 256,
