@@ -1,10 +1,18 @@
-"""Learning: EM (soft, hard, unweighted-hard; full-batch or online), Adam/SGD on log-space
-parameters with dropout and discriminative objectives, leaf initialization, and ``fit``."""
-from .em import EM
-from .fit import METHODS, History, fit
-from .gradient import GradientLearner
-from .init import equidistant_means, kmeans_means, quantile_means, set_gaussian_leaves
-from .weights import WeightRows
+"""Learning: EM (soft, hard, hard with unweighted sum inputs; full-batch or online), Adam/SGD on
+log-space parameters with dropout and generative or discriminative objectives, leaf
+initialization, and ``fit`` with progress, history and resumable checkpoints.
 
-__all__ = ["fit", "History", "METHODS", "EM", "GradientLearner", "WeightRows", "quantile_means",
-           "equidistant_means", "kmeans_means", "set_gaussian_leaves"]
+See ``docs/learning.md``.
+"""
+from .em import EM
+from .fit import METHODS, History, evaluate, fit
+from .gradient import SGD, Adam, GradientLearner
+from .init import (equidistant_gaussian_leaves, equidistant_means, init_gaussian_leaves, kmeans_means,
+                   quantile_gaussian_leaves, quantile_means, quantile_stds, set_gaussian_leaves)
+from .objectives import check_labels, cross_entropy, negative_log_likelihood
+from .weights import WeightRows, additive_smoothing
+
+__all__ = ["fit", "evaluate", "History", "METHODS", "EM", "GradientLearner", "Adam", "SGD", "WeightRows",
+           "additive_smoothing", "negative_log_likelihood", "cross_entropy", "check_labels", "quantile_means",
+           "quantile_stds", "equidistant_means", "kmeans_means", "set_gaussian_leaves", "init_gaussian_leaves",
+           "quantile_gaussian_leaves", "equidistant_gaussian_leaves"]

@@ -1,29 +1,88 @@
-"""Expectation-maximization from the Program's flows: soft, hard and hard with unweighted sum inputs.
+"""Expectation-maximization from the Program's passes: soft, hard, and hard with unweighted sum inputs.
 
-* ``kind="soft"``: expected edge counts are the log-weight gradient of the log-likelihood
-  (one backward pass with ``grad_root = 1``); leaf statistics are weighted by the leaves'
-  posterior flows.
-* ``kind="hard"``: each example's induced tree is decoded top-down and only its edges are
-  counted (one winner per active sum); the values the winner is chosen by come from marginal
-  (``inference="sum"``, P&D's and DGC-SPN's choice) or max (``inference="max"``) inference.
+E-step (statistics of a batch)
+------------------------------
+* ``kind="soft"``: the expected edge counts are the gradient of the summed log-likelihood with
+  respect to the log-weights (one backward pass with ``grad_root = 1``); leaf statistics are
+  weighted by the leaves' posterior flows.
+* ``kind="hard"``: each example's induced tree is decoded top-down; at every sum on it the
+  *winning* input (largest ``log w + value``) gets a count of 1, its siblings 0 (DGC-SPN 2.1);
+  leaf statistics count the leaves on the tree. The values come from marginal inference
+  (``inference="sum"``: Poon and Domingos' suggestion, used by DGC-SPN 5.1) or from max
+  inference (``inference="max"``: the MPE path proper).
 * ``kind="usi"``: hard EM whose winner is the input with the largest *unweighted* value
-  (Kalra et al. 2018; DGC-SPN 5.1).
+  (unweighted sum inputs, Kalra et al. 2018; DGC-SPN 5.1).
 
-Schedules: ``mode="full-batch"`` sums the statistics of all batches of an epoch, then does one
-M-step (monotone for soft EM); ``mode="online"`` does an M-step after every batch, either from
-accumulated counts (``step_size=None``: the DGC-SPN "path accumulators") or by stepwise blending
-``theta <- (1 - step_size) theta + step_size * theta_batch``.
+M-step
+------
+Sum weights by DGC-SPN's additive smoothing ``w_i = (c_i + e) / (sum_j c_j + |w| e)``,
+``e = 1e-2 / |w|`` (see :func:`~pcircuits.learning.weights.additive_smoothing` for why the
+denominator is written with ``|w| e``); leaves by their family's ``em_update`` (weighted
+means, variances with a floor ``min_std``, probabilities) with a pseudo-count ``leaf_eps``
+towards the current values. Smoothing makes this MAP-EM under a Dirichlet prior: with
+``eps=0`` and ``leaf_eps=0`` it is plain EM, which never lowers the training likelihood.
+
+Schedules
+---------
+``mode="full-batch"`` sums the statistics of all batches of an epoch and does one M-step per
+epoch. ``mode="online"`` does an M-step after every batch from *running statistics* ``s``:
+
+* ``step_size=None`` (DGC-SPN's accumulators): ``s <- s + s_batch``, the counts of every batch
+  seen so far, never forgotten;
+* ``step_size=eta`` (stepwise EM, Liang and Klein 2009): ``s <- (1 - eta) s + eta s_batch``
+  (``s = s_batch`` on the first batch), an exponential moving average of the batch statistics.
+
+Blending the *statistics* rather than the parameters keeps each M-step an exact maximization
+(weights stay normalized with masked entries 0, Gaussian variances are those of the blended
+moments) and makes ``eta = 1`` plain mini-batch EM.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .objectives import check_labels
 from .weights import WeightRows
 
-__all__ = ["EM"]
+__all__ = ["EM", "KINDS", "MODES", "frozen_tables"]
 
 KINDS = ("soft", "hard", "usi")
 MODES = ("full-batch", "online")
+
+
+def frozen_tables(program, freeze_leaves) -> set:
+    """The leaf-table keys of ``program`` that ``freeze_leaves`` keeps fixed.
+
+    Parameters
+    ----------
+    freeze_leaves : bool, str or iterable of str / LeafFamily classes
+        True: every table; False: none; family names (``"gaussian"``) or classes: those families.
+    """
+    if freeze_leaves is True:
+        return set(program.leaf_tables)
+    if freeze_leaves is False or freeze_leaves is None:
+        return set()
+    from ..distributions import FAMILIES
+    items = [freeze_leaves] if isinstance(freeze_leaves, (str, type)) else list(freeze_leaves)
+    names = set()
+    for item in items:
+        name = item.name if isinstance(item, type) else item
+        if name not in FAMILIES:
+            raise ValueError(f"freeze_leaves: unknown leaf family {item!r}; known: {sorted(FAMILIES)}")
+        names.add(name)
+    return {key for key in program.leaf_tables if key[0].name in names}
+
+
+def trainable_tables(program, frozen: set) -> list:
+    """Keys of the leaf tables with learnable parameters that are not frozen, in a fixed order."""
+    xp = program.backend.xp
+    keys = [key for key, table in program.leaf_tables.items()
+            if key not in frozen and key[0].to_unconstrained(xp, table)]
+    return sorted(keys, key=table_order)
+
+
+def table_order(key) -> tuple:
+    """A deterministic order of leaf-table keys (family name, variables per unit, shapes)."""
+    return (key[0].name, key[1], str(key[2]))
 
 
 class EM:
@@ -34,139 +93,199 @@ class EM:
     program : Program
     kind : {"soft", "hard", "usi"}
     inference : {"sum", "max"}
-        For hard EM: the semantics of the values the winning input is chosen by.
+        Hard EM and USI: the semantics of the values the winning input is chosen by.
     mode : {"full-batch", "online"}
-    step_size : float, optional
-        Online only: blend factor of stepwise EM; None accumulates counts over all batches.
+    step_size : float in (0, 1], optional
+        Online mode: the stepwise-EM blend factor; None accumulates the counts of all batches.
     eps : float, optional
-        Additive smoothing of the weights (default ``1e-2 / |w|`` per row, DGC-SPN 5.1).
+        Additive smoothing pseudo-count per weight (default ``1e-2 / |w|`` per row).
     leaf_eps : float
-        Pseudo-count of the leaf updates.
+        Pseudo-count of the leaf updates towards the current leaf parameters.
     min_std : float
         Floor of Gaussian standard deviations.
     freeze_leaves : bool or iterable of str
-        True freezes all leaves; a set of family names (e.g. ``{"gaussian"}``) freezes those.
+        True keeps all leaves fixed; a set of family names (``{"gaussian"}``) keeps those fixed
+        (DGC-SPN's generative setup keeps its Gaussian leaves at the quantile means).
+    freeze_weights : bool
+        Keep the sum weights fixed (learn the leaves only).
     """
 
     def __init__(self, program, kind: str = "soft", *, inference: str = "sum", mode: str = "full-batch",
                  step_size: float | None = None, eps: float | None = None, leaf_eps: float = 1e-2,
-                 min_std: float = 1e-2, freeze_leaves=False):
+                 min_std: float = 1e-2, freeze_leaves=False, freeze_weights: bool = False):
         if kind not in KINDS:
             raise ValueError(f"EM: kind must be one of {KINDS}, got {kind!r}")
         if inference not in ("sum", "max"):
             raise ValueError(f"EM: inference must be 'sum' or 'max', got {inference!r}")
         if mode not in MODES:
             raise ValueError(f"EM: mode must be one of {MODES}, got {mode!r}")
-        if step_size is not None and not (0 < step_size <= 1):
-            raise ValueError(f"EM: step_size must be in (0, 1], got {step_size!r}")
-        if eps is not None and eps < 0:
-            raise ValueError(f"EM: eps must be non-negative, got {eps!r}")
+        if step_size is not None:
+            if mode != "online":
+                raise ValueError("EM: step_size applies to mode='online' only (full-batch EM replaces the statistics)")
+            if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size <= 1:
+                raise ValueError(f"EM: step_size must be in (0, 1], got {step_size!r}")
+        for name, value in (("eps", eps), ("leaf_eps", leaf_eps)):
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"EM: {name} must be a non-negative number, got {value!r}")
+        if not (np.isfinite(min_std) and min_std > 0):
+            raise ValueError(f"EM: min_std must be positive, got {min_std!r}")
         self.program = program
         self.kind, self.inference, self.mode, self.step_size = kind, inference, mode, step_size
         self.eps, self.leaf_eps, self.min_std = eps, leaf_eps, min_std
-        if freeze_leaves is True:
-            frozen = {key for key in program.leaf_tables}
-        elif freeze_leaves:
-            names = set(freeze_leaves)
-            frozen = {key for key in program.leaf_tables if key[0].name in names}
-        else:
-            frozen = set()
-        self.frozen = frozen
+        self.freeze_weights = bool(freeze_weights)
+        self.frozen = frozen_tables(program, freeze_leaves)
+        self.leaf_keys = trainable_tables(program, self.frozen)
         self.rows = WeightRows(program)
+        self._output_slots = program.backend.index(program.output_slots)
         self.totals = None
+        self.steps = 0
 
     # ---- E-step -----------------------------------------------------------------------
-    def statistics(self, x) -> dict:
-        """Sufficient statistics of one batch: edge counts, leaf statistics and the batch's log-likelihood."""
+    def statistics(self, x, labels=None) -> dict:
+        """Sufficient statistics of one batch.
+
+        Parameters
+        ----------
+        x : array, shape (batch, num_variables)
+            NaN marks missing values (marginalized; they add nothing to the leaf statistics).
+        labels : array of int, shape (batch,), optional
+            The root that models each example; needed when the circuit has several roots
+            (class-conditional EM).
+
+        Returns
+        -------
+        dict
+            ``"weights"``: edge counts, shape (num_weights,); ``"leaves"``: table key -> name ->
+            array of summed leaf statistics (one row per table row); ``"log_likelihood"``: the
+            batch's summed log-likelihood before the update; ``"count"``: the batch size.
+        """
         program = self.program
         be, xp = program.backend, program.backend.xp
         x = program.prepare(x)
-        ll = program._forward(x, "sum", cache=self.kind == "soft")
-        if program.num_outputs != 1:
-            raise ValueError("EM trains circuits with one root output; use a gradient objective for several roots")
+        batch = x.shape[0]
+        roots = self._roots(labels, batch)
         if self.kind == "soft":
-            grads = program.backward(leaves=False)
-            counts = grads.log_weights.copy()
-            flows = grads.unit_flows
+            out = program._forward(x, "sum", cache=True)
+            grad_root = None
+            if roots is not None:
+                grad_root = xp.zeros((batch, program.num_outputs), dtype=be.dtype)
+                grad_root[xp.arange(batch), be.index(roots)] = 1
+            grads = program.backward(grad_root, leaves=False)
+            counts, flows = grads.log_weights, grads.unit_flows
         else:
-            forward_mode = self.inference if self.kind == "hard" else "sum"
-            _, counts, active = program.top_down(x, "argmax", forward_mode=forward_mode,
-                                                 weighted=self.kind == "hard", counts=True, return_active=True)
-            flows = active.astype(be.dtype)
+            _, counts, active = program.top_down(
+                x, "argmax", forward_mode=self.inference, root=0 if roots is None else roots,
+                weighted=self.kind == "hard", counts=True, return_active=True)
+            flows = active
+            if self.inference == "sum":
+                out = program.values[self._output_slots].T
+            else:
+                out = program._forward(x, "sum", cache=False)
+        chosen = out[:, 0] if roots is None else out[xp.arange(batch), be.index(roots)]
         leaves = {}
         for layer in program.input_layers:
-            if layer.table_key in self.frozen:
+            if layer.table_key not in self.leaf_keys:
                 continue
             table = program.leaf_tables[layer.table_key]
-            stats = layer.family.em_statistics(be, layer.params(table), layer.gather_inputs(x),
-                                               flows[layer.start:layer.stop].T)
-            acc = leaves.setdefault(layer.table_key, {k: xp.zeros((table_rows(table),) + v.shape[1:], dtype=v.dtype)
-                                                      for k, v in stats.items()})
+            layer_flows = flows[layer.start:layer.stop].T.astype(be.dtype, copy=False)
+            stats = layer.family.em_statistics(be, layer.params(table), layer.gather_inputs(x), layer_flows)
+            rows = int(next(iter(table.values())).shape[0])
+            acc = leaves.setdefault(layer.table_key,
+                                    {k: xp.zeros((rows,) + v.shape[1:], dtype=v.dtype) for k, v in stats.items()})
             for k, v in stats.items():
                 layer.row_scatter.add(acc[k], v)
-        return {"weights": counts, "leaves": leaves, "log_likelihood": float(ll.sum()), "count": int(x.shape[0])}
+        return {"weights": counts, "leaves": leaves, "log_likelihood": float(chosen.sum()), "count": int(batch)}
+
+    def _roots(self, labels, batch: int):
+        program = self.program
+        if labels is None:
+            if program.num_outputs != 1:
+                raise ValueError(f"EM: the circuit has {program.num_outputs} root outputs; pass labels "
+                                 f"(which root models each example)")
+            return None
+        return check_labels(labels, batch, program.num_outputs)
 
     # ---- M-step -----------------------------------------------------------------------
     def maximize(self, stats: dict):
-        """Set the Program's parameters from (accumulated) statistics."""
+        """Set the Program's parameters from (accumulated) statistics.
+
+        Parameters that the statistics leave undefined (a row without counts under ``eps=0``,
+        a leaf that no example reached under ``leaf_eps=0``) keep their current values.
+        """
         program = self.program
         xp = program.backend.xp
-        new_weights = self.rows.smoothed(stats["weights"], self.eps)
-        # a row that received no counts keeps its weights (only possible without smoothing)
-        program.set_weights(xp.where(xp.isfinite(new_weights), new_weights, program.weights))
+        if not self.freeze_weights:
+            program.set_weights(self.rows.smoothed(stats["weights"], self.eps, previous=program.weights))
         for key, leaf_stats in stats["leaves"].items():
-            family = key[0]
             table = program.leaf_tables[key]
-            update = family.em_update(table, leaf_stats, eps=self.leaf_eps, min_std=self.min_std)
-            program.leaf_tables[key] = {k: update.get(k, v).astype(v.dtype) for k, v in table.items()}
+            with np.errstate(divide="ignore", invalid="ignore"):
+                update = key[0].em_update(table, leaf_stats, eps=self.leaf_eps, min_std=self.min_std)
+            new_table = {}
+            for name, old in table.items():
+                value = update.get(name, old).astype(old.dtype, copy=False)
+                new_table[name] = xp.where(xp.isfinite(value), value, old)
+            program.leaf_tables[key] = new_table
 
-    def _blend(self, stats: dict):
-        """Stepwise EM: parameters move a step towards the batch's M-step solution."""
-        program = self.program
-        eta = self.step_size
-        old_weights = program.weights.copy()
-        old_tables = {k: dict(v) for k, v in program.leaf_tables.items()}
-        self.maximize(stats)
-        program.set_weights((1 - eta) * old_weights + eta * program.weights)
-        for key in stats["leaves"]:
-            program.leaf_tables[key] = {k: _blend_array(old_tables[key][k], v, eta, k, key[0])
-                                        for k, v in program.leaf_tables[key].items()}
+    def step(self, x, labels=None) -> float:
+        """One batch: E-step, plus an M-step in online mode. Returns the batch's summed log-likelihood.
 
-    def step(self, x) -> float:
-        """One batch: E-step, and an M-step in online mode. Returns the batch's summed log-likelihood."""
-        stats = self.statistics(x)
-        if self.mode == "full-batch":
-            self.totals = stats if self.totals is None else _add(self.totals, stats)
-        elif self.step_size is None:
-            self.totals = stats if self.totals is None else _add(self.totals, stats)
-            self.maximize(self.totals)
+        In full-batch mode the statistics are summed until :meth:`end_epoch`.
+        """
+        stats = self.statistics(x, labels)
+        if self.totals is None:
+            self.totals = stats
+        elif self.mode == "full-batch" or self.step_size is None:
+            self.totals = _combine(self.totals, stats, 1.0, 1.0)
         else:
-            self._blend(stats)
+            self.totals = _combine(self.totals, stats, 1.0 - self.step_size, self.step_size)
+        self.steps += 1
+        if self.mode == "online":
+            self.maximize(self.totals)
         return stats["log_likelihood"]
 
     def end_epoch(self):
-        """Full-batch mode: the M-step from the epoch's statistics."""
+        """Full-batch mode: the M-step from the epoch's statistics (online mode: nothing to do)."""
         if self.mode == "full-batch" and self.totals is not None:
             self.maximize(self.totals)
             self.totals = None
 
+    def fit_epoch(self, x, labels=None, *, batch_size: int | None = None) -> float:
+        """One pass over ``x`` in order (batches of ``batch_size``), ending with :meth:`end_epoch`.
+
+        Returns the mean log-likelihood of the examples as seen during the pass (before the
+        updates they led to).
+        """
+        x = self.program.prepare(x)
+        n = x.shape[0]
+        size = n if batch_size is None else int(batch_size)
+        total = 0.0
+        for start in range(0, n, size):
+            part = None if labels is None else np.asarray(labels)[start:start + size]
+            total += self.step(x[start:start + size], part)
+        self.end_epoch()
+        return total / max(n, 1)
+
     # ---- state for checkpoints --------------------------------------------------------
     def state(self) -> dict:
-        if self.totals is None or self.mode == "full-batch":
-            return {}
-        out = {"weights": self.totals["weights"]}
-        for i, key in enumerate(sorted(self.totals["leaves"], key=_key_order)):
-            for name, value in self.totals["leaves"][key].items():
+        """The online running statistics as named arrays (empty between full-batch epochs)."""
+        out = {"steps": np.array(self.steps)}
+        if self.totals is None:
+            return out
+        out["weights"] = self.totals["weights"]
+        for i, key in enumerate(self.leaf_keys):
+            for name, value in self.totals["leaves"].get(key, {}).items():
                 out[f"leaves/{i}/{name}"] = value
         return out
 
     def load_state(self, arrays: dict):
+        """Restore what :meth:`state` returned."""
+        xp = self.program.backend.xp
+        self.steps = int(arrays.get("steps", 0))
         if "weights" not in arrays:
             self.totals = None
             return
-        xp = self.program.backend.xp
         leaves = {}
-        for i, key in enumerate(sorted((k for k in self.program.leaf_tables if k not in self.frozen), key=_key_order)):
+        for i, key in enumerate(self.leaf_keys):
             prefix = f"leaves/{i}/"
             found = {n[len(prefix):]: xp.asarray(v) for n, v in arrays.items() if n.startswith(prefix)}
             if found:
@@ -174,21 +293,11 @@ class EM:
         self.totals = {"weights": xp.asarray(arrays["weights"]), "leaves": leaves, "log_likelihood": 0.0, "count": 0}
 
 
-def _key_order(key):
-    return (key[0].name, key[1], str(key[2]))
+def _combine(a: dict, b: dict, weight_a: float, weight_b: float) -> dict:
+    """``weight_a * a + weight_b * b`` for every statistic (sums when both weights are 1)."""
+    def mix(u, v):
+        return u + v if weight_a == 1.0 and weight_b == 1.0 else weight_a * u + weight_b * v
 
-
-def table_rows(table: dict) -> int:
-    return int(next(iter(table.values())).shape[0])
-
-
-def _blend_array(old, new, eta, name, family):
-    if name in family.param_names:
-        return (1 - eta) * old + eta * new
-    return new
-
-
-def _add(a: dict, b: dict) -> dict:
-    leaves = {key: {k: a["leaves"][key][k] + v for k, v in stats.items()} for key, stats in b["leaves"].items()}
-    return {"weights": a["weights"] + b["weights"], "leaves": leaves,
+    leaves = {key: {k: mix(a["leaves"][key][k], v) for k, v in stats.items()} for key, stats in b["leaves"].items()}
+    return {"weights": mix(a["weights"], b["weights"]), "leaves": leaves,
             "log_likelihood": a["log_likelihood"] + b["log_likelihood"], "count": a["count"] + b["count"]}

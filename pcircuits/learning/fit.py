@@ -1,9 +1,11 @@
 """``fit``: one training loop for every method, with progress, history and resumable checkpoints.
 
-Every random choice of epoch ``e`` (the shuffle, dropout masks) comes from a generator seeded
-with ``(seed, e)``, so a run resumed from the checkpoint written after epoch ``e`` continues
-with exactly the numbers an uninterrupted run would have used: the parameters come out
-bit-identical.
+Reproducibility: every random choice of epoch ``e`` (the shuffle, the dropout masks) comes from
+``numpy.random.default_rng([seed, e])``, so the random state needs no saving: a run resumed
+from the checkpoint written after epoch ``e`` draws exactly the numbers an uninterrupted run
+draws, and (on NumPy, whose reductions are deterministic) ends with bit-identical parameters.
+The checkpoint is one ``.npz`` file without pickled objects: the Program's parameters, the
+learner's state (Adam moments and step, EM running statistics), the epoch and the history.
 """
 from __future__ import annotations
 
@@ -15,172 +17,286 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_numpy
-from .em import EM
+from .em import EM, table_order
 from .gradient import GradientLearner
+from .objectives import OBJECTIVES, check_labels, cross_entropy, negative_log_likelihood
 
-__all__ = ["fit", "History", "METHODS"]
+__all__ = ["fit", "evaluate", "History", "METHODS"]
 
 METHODS = ("em", "hard-em", "usi", "adam", "sgd")
-_CHECKPOINT_VERSION = 1
+_EM_KINDS = {"em": "soft", "hard-em": "hard", "usi": "usi"}
+_FORMAT = "pcircuits-fit-checkpoint"
+_VERSION = 2
 
 
 class History(dict):
-    """Per-epoch records: ``epoch``, ``train_ll``, ``valid_ll``, ``train_loss``, ``train_acc``,
-    ``valid_acc``, ``seconds`` (lists, one entry per epoch; None where not measured)."""
+    """Per-epoch records of :func:`fit`: a dict of lists, one entry per epoch.
 
-    FIELDS = ("epoch", "train_ll", "valid_ll", "train_loss", "train_acc", "valid_acc", "seconds")
+    Keys (those that apply to the run): ``epoch``; ``train_ll`` and ``train_loss`` (running
+    means over the epoch's training batches, each measured before the update it led to, with
+    dropout if any); ``train_acc``; ``valid_ll``, ``valid_loss``, ``valid_acc`` (the
+    parameters at the end of the epoch, no dropout); ``seconds``. Log-likelihoods are means per
+    example in nats; with labels, of the label's root.
+    """
 
-    def __init__(self, records=None):
-        super().__init__({k: [] for k in self.FIELDS})
-        if records:
-            for k in self.FIELDS:
-                self[k] = list(records.get(k, []))
+    def __init__(self, records: dict | None = None):
+        super().__init__()
+        for key, values in (records or {}).items():
+            self[key] = list(values)
 
-    def append(self, **values):
-        for k in self.FIELDS:
-            self[k].append(values.get(k))
+    def append(self, record: dict):
+        """Add one epoch's values."""
+        for key, value in record.items():
+            self.setdefault(key, []).append(value)
+
+    @property
+    def num_epochs(self) -> int:
+        return len(self.get("epoch", []))
 
     def plot(self, path, *, title: str = "learning curve") -> str:
-        """Write a learning-curve PNG (log-likelihood or loss, and accuracy if measured)."""
+        """Write a learning-curve PNG: log-likelihood (or loss) per epoch, and accuracy if measured.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for key, label in (("train_ll", "train log-likelihood"), ("valid_ll", "valid log-likelihood"),
-                           ("train_loss", "train loss")):
-            ys = [y for y in self[key] if y is not None]
-            if ys:
-                ax.plot(self["epoch"][:len(ys)], ys, marker="o", label=label)
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.legend(loc="best")
-        accs = [(e, a) for e, a in zip(self["epoch"], self["valid_acc"]) if a is not None]
-        if accs:
-            twin = ax.twinx()
-            twin.plot([e for e, _ in accs], [a for _, a in accs], color="tab:red", linestyle="--", label="valid accuracy")
-            twin.set_ylabel("accuracy")
+        epochs = self.get("epoch", [])
+        curves = [k for k in ("train_ll", "valid_ll") if k in self] or [k for k in ("train_loss", "valid_loss")
+                                                                       if k in self]
+        accuracy = [k for k in ("train_acc", "valid_acc") if k in self]
+        fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(10 if accuracy else 6, 4), squeeze=False)
+        for key in curves:
+            axes[0, 0].plot(epochs, self[key], marker="o", label=key.replace("_", " "))
+        axes[0, 0].set_xlabel("epoch")
+        axes[0, 0].set_ylabel("mean log-likelihood (nats)" if curves and curves[0].endswith("ll") else "loss")
+        axes[0, 0].legend(loc="best")
+        for key in accuracy:
+            axes[0, 1].plot(epochs, self[key], marker="o", label=key.replace("_", " "))
+        if accuracy:
+            axes[0, 1].set_xlabel("epoch")
+            axes[0, 1].set_ylabel("accuracy")
+            axes[0, 1].legend(loc="best")
+        fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return str(path)
 
 
+def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: int = 1024) -> dict:
+    """Mean log-likelihood, loss and accuracy of ``program`` on a data set, in batches.
+
+    Parameters
+    ----------
+    data : array, shape (n, num_variables)
+    labels : array of int, shape (n,), optional
+        The label (root) of each example: required by cross-entropy and by circuits with
+        several roots.
+    objective : {"nll", "cross-entropy"}
+
+    Returns
+    -------
+    dict
+        ``"ll"`` (NLL objective only), ``"loss"``, and ``"acc"`` when there are labels and
+        several roots.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"evaluate: objective must be one of {OBJECTIVES}, got {objective!r}")
+    be = program.backend
+    x = program.prepare(data)
+    n = x.shape[0]
+    y = None if labels is None else check_labels(labels, n, program.num_outputs)
+    if objective == "cross-entropy" and y is None:
+        raise ValueError("evaluate: the cross-entropy objective needs labels")
+    loss, counted, correct = 0.0, 0, 0
+    for start in range(0, n, batch_size):
+        out = program._forward(x[start:start + batch_size], "sum", cache=False)
+        yb = None if y is None else be.index(y[start:start + batch_size])
+        value = (negative_log_likelihood if objective == "nll" else cross_entropy)(be, out, yb)
+        loss += value.loss * value.counted
+        counted += value.counted
+        correct += value.correct or 0
+    result = {"loss": loss / max(counted, 1)}
+    if objective == "nll":
+        result["ll"] = -result["loss"]
+    if y is not None and program.num_outputs > 1:
+        result["acc"] = correct / max(n, 1)
+    return result
+
+
 def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int = 128, labels=None,
-        valid=None, valid_labels=None, objective: str | None = None, lr: float = 1e-2, optimizer_betas=(0.9, 0.999),
-        mode: str | None = None, step_size: float | None = None, inference: str = "sum", eps: float | None = None,
-        freeze_leaves=False, learn_leaves: bool = True, min_std: float = 1e-2, product_dropout: float = 0.0,
-        input_dropout: float = 0.0, progress: bool = True, seed: int = 0, checkpoint=None, resume: bool = True,
-        callback=None) -> History:
-    """Train ``program`` on ``data`` and return the per-epoch :class:`History`.
+        valid=None, valid_labels=None, objective: str | None = None, lr: float = 1e-2,
+        optimizer_betas=(0.9, 0.999), momentum: float = 0.0, mode: str | None = None,
+        step_size: float | None = None, inference: str = "sum", eps: float | None = None, leaf_eps: float = 1e-2,
+        freeze_leaves=False, learn_leaves: bool = True, freeze_weights: bool = False, min_std: float = 1e-2,
+        product_dropout: float = 0.0, input_dropout: float = 0.0, progress: bool = True, seed: int = 0,
+        checkpoint=None, resume: bool = True, callback=None) -> History:
+    """Train ``program`` on ``data``; returns the per-epoch :class:`History`.
+
+    All arguments are checked before the first batch; at the end the trained parameters are
+    written back into the circuit (:meth:`Program.sync_to_circuit`).
 
     Parameters
     ----------
     program : Program
+        From ``circuit.compile()``; trained in place.
     data : array, shape (n, num_variables)
+        Training data (images are flattened); NaN marks missing values.
     method : {"em", "hard-em", "usi", "adam", "sgd"}
         Soft EM, hard EM (winner by ``inference`` values), hard EM with unweighted sum inputs,
-        or gradient descent on log-space parameters.
-    mode : {"full-batch", "online"}, optional
-        EM schedule (default: full-batch for soft EM, online for hard EM and USI).
-    step_size : float, optional
-        Online EM: stepwise blend factor; None accumulates counts (DGC-SPN).
+        or first-order optimization of log-space parameters.
+    epochs : int
+        Total number of epochs (a resumed run trains the ones still missing).
+    batch_size : int
+        Examples per batch (EM: per E-step chunk in full-batch mode, per update online).
+    labels : array of int, shape (n,), optional
+        Class of each example: the target of cross-entropy, or the root that models the example
+        under NLL / EM (class-conditional generative training).
+    valid, valid_labels : optional
+        Validation data (and labels), evaluated after every epoch.
     objective : {"nll", "cross-entropy"}, optional
-        Gradient methods; default cross-entropy when ``labels`` are given, else NLL.
+        Default: cross-entropy for gradient methods with labels and several roots, else NLL.
+        EM always maximizes the likelihood.
+    lr, optimizer_betas, momentum : gradient methods
+        Learning rate (default 1e-2), Adam's decay rates, SGD momentum.
+    mode : {"full-batch", "online"}, optional
+        EM schedule; default full-batch for soft EM without ``step_size``, else online.
+    step_size : float in (0, 1], optional
+        Online EM: stepwise blend factor of the running statistics; None accumulates all counts.
+    inference : {"sum", "max"}
+        Hard EM and USI: marginal (DGC-SPN) or max values for picking the winners.
+    eps, leaf_eps, min_std : EM smoothing of the weights (default ``1e-2 / |w|``), pseudo-count of
+        the leaf updates, floor of Gaussian standard deviations (also for gradient methods).
     freeze_leaves : bool or set of family names
-        EM: leaves kept fixed (DGC-SPN's generative setup freezes the Gaussians).
+        Keep those leaves fixed (DGC-SPN's generative setup keeps its Gaussians fixed).
     learn_leaves : bool
-        Gradient methods: whether leaf parameters are trained.
+        False is the same as ``freeze_leaves=True``.
+    freeze_weights : bool
+        Keep the sum weights fixed.
+    product_dropout, input_dropout : float in [0, 1)
+        Gradient methods: DGC-SPN 5.2's regularizers (training batches only).
+    progress : bool
+        Show a tqdm progress bar.
+    seed : int
+        Seeds the shuffles and dropout masks (epoch ``e`` uses ``default_rng([seed, e])``).
     checkpoint : path, optional
-        Written after every epoch (npz, no pickle); with ``resume`` an existing one is continued.
+        Written after every epoch (npz, no pickle). If it exists and ``resume`` is true, training
+        continues from it (a checkpoint with ``epochs`` or more finished epochs is loaded and
+        returned as is); ``resume=False`` starts over and overwrites it.
     callback : callable, optional
-        ``callback(epoch, history)`` after every epoch.
+        ``callback(epoch, history)`` after every epoch (``epoch`` counts from 1); a true return
+        value stops training.
+
+    Returns
+    -------
+    History
     """
+    if not (hasattr(program, "prepare") and hasattr(program, "leaf_tables")):
+        raise TypeError(f"fit: needs a compiled Program (circuit.compile()), got {type(program).__name__}")
     if method not in METHODS:
         raise ValueError(f"fit: method must be one of {METHODS}, got {method!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "seed" else 1):
+            raise ValueError(f"fit: {name} must be a {'non-negative' if name == 'seed' else 'positive'} int, "
+                             f"got {value!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"fit: callback must be callable, got {type(callback).__name__}")
     x = program.prepare(data, what="data")
-    n = x.shape[0]
-    xv = program.prepare(valid, what="valid") if valid is not None else None
+    n = int(x.shape[0])
+    if n == 0:
+        raise ValueError("fit: data has no examples")
     gradient = method in ("adam", "sgd")
-    if objective is None:
-        objective = "cross-entropy" if labels is not None else "nll"
     if labels is not None:
-        labels = np.asarray(to_numpy(labels))
-        if labels.shape != (n,):
-            raise ValueError(f"fit: labels must have shape ({n},), got {labels.shape}")
-        if labels.min() < 0 or labels.max() >= program.num_outputs:
-            raise ValueError(f"fit: labels must lie in 0..{program.num_outputs - 1}")
+        labels = check_labels(labels, n, program.num_outputs)
+    if objective is None:
+        objective = "cross-entropy" if gradient and labels is not None and program.num_outputs > 1 else "nll"
+    if objective not in OBJECTIVES:
+        raise ValueError(f"fit: objective must be one of {OBJECTIVES}, got {objective!r}")
     if objective == "cross-entropy" and (labels is None or not gradient):
         raise ValueError("fit: the cross-entropy objective needs labels and a gradient method ('adam' or 'sgd')")
+    if objective == "nll" and labels is None and program.num_outputs > 1:
+        raise ValueError(f"fit: the circuit has {program.num_outputs} root outputs; pass labels (the class / root "
+                         f"of each example) for class-conditional likelihood or cross-entropy training")
+    xv = None
+    if valid is not None:
+        xv = program.prepare(valid, what="valid")
     if valid_labels is not None:
-        valid_labels = np.asarray(to_numpy(valid_labels))
-        if xv is None or valid_labels.shape != (xv.shape[0],):
-            raise ValueError("fit: valid_labels need valid data with one label per row")
+        if xv is None:
+            raise ValueError("fit: valid_labels were given without valid data")
+        valid_labels = check_labels(valid_labels, int(xv.shape[0]), program.num_outputs, what="valid_labels")
+    elif xv is not None and (objective == "cross-entropy" or labels is not None):
+        raise ValueError("fit: valid data needs valid_labels when training with labels")
 
     if gradient:
-        learner = GradientLearner(program, optimizer=method, lr=lr, betas=optimizer_betas, objective=objective,
-                                  learn_leaves=learn_leaves, product_dropout=product_dropout,
+        learner = GradientLearner(program, optimizer=method, lr=lr, betas=optimizer_betas, momentum=momentum,
+                                  objective=objective, learn_leaves=learn_leaves, freeze_leaves=freeze_leaves,
+                                  freeze_weights=freeze_weights, min_std=min_std, product_dropout=product_dropout,
                                   input_dropout=input_dropout)
     else:
-        kind = {"em": "soft", "hard-em": "hard", "usi": "usi"}[method]
-        learner = EM(program, kind, inference=inference, mode=mode or ("full-batch" if kind == "soft" else "online"),
-                     step_size=step_size, eps=eps, min_std=min_std, freeze_leaves=freeze_leaves)
+        kind = _EM_KINDS[method]
+        if mode is None:
+            mode = "full-batch" if kind == "soft" and step_size is None else "online"
+        learner = EM(program, kind, inference=inference, mode=mode, step_size=step_size, eps=eps,
+                     leaf_eps=leaf_eps, min_std=min_std, freeze_leaves=True if not learn_leaves else freeze_leaves,
+                     freeze_weights=freeze_weights)
 
+    config = {"method": method, "objective": objective, "mode": mode, "seed": int(seed),
+              "batch_size": int(batch_size), "num_examples": n, "num_weights": int(program.num_weights),
+              "tables": _table_shapes(program)}
     history = History()
     start_epoch = 0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
-        start_epoch, history = _load_checkpoint(checkpoint, program, learner, method)
+        start_epoch, history = _load_checkpoint(checkpoint, program, learner, config)
 
+    be = program.backend
+    num_batches = -(-n // batch_size)
     bar = None
-    if progress:
+    if progress and start_epoch < epochs:
         from tqdm.auto import tqdm
-        bar = tqdm(total=epochs, initial=start_epoch, desc=f"fit ({method})", unit="epoch")
+        bar = tqdm(total=(epochs - start_epoch) * num_batches, desc=f"fit {method}", unit="batch")
     for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        rng = np.random.default_rng([seed, epoch])
+        started = time.perf_counter()
+        rng = np.random.default_rng([int(seed), epoch])
         order = rng.permutation(n)
-        device_rng = program.backend.rng(rng)
-        total_ll, total_loss, correct, batches = 0.0, 0.0, 0.0, 0
-        for b in range(0, n, batch_size):
-            idx = order[b:b + batch_size]
-            xb = x[program.backend.index(idx)]
+        device_rng = be.rng(rng)
+        total, correct = 0.0, 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            xb = x[be.index(idx)]
+            yb = None if labels is None else labels[idx]
             if gradient:
-                loss, acc = learner.step(xb, None if labels is None else labels[idx], rng=device_rng)
-                total_loss += loss * len(idx)
-                if acc is not None:
-                    correct += acc * len(idx)
+                loss, accuracy = learner.step(xb, yb, rng=device_rng)
+                total += loss * len(idx)
+                correct += 0.0 if accuracy is None else accuracy * len(idx)
             else:
-                total_ll += learner.step(xb)
-            batches += 1
+                total -= learner.step(xb, yb)
+            if bar is not None:
+                bar.set_description(f"fit {method} epoch {epoch + 1}/{epochs}")
+                bar.update(1)
         if not gradient:
             learner.end_epoch()
-        record = {"epoch": epoch + 1, "seconds": time.perf_counter() - t0}
-        if gradient:
-            record["train_loss"] = total_loss / n
-            if objective == "cross-entropy":
-                record["train_acc"] = correct / n
-            else:
-                record["train_ll"] = -total_loss / n
-        else:
-            record["train_ll"] = total_ll / n
+        record = {"epoch": epoch + 1}
+        if objective == "nll":
+            record["train_ll"] = -total / n
+        record["train_loss"] = total / n
+        if gradient and (objective == "cross-entropy" or labels is not None and program.num_outputs > 1):
+            record["train_acc"] = correct / n
         if xv is not None:
-            out = program._forward(xv, "sum", cache=False)
-            if program.num_outputs == 1:
-                record["valid_ll"] = float(out.mean())
-            if valid_labels is not None:
-                record["valid_acc"] = float((to_numpy(out).argmax(axis=1) == valid_labels).mean())
-        history.append(**record)
+            scores = evaluate(program, xv, valid_labels, objective=objective, batch_size=batch_size)
+            record.update({f"valid_{k}": v for k, v in scores.items()})
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, program, learner, method, epoch + 1, history)
+            _save_checkpoint(checkpoint, program, learner, config, epoch + 1, history)
         if bar is not None:
-            bar.update(1)
-            shown = {k: round(v, 4) for k, v in record.items() if k not in ("epoch",) and v is not None}
-            bar.set_postfix(shown)
-        if callback is not None:
-            callback(epoch + 1, history)
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k not in ("epoch", "seconds")})
+        if callback is not None and callback(epoch + 1, history):
+            break
     if bar is not None:
         bar.close()
     program.sync_to_circuit()
@@ -188,41 +304,53 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
 
 
 # ---- checkpoints ---------------------------------------------------------------------------
-def _program_arrays(program) -> dict:
-    out = {"program/weights": to_numpy(program.weights)}
-    for i, key in enumerate(sorted(program.leaf_tables, key=lambda k: (k[0].name, k[1], str(k[2])))):
+def _table_keys(program) -> list:
+    return sorted(program.leaf_tables, key=table_order)
+
+
+def _table_shapes(program) -> list:
+    return [[key[0].name, {name: list(value.shape) for name, value in program.leaf_tables[key].items()}]
+            for key in _table_keys(program)]
+
+
+def _save_checkpoint(path, program, learner, config: dict, epoch: int, history: History):
+    """Write the checkpoint atomically (a temporary file renamed over the old one)."""
+    arrays = {"program/weights": to_numpy(program.weights)}
+    for i, key in enumerate(_table_keys(program)):
         for name, value in program.leaf_tables[key].items():
-            out[f"program/leaves/{i}/{name}"] = to_numpy(value)
-    return out
-
-
-def _save_checkpoint(path, program, learner, method: str, epoch: int, history: History):
-    arrays = _program_arrays(program)
+            arrays[f"program/leaves/{i}/{name}"] = to_numpy(value)
     arrays.update({f"learner/{k}": to_numpy(v) for k, v in learner.state().items()})
-    meta = {"version": _CHECKPOINT_VERSION, "method": method, "epoch": epoch, "history": dict(history),
-            "num_weights": int(program.num_weights)}
+    meta = {"format": _FORMAT, "version": _VERSION, "config": config, "epoch": epoch, "history": dict(history)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, **arrays)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path, program, learner, method: str):
+def _load_checkpoint(path, program, learner, config: dict):
+    """Restore a checkpoint into ``program`` and ``learner``; returns (finished epochs, history)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except Exception as err:
         raise ValueError(f"fit: checkpoint {path} cannot be read ({err}); delete it or pass resume=False") from None
-    if meta.get("version") != _CHECKPOINT_VERSION or meta.get("method") != method:
-        raise ValueError(f"fit: checkpoint {path} was written by method {meta.get('method')!r} "
-                         f"(version {meta.get('version')}), not {method!r}; pass resume=False to start over")
-    if meta.get("num_weights") != program.num_weights:
-        raise ValueError(f"fit: checkpoint {path} belongs to a circuit with {meta.get('num_weights')} weights, "
-                         f"this one has {program.num_weights}")
+    if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
+        raise ValueError(f"fit: {path} is not a version-{_VERSION} fit checkpoint; delete it or pass resume=False")
+    saved = meta["config"]
+    if saved["method"] != config["method"]:
+        raise ValueError(f"fit: checkpoint {path} was written by method {saved['method']!r}, this run uses "
+                         f"{config['method']!r}; pass resume=False to start over")
+    for key in ("num_weights", "tables", "num_examples", "batch_size", "seed", "objective", "mode"):
+        if saved.get(key) != config[key]:
+            raise ValueError(f"fit: checkpoint {path} was written with {key}={saved.get(key)!r}, this run has "
+                             f"{key}={config[key]!r}; resuming would not continue the same run (pass resume=False "
+                             f"to start over)")
     be = program.backend
-    program.set_weights(arrays["program/weights"])
-    for i, key in enumerate(sorted(program.leaf_tables, key=lambda k: (k[0].name, k[1], str(k[2])))):
+    program.set_weights(be.asarray(arrays["program/weights"]))
+    for i, key in enumerate(_table_keys(program)):
         program.leaf_tables[key] = {name: be.asarray(arrays[f"program/leaves/{i}/{name}"], dtype=value.dtype)
                                     for name, value in program.leaf_tables[key].items()}
     learner.load_state({k[len("learner/"):]: v for k, v in arrays.items() if k.startswith("learner/")})

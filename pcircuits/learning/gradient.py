@@ -1,145 +1,217 @@
 """Gradient learning: Adam or SGD on log-space weights and unconstrained leaf parameters.
 
-Weights are parametrized per row by logits ``theta`` with ``w = softmax(theta)`` (log-space
-accumulators, DGC-SPN 5.2), so no projection is needed after a step; the gradient of the logits
-follows from the log-weight gradient ``g`` of the backward pass as ``g_j - w_j sum_row(g)``.
-Leaf parameters are updated in their unconstrained form (logits, means, log standard deviations).
+Weights are parametrized per sum unit (row) by logits ``theta`` with ``w = softmax(theta)``:
+DGC-SPN 5.2's log-space accumulators (after Peharz et al. 2019), so a step needs no projection
+back onto normalized non-negative weights. Masked entries have ``theta = -inf`` (weight 0) and
+get no gradient. The backward pass gives ``g = dL/d(log w)``; the chain rule through the
+softmax gives ``dL/dtheta_j = g_j - w_j sum_row(g)``. Leaf parameters are updated in their
+unconstrained form (``family.to_unconstrained``: logits, means, log standard deviations, the
+latter kept above ``log(min_std)``).
 
-Objectives: ``"nll"`` (mean negative log-likelihood, generative) and ``"cross-entropy"`` over
-one root per class (discriminative: the root log-values are the class logits). Regularizers of
-DGC-SPN 5.2: product dropout (each product unit's value set to 0 with probability ``rate``) and
-input dropout (each input variable marginalized with probability ``rate``).
+Objectives (:mod:`pcircuits.learning.objectives`): ``"nll"`` (mean negative log-likelihood,
+generative; with labels the label's root is the example's model) and ``"cross-entropy"`` over
+one root per class (discriminative: the root log-values are the class logits).
+
+Regularizers of DGC-SPN 5.2 (after Peharz et al. 2019), applied in training steps only:
+*product dropout* sets each product unit's value to 0 (log-value -inf) with probability
+``product_dropout``, for every example separately and throughout the circuit (also inside
+fused product-sum layers); *input dropout* sets all components of an input variable to 1 with
+probability ``input_dropout``, i.e. marginalizes the variable (NaN input), as if it were not
+part of the evidence.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..distributions import Gaussian
+from .em import frozen_tables, trainable_tables
+from .objectives import OBJECTIVES, check_labels, cross_entropy, negative_log_likelihood
 from .weights import WeightRows
 
-__all__ = ["GradientLearner", "OBJECTIVES", "OPTIMIZERS"]
+__all__ = ["GradientLearner", "Adam", "SGD", "OPTIMIZERS"]
 
-OBJECTIVES = ("nll", "cross-entropy")
 OPTIMIZERS = ("adam", "sgd")
 
 
 class GradientLearner:
-    """One optimizer over all of a Program's parameters.
+    """One first-order optimizer over all trainable parameters of a Program.
 
     Parameters
     ----------
     program : Program
     optimizer : {"adam", "sgd"}
     lr : float
+        Learning rate (DGC-SPN used Adam with 1e-4 for 400 epochs; 1e-2 suits short runs).
     betas : (float, float)
-        Adam's decay rates.
+        Adam's decay rates of the moment estimates.
+    adam_eps : float
+        Adam's denominator offset.
+    momentum : float
+        SGD's heavy-ball momentum in [0, 1).
     objective : {"nll", "cross-entropy"}
     learn_leaves : bool
-        Also update the leaf parameters.
+        False keeps every leaf fixed (same as ``freeze_leaves=True``).
+    freeze_leaves : bool or iterable of str
+        Leaf families (by name, e.g. ``{"gaussian"}``) kept fixed; True for all.
+    freeze_weights : bool
+        Keep the sum weights fixed.
+    min_std : float
+        Floor of Gaussian standard deviations.
     product_dropout, input_dropout : float
-        Dropout rates in [0, 1) applied during training steps.
+        Dropout rates in [0, 1) used by training steps.
+
+    Attributes
+    ----------
+    theta : dict of str -> backend array
+        The free parameters: ``"weights"`` (logits, shape (num_weights,)) and
+        ``"leaves/<i>/<name>"`` for the i-th trainable leaf table.
     """
 
     def __init__(self, program, *, optimizer: str = "adam", lr: float = 1e-2, betas=(0.9, 0.999),
-                 adam_eps: float = 1e-8, objective: str = "nll", learn_leaves: bool = True,
+                 adam_eps: float = 1e-8, momentum: float = 0.0, objective: str = "nll", learn_leaves: bool = True,
+                 freeze_leaves=False, freeze_weights: bool = False, min_std: float = 1e-2,
                  product_dropout: float = 0.0, input_dropout: float = 0.0):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"GradientLearner: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if objective not in OBJECTIVES:
             raise ValueError(f"GradientLearner: objective must be one of {OBJECTIVES}, got {objective!r}")
-        if not lr > 0:
-            raise ValueError(f"GradientLearner: lr must be positive, got {lr!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"GradientLearner: lr must be a positive number, got {lr!r}")
+        if len(tuple(betas)) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"GradientLearner: betas must be two numbers in [0, 1), got {betas!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"GradientLearner: momentum must be in [0, 1), got {momentum!r}")
+        if not (np.isfinite(min_std) and min_std > 0):
+            raise ValueError(f"GradientLearner: min_std must be positive, got {min_std!r}")
         for name, rate in (("product_dropout", product_dropout), ("input_dropout", input_dropout)):
             if not 0 <= rate < 1:
                 raise ValueError(f"GradientLearner: {name} must be in [0, 1), got {rate!r}")
         if objective == "cross-entropy" and program.num_outputs < 2:
-            raise ValueError("GradientLearner: cross-entropy needs one root per class (at least 2 roots)")
+            raise ValueError(f"GradientLearner: cross-entropy needs one root per class (at least 2 root outputs); "
+                             f"the circuit has {program.num_outputs}")
         self.program = program
-        self.optimizer, self.lr, self.betas, self.adam_eps = optimizer, lr, betas, adam_eps
-        self.objective, self.learn_leaves = objective, learn_leaves
+        self.optimizer, self.lr, self.betas, self.adam_eps = optimizer, float(lr), tuple(betas), adam_eps
+        self.momentum = momentum
+        self.objective = objective
+        self.min_std = min_std
         self.product_dropout, self.input_dropout = product_dropout, input_dropout
         self.rows = WeightRows(program)
         xp = program.backend.xp
-        with np.errstate(divide="ignore"):
-            self.theta = {"weights": xp.where(self.rows.allowed, xp.log(program.weights), -xp.inf)}
-        self.leaf_keys = sorted((k for k in program.leaf_tables if k[0].to_unconstrained(xp, program.leaf_tables[k])),
-                                key=lambda k: (k[0].name, k[1], str(k[2]))) if learn_leaves else []
+        frozen = frozen_tables(program, True if not learn_leaves else freeze_leaves)
+        self.leaf_keys = trainable_tables(program, frozen)
+        self.theta = {}
+        if not freeze_weights:
+            self.theta["weights"] = self.rows.logits(program.weights)
         for i, key in enumerate(self.leaf_keys):
             for name, value in key[0].to_unconstrained(xp, program.leaf_tables[key]).items():
                 self.theta[f"leaves/{i}/{name}"] = value
         self.moments = {k: (xp.zeros_like(v), xp.zeros_like(v)) for k, v in self.theta.items()}
         self.t = 0
+        self._default_rng = None
 
     # ---- loss and gradients -------------------------------------------------------------
     def loss_and_gradients(self, x, labels=None, *, rng=None, train: bool = True):
-        """Loss of a batch and gradients w.r.t. every entry of ``theta``; also the accuracy."""
+        """Loss of a batch and its gradient with respect to every entry of ``theta``.
+
+        Parameters
+        ----------
+        x : array, shape (batch, num_variables)
+        labels : array of int, shape (batch,), optional
+            Classes (cross-entropy) or the root of each example (class-conditional NLL).
+        rng : RandomSource, optional
+            Backend random source for the dropout masks (``program.backend.rng(seed)``).
+        train : bool
+            False evaluates without dropout.
+
+        Returns
+        -------
+        loss : float
+        grads : dict of str -> backend array (same keys and shapes as ``theta``)
+        accuracy : float or None
+            Fraction of examples whose largest root is their label (None without labels).
+        """
         program = self.program
         be, xp = program.backend, program.backend.xp
         x = program.prepare(x)
         batch = x.shape[0]
-        if train and self.input_dropout > 0:
-            x = xp.where(rng.uniform(x.shape) < self.input_dropout, xp.nan, x)
-        dropout = (self.product_dropout, rng) if train and self.product_dropout > 0 else None
+        y = None
+        if labels is not None:
+            y = be.index(check_labels(labels, batch, program.num_outputs))
+        elif self.objective == "cross-entropy":
+            raise ValueError("GradientLearner: the cross-entropy objective needs labels")
+        dropout = None
+        if train and (self.input_dropout > 0 or self.product_dropout > 0):
+            if rng is None:
+                if self._default_rng is None:
+                    self._default_rng = be.rng(None)
+                rng = self._default_rng
+            if self.input_dropout > 0:
+                x = xp.where(rng.uniform(x.shape) < self.input_dropout, xp.nan, x)
+            if self.product_dropout > 0:
+                dropout = (self.product_dropout, rng)
         out = program._forward(x, "sum", cache=True, product_dropout=dropout)
-        accuracy = None
         if self.objective == "nll":
-            loss = -float(out.sum()) / batch
-            grad_root = xp.full(out.shape, -1.0 / batch, dtype=be.dtype)
+            value = negative_log_likelihood(be, out, y)
         else:
-            y = _labels(labels, batch, program.num_outputs, xp)
-            shifted = out - out.max(axis=1, keepdims=True)
-            log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-            loss = -float(log_p[xp.arange(batch), y].mean())
-            grad_root = xp.exp(log_p)
-            grad_root[xp.arange(batch), y] -= 1
-            grad_root /= batch
-            accuracy = float((xp.argmax(out, axis=1) == y).mean())
-        grads = program.backward(grad_root, leaves=bool(self.leaf_keys))
-        g = grads.log_weights
-        w = program.weights
-        out_grads = {"weights": xp.where(self.rows.allowed, g - w * self.rows.row_sum(g), 0)}
+            value = cross_entropy(be, out, y)
+        grads = program.backward(value.grad_root, leaves=bool(self.leaf_keys))
+        result = {}
+        if "weights" in self.theta:
+            result["weights"] = self.rows.logit_gradient(grads.log_weights, program.weights)
         for i, key in enumerate(self.leaf_keys):
-            for name, value in grads.leaves.get(key, {}).items():
-                out_grads[f"leaves/{i}/{name}"] = value
-        return loss, out_grads, accuracy
+            for name, grad in grads.leaves.get(key, {}).items():
+                result[f"leaves/{i}/{name}"] = grad
+        accuracy = None if value.correct is None else value.correct / batch
+        return value.loss, result, accuracy
 
     # ---- updates -------------------------------------------------------------------------
     def step(self, x, labels=None, *, rng=None):
-        """One optimizer step on a batch; returns (loss, accuracy or None)."""
+        """One optimizer step on a batch; returns (loss, accuracy or None) before the step."""
         loss, grads, accuracy = self.loss_and_gradients(x, labels, rng=rng)
+        self.apply_gradients(grads)
+        return loss, accuracy
+
+    def apply_gradients(self, grads: dict):
+        """Update ``theta`` with the optimizer's rule and write it into the Program."""
         xp = self.program.backend.xp
         self.t += 1
         b1, b2 = self.betas
         for key, grad in grads.items():
-            if self.optimizer == "sgd":
-                self.theta[key] = self.theta[key] - self.lr * grad
-                continue
             m, v = self.moments[key]
-            m = b1 * m + (1 - b1) * grad
-            v = b2 * v + (1 - b2) * grad * grad
+            if self.optimizer == "sgd":
+                m = self.momentum * m + grad
+                update = self.lr * m
+            else:
+                m = b1 * m + (1 - b1) * grad
+                v = b2 * v + (1 - b2) * grad * grad
+                m_hat = m / (1 - b1 ** self.t)
+                v_hat = v / (1 - b2 ** self.t)
+                update = self.lr * m_hat / (xp.sqrt(v_hat) + self.adam_eps)
             self.moments[key] = (m, v)
-            m_hat = m / (1 - b1 ** self.t)
-            v_hat = v / (1 - b2 ** self.t)
-            step = self.lr * m_hat / (xp.sqrt(v_hat) + self.adam_eps)
             if key == "weights":
-                step = xp.where(self.rows.allowed, step, 0)
-            self.theta[key] = self.theta[key] - step
+                update = xp.where(self.rows.allowed, update, 0)
+            self.theta[key] = self.theta[key] - update
         self.apply()
-        return loss, accuracy
 
     def apply(self):
         """Write ``theta`` into the Program's weights and leaf tables."""
         program = self.program
         xp = program.backend.xp
-        program.set_weights(self.rows.softmax(self.theta["weights"]))
+        if "weights" in self.theta:
+            program.set_weights(self.rows.softmax(self.theta["weights"]))
         for i, key in enumerate(self.leaf_keys):
             prefix = f"leaves/{i}/"
+            if issubclass(key[0], Gaussian):
+                name = prefix + "std"
+                self.theta[name] = xp.maximum(self.theta[name], np.log(self.min_std))
             free = {k[len(prefix):]: v for k, v in self.theta.items() if k.startswith(prefix)}
             table = program.leaf_tables[key]
             update = key[0].from_unconstrained(xp, table, free)
-            program.leaf_tables[key] = {k: update.get(k, v).astype(v.dtype) for k, v in table.items()}
+            program.leaf_tables[key] = {k: update.get(k, v).astype(v.dtype, copy=False) for k, v in table.items()}
 
     # ---- state for checkpoints ------------------------------------------------------------
     def state(self) -> dict:
+        """Free parameters, moment estimates and the step counter as named arrays."""
         out = {"t": np.array(self.t)}
         for k, v in self.theta.items():
             out[f"theta/{k}"] = v
@@ -147,7 +219,12 @@ class GradientLearner:
         return out
 
     def load_state(self, arrays: dict):
+        """Restore what :meth:`state` returned and write the parameters into the Program."""
         xp = self.program.backend.xp
+        missing = [k for k in self.theta if f"theta/{k}" not in arrays]
+        if missing:
+            raise ValueError(f"GradientLearner: the saved state lacks parameters {missing} (another circuit or "
+                             f"other frozen parameters?)")
         self.t = int(arrays["t"])
         for k in list(self.theta):
             self.theta[k] = xp.asarray(arrays[f"theta/{k}"])
@@ -155,14 +232,15 @@ class GradientLearner:
         self.apply()
 
 
-def _labels(labels, batch: int, num_classes: int, xp):
-    if labels is None:
-        raise ValueError("cross-entropy needs labels")
-    y = np.asarray(labels)
-    if y.shape != (batch,):
-        raise ValueError(f"labels must have shape ({batch},), got {y.shape}")
-    if y.dtype.kind not in "iu" and not np.all(y == np.round(y)):
-        raise ValueError("labels must be integers")
-    if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got values from {y.min()} to {y.max()}")
-    return xp.asarray(y.astype(np.int64))
+class Adam(GradientLearner):
+    """:class:`GradientLearner` with Adam (Kingma and Ba 2014); keyword arguments as there."""
+
+    def __init__(self, program, **options):
+        super().__init__(program, optimizer="adam", **options)
+
+
+class SGD(GradientLearner):
+    """:class:`GradientLearner` with (momentum) SGD; keyword arguments as there."""
+
+    def __init__(self, program, **options):
+        super().__init__(program, optimizer="sgd", **options)
