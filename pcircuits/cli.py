@@ -468,8 +468,19 @@ def _cmd_demo(args) -> int:
 
 # ---- the parser ---------------------------------------------------------------------------------
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the descriptions' line breaks."""
+class _Formatter(argparse.HelpFormatter):
+    """Wrap each paragraph of a description on its own; add a default the help does not already state."""
+
+    def _fill_text(self, text, width, indent):
+        return "\n\n".join(super(_Formatter, self)._fill_text(paragraph, width, indent)
+                            for paragraph in text.split("\n\n"))
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or action.default in (None, True, False, argparse.SUPPRESS)
+                or action.option_strings == []):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def _positive_int(text: str) -> int:
@@ -517,6 +528,8 @@ def _model_data_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pcircuits`` command and its subcommands."""
+    from .demo import DEMO_SETTINGS, QUICK_SETTINGS
+
     parser = argparse.ArgumentParser(
         prog="pcircuits", formatter_class=_Formatter,
         description="Probabilistic circuits (sum-product networks): build, check, draw, train, complete and "
@@ -528,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a Poon-Domingos (pd) or RAT-SPN (rat) circuit over the images of a data set, check it, "
                     "train it and save it.\n\nGaussian leaves model each image standardized to mean 0 and "
                     "standard deviation 1 (Poon & Domingos); their means start at per-pixel quantile means "
-                    "of the training data. Binomial and categorical leaves model the grey levels.\nWrites "
+                    "of the training data. Binomial and categorical leaves model the grey levels.\n\nWrites "
                     "MODEL.pcz and its record MODEL.pcz.json, which the other subcommands read.")
     train.add_argument("--data", default="digits8x8",
                        help=f"training data: {', '.join(DATA_SETS)} (digits8x8 is embedded; the others are read "
@@ -657,8 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "completion MSE (0..255 scale), and write pictures (circuit drawings, completions, "
                     "samples, learning curve) and report.md / report.json into OUT.")
     demo.add_argument("--out", default=os.path.join("out", "demo"), help="folder for the report and pictures")
-    demo.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: 15, "
-                                                                         "quick: 2)")
+    demo.add_argument("--epochs", type=_positive_int, default=None,
+                      help=f"training epochs (default: {DEMO_SETTINGS['epochs']}; with --quick "
+                           f"{QUICK_SETTINGS['epochs']})")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--quick", action="store_true",
                       help="a tiny run (few images and epochs) for tests; its figures mean little")
