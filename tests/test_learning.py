@@ -463,6 +463,18 @@ def test_several_roots_need_labels_for_likelihood_training():
         fit(circuit.compile(), np.zeros((5, 4)), method="em", progress=False)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["em", "adam"])
+def test_fit_on_cupy_matches_numpy(method):
+    x, _ = digits()
+    cpu = small_pd().compile(dtype="float64")
+    gpu = small_pd().compile(backend="cupy", dtype="float64")
+    expected = fit(cpu, x, method=method, epochs=2, batch_size=100, valid=x[:50], progress=False)
+    history = fit(gpu, x, method=method, epochs=2, batch_size=100, valid=x[:50], progress=False)
+    assert np.allclose(pc.to_numpy(gpu.weights), cpu.weights, atol=1e-8)
+    assert np.allclose(history["valid_ll"], expected["valid_ll"], rtol=1e-9)
+
+
 # ---- initialization ------------------------------------------------------------------------------
 def test_quantile_means_are_the_means_of_equal_count_groups():
     x = np.array([[5.0, 0.0], [1.0, 1.0], [3.0, 2.0], [7.0, 3.0]])

@@ -43,10 +43,23 @@ import numpy as np
 from .objectives import check_labels
 from .weights import WeightRows
 
-__all__ = ["EM", "KINDS", "MODES", "frozen_tables"]
+__all__ = ["EM", "KINDS", "MODES", "frozen_tables", "prepared"]
 
 KINDS = ("soft", "hard", "usi")
 MODES = ("full-batch", "online")
+
+
+def prepared(program, x):
+    """``program.prepare(x)``, except for arrays already on a GPU backend in its dtype and shape.
+
+    :func:`fit` checks the whole data set once and then hands device batches to the learners;
+    preparing each batch again would copy it to the host and back.
+    """
+    be = program.backend
+    if (be.name != "numpy" and isinstance(x, be.xp.ndarray) and x.dtype == be.dtype and x.ndim == 2
+            and x.shape[1] == program.num_variables):
+        return x
+    return program.prepare(x)
 
 
 def frozen_tables(program, freeze_leaves) -> set:
@@ -161,7 +174,7 @@ class EM:
         """
         program = self.program
         be, xp = program.backend, program.backend.xp
-        x = program.prepare(x)
+        x = prepared(program, x)
         batch = x.shape[0]
         roots = self._roots(labels, batch)
         if self.kind == "soft":
@@ -255,7 +268,7 @@ class EM:
         Returns the mean log-likelihood of the examples as seen during the pass (before the
         updates they led to).
         """
-        x = self.program.prepare(x)
+        x = prepared(self.program, x)
         n = x.shape[0]
         size = n if batch_size is None else int(batch_size)
         total = 0.0

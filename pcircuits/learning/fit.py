@@ -204,6 +204,8 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "seed" else 1):
             raise ValueError(f"fit: {name} must be a {'non-negative' if name == 'seed' else 'positive'} int, "
                              f"got {value!r}")
+    if checkpoint is not None and not Path(checkpoint).resolve().parent.is_dir():
+        raise ValueError(f"fit: the folder of checkpoint {str(checkpoint)!r} does not exist")
     if callback is not None and not callable(callback):
         raise TypeError(f"fit: callback must be callable, got {type(callback).__name__}")
     x = program.prepare(data, what="data")

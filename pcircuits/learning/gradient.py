@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..distributions import Gaussian
-from .em import frozen_tables, trainable_tables
+from .em import frozen_tables, prepared, trainable_tables
 from .objectives import OBJECTIVES, check_labels, cross_entropy, negative_log_likelihood
 from .weights import WeightRows
 
@@ -132,7 +132,7 @@ class GradientLearner:
         """
         program = self.program
         be, xp = program.backend, program.backend.xp
-        x = program.prepare(x)
+        x = prepared(program, x)
         batch = x.shape[0]
         y = None
         if labels is not None:
