@@ -268,9 +268,12 @@ class EM:
         Returns the mean log-likelihood of the examples as seen during the pass (before the
         updates they led to).
         """
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
+            raise ValueError(f"EM.fit_epoch: batch_size must be a positive int, got {batch_size!r}")
         x = prepared(self.program, x)
         n = x.shape[0]
-        size = n if batch_size is None else int(batch_size)
+        size = max(n, 1) if batch_size is None else int(batch_size)
         total = 0.0
         for start in range(0, n, size):
             part = None if labels is None else np.asarray(labels)[start:start + size]

@@ -107,6 +107,8 @@ def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: 
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"evaluate: objective must be one of {OBJECTIVES}, got {objective!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be a positive int, got {batch_size!r}")
     be = program.backend
     x = program.prepare(data)
     n = x.shape[0]
@@ -267,6 +269,8 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         order = rng.permutation(n)
         device_rng = be.rng(rng)
         total, correct = 0.0, 0.0
+        if bar is not None:
+            bar.set_description(f"fit {method} epoch {epoch + 1}/{epochs}")
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             xb = x[be.index(idx)]
@@ -278,7 +282,6 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
             else:
                 total -= learner.step(xb, yb)
             if bar is not None:
-                bar.set_description(f"fit {method} epoch {epoch + 1}/{epochs}")
                 bar.update(1)
         if not gradient:
             learner.end_epoch()
