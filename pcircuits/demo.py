@@ -19,7 +19,7 @@ __all__ = ["run_demo", "DEMO_SETTINGS", "QUICK_SETTINGS"]
 
 #: The demo's circuit and training settings.
 DEMO_SETTINGS = {"delta": 1, "num_sums": 4, "num_leaves": 4, "leaf_std": 0.25, "method": "em", "em_mode": "online",
-                 "step_size": 1.0, "epochs": 10, "batch_size": 100, "train_size": None, "test_size": None,
+                 "step_size": 0.5, "epochs": 10, "batch_size": 50, "train_size": None, "test_size": None,
                  "num_samples": 32}
 #: ``--quick``: a tiny run for tests.
 QUICK_SETTINGS = dict(DEMO_SETTINGS, delta=4, num_sums=2, num_leaves=2, epochs=2, train_size=200, test_size=40,
@@ -134,9 +134,10 @@ def run_demo(out, *, quick: bool = False, epochs: int | None = None, progress: b
             out / f"completion_{mask_name}.png", grey, mask, drawn, shape=(8, 8), value_range=(0, data.max_value),
             max_images=12, title=f"{mask_name} half completed (test digits)")
     samples = tasks.unconditional_samples(program, settings["num_samples"], seed=seed)
-    files["samples"] = save_image_grid(out / "samples.png", samples, 8, shape=(8, 8),
-                                       title=f"{settings['num_samples']} samples (standardized; each drawn in its "
-                                             f"own grey range)")
+    low, high = np.percentile(x_train, [1, 99])
+    files["samples"] = save_image_grid(out / "samples.png", samples, 8, shape=(8, 8), value_range=(low, high),
+                                       title=f"{settings['num_samples']} samples (standardized pixels, "
+                                             f"{low:.1f} black to {high:.1f} white)")
     timings["pictures"] = time.perf_counter() - tick
     _print(quiet, f"[5/6] pictures: {', '.join(Path(p).name for k, p in files.items() if not k.startswith('model'))}")
 
