@@ -260,6 +260,9 @@ def _cmd_train(args) -> int:
     preprocess = args.preprocess or ("standardize" if leaf == "gaussian" else "none")
     if leaf != "gaussian" and preprocess != "none":
         raise CommandError(f"--leaf {leaf} models grey levels; use --preprocess none")
+    if args.method not in ("adam", "sgd") and args.lr is not None and not 0 < args.lr <= 1:
+        raise CommandError(f"with --method {args.method}, --lr is the online EM step size and must lie in (0, 1], "
+                           f"got {args.lr}")
     if args.learn_leaves is None:
         args.learn_leaves = leaf != "gaussian"
     x_train, _, _ = prepare(_subset(data.x_train, args.train_size), preprocess)

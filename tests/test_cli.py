@@ -57,6 +57,12 @@ def test_unknown_data_set_is_a_clean_error(tmp_path, capsys):
     assert "--data must be one of" in capsys.readouterr().err
 
 
+def test_em_step_size_out_of_range_is_a_clean_error(tmp_path, capsys):
+    status = cli.main(["train", "--lr", "2", "--out", str(tmp_path / "m.pcz"), "--quiet", "--no-progress"])
+    assert status == 2
+    assert "step size" in capsys.readouterr().err
+
+
 def test_npz_data_files_are_read(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
