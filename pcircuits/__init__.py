@@ -11,7 +11,7 @@ from .validity import InvalidCircuitError, ValidityReport, Violation, check
 from .layerize import layerize
 from .program import Program
 from .backend import to_numpy
-from . import builders, datasets, learning
+from . import builders, datasets, learning, tasks
 
 __version__ = "0.1.0"
 
@@ -20,5 +20,5 @@ __all__ = [
     "LeafFamily", "Indicator", "Bernoulli", "Categorical", "Binomial", "Gaussian",
     "Node", "InputNode", "ProductNode", "SumNode", "SumWeights", "WeightedSum", "product", "mixture",
     "Circuit", "check", "ValidityReport", "Violation", "InvalidCircuitError",
-    "layerize", "Program", "to_numpy", "builders", "datasets", "learning",
+    "layerize", "Program", "to_numpy", "builders", "datasets", "learning", "tasks",
 ]
