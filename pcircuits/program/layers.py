@@ -250,20 +250,37 @@ class DenseSumLayer:
         return xp.concatenate(outs, axis=2).reshape(self.N * self.K, batch)
 
     def backward(self, program, values, grads, cache):
-        xp = self.backend.xp
         if id(self) not in cache:
             self.forward(program, values, None, "sum", cache)
-        E, S = cache[id(self)]
-        R = self._ratio(program, grads, S)                        # (N, K, B)
-        W = self.weights(program)
-        grad_inputs = self._transposed_product(program, W, R)     # (N, I, B)
-        grad_inputs *= E
+        grad_inputs = self._input_flows(program, grads, *cache[id(self)])    # (N, I, B)
         self.scatter.add(grads, grad_inputs.reshape(self.N * self.I, -1))
-        edge = W * xp.matmul(R, E.transpose(0, 2, 1))            # (N, K, I) flows = w * dL/dw
+
+    def _input_flows(self, program, grads, E, S):
+        """Flows of every input, ``E * (W^T @ (grad / S))`` (N, I, B); also adds the edge flows
+        ``W * ((grad / S) @ E^T)`` to the log-weight gradient."""
+        xp = self.backend.xp
+        G = grads[self.start:self.stop].reshape(self.N, self.K, -1)
+        R = program.buffer(("R", self.N, self.K), G.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xp.divide(G, S, out=R)
+        R[S <= 0] = 0
+        W = self.weights(program)
+        flows = program.buffer(("WtR", self.N, self.I), (self.N, self.I, R.shape[2]))
+        xp.matmul(W.transpose(0, 2, 1), R, out=flows)
+        flows *= E
+        edge = W * xp.matmul(R, E.transpose(0, 2, 1))
         if self.contiguous:
             program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
         else:
             self.weight_scatter.add(program.grad_log_weights, edge.ravel())
+        return flows
+
+    def _input_scores(self, values, node, batch):
+        """Log-values of the inputs of ``node[a]`` at example ``batch[a]``: (n_active, I)."""
+        return values[self.inputs[node], batch[:, None]]
+
+    def _activate(self, active, node, j, batch):
+        active[self.inputs[node, j], batch] = True
 
     def select(self, program, values, active, choose):
         xp = self.backend.xp
@@ -271,37 +288,14 @@ class DenseSumLayer:
         if len(rows) == 0:
             return
         node, unit = rows // self.K, rows % self.K
-        scores = values[self.inputs[node], batch[:, None]]       # (n, I)
+        scores = self._input_scores(values, node, batch)
         if choose.weighted:
             with np.errstate(divide="ignore"):
                 scores = scores + xp.log(self.weights(program)[node, unit])
         j = choose(scores)
-        active[self.inputs[node, j], batch] = True
+        self._activate(active, node, j, batch)
         if choose.counts is not None:
             choose.counts.append(self.slots[node, unit, j])
-
-
-def _ratio_impl(layer, program, grads, S):
-    """``grad / S`` (0 where S = 0), in a reused buffer."""
-    xp = layer.backend.xp
-    G = grads[layer.start:layer.stop].reshape(layer.N, layer.K, -1)
-    R = program.buffer(("R", layer.N, layer.K), G.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xp.divide(G, S, out=R)
-    R[S <= 0] = 0
-    return R
-
-
-def _transposed_product_impl(layer, program, W, R):
-    """``W^T @ R`` of shape (N, I, B) in a reused buffer."""
-    out = program.buffer(("WtR", layer.N, layer.I), (layer.N, layer.I, R.shape[2]))
-    layer.backend.xp.matmul(W.transpose(0, 2, 1), R, out=out)
-    return out
-
-
-DenseSumLayer._ratio = _ratio_impl
-DenseSumLayer._transposed_product = _transposed_product_impl
-
 
 class FusedSumLayer(DenseSumLayer):
     """Sums over binary cartesian products, fused: products are formed as outer products of the
@@ -346,12 +340,6 @@ class FusedSumLayer(DenseSumLayer):
             E[rng.uniform(E.shape) < rate] = 0
         return M
 
-    def _log_products(self, values, node, batch):
-        """Log-values of the products of ``node[a]`` at example ``batch[a]``: (n_active, I)."""
-        L = values[self.left[node], batch[:, None, None]]          # (a, n, KL)
-        R = values[self.right[node], batch[:, None, None]]         # (a, n, KR)
-        return (L[:, :, :, None] + R[:, :, None, :]).reshape(len(node), self.I)
-
     def forward(self, program, values, x, mode, cache=None):
         xp = self.backend.xp
         if mode == "max":
@@ -365,40 +353,24 @@ class FusedSumLayer(DenseSumLayer):
         self._finish(program, values, E, S, M, cache)
 
     def backward(self, program, values, grads, cache):
-        xp = self.backend.xp
         if id(self) not in cache:
             self.forward(program, values, None, "sum", cache)
-        E, S = cache[id(self)]
-        R = self._ratio(program, grads, S)                         # (N, K, B)
-        W = self.weights(program)
-        flows = self._transposed_product(program, W, R)
-        flows *= E
+        flows = self._input_flows(program, grads, *cache[id(self)])
         flows = flows.reshape(self.N, self.n, self.KL, self.KR, -1)
         batch = flows.shape[-1]
         self.left_scatter.add(grads, flows.sum(axis=3).reshape(-1, batch))
         self.right_scatter.add(grads, flows.sum(axis=2).reshape(-1, batch))
-        edge = W * xp.matmul(R, E.transpose(0, 2, 1))
-        if self.contiguous:
-            program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
-        else:
-            self.weight_scatter.add(program.grad_log_weights, edge.ravel())
 
-    def select(self, program, values, active, choose):
-        xp = self.backend.xp
-        rows, batch = xp.nonzero(active[self.start:self.stop])
-        if len(rows) == 0:
-            return
-        node, unit = rows // self.K, rows % self.K
-        scores = self._log_products(values, node, batch)
-        if choose.weighted:
-            with np.errstate(divide="ignore"):
-                scores = scores + xp.log(self.weights(program)[node, unit])
-        j = choose(scores)
+    def _input_scores(self, values, node, batch):
+        """Log-values of the products of ``node[a]`` at example ``batch[a]``: (n_active, I)."""
+        L = values[self.left[node], batch[:, None, None]]          # (a, n, KL)
+        R = values[self.right[node], batch[:, None, None]]         # (a, n, KR)
+        return (L[:, :, :, None] + R[:, :, None, :]).reshape(len(node), self.I)
+
+    def _activate(self, active, node, j, batch):
         split, rest = j // (self.KL * self.KR), j % (self.KL * self.KR)
         active[self.left[node, split, rest // self.KR], batch] = True
         active[self.right[node, split, rest % self.KR], batch] = True
-        if choose.counts is not None:
-            choose.counts.append(self.slots[node, unit, j])
 
 
 def build_layer(spec, backend):
