@@ -14,6 +14,18 @@ DISCRETE = ("bernoulli", "categorical", "indicator", "binomial")
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def random_evidence(worlds, p, rng):
+    """A possible assignment (drawn by its probability) with about half of its values hidden."""
+    evidence = worlds[rng.choice(len(worlds), p=p[:, 0] / p[:, 0].sum())].copy()
+    evidence[rng.random(worlds.shape[1]) < 0.5] = np.nan
+    return evidence
+
+
+def consistent_with(worlds, evidence):
+    """Which assignments agree with the evidence's observed values."""
+    return np.all((worlds == evidence) | np.isnan(evidence), axis=1)
+
+
 def joint_table(circuit, program):
     worlds = enumerate_assignments(circuit)
     return worlds, np.exp(program.log_likelihood(worlds)).reshape(len(worlds), -1)
@@ -55,7 +67,7 @@ def test_marginals_equal_sums_of_joints(circuit, seed):
     keep = rng.random(circuit.num_variables) < 0.5
     query = worlds[rng.integers(len(worlds))].copy()
     query[~keep] = np.nan
-    consistent = np.all((worlds == query) | np.isnan(query), axis=1)
+    consistent = consistent_with(worlds, query)
     expected = p[consistent].sum(axis=0)
     assert np.allclose(np.exp(program.log_likelihood(query[None]))[0], expected, atol=1e-9)
 
@@ -192,9 +204,8 @@ def test_conditional_mpe_is_conditional_argmax_on_selective_circuits(circuit, se
     program = circuit.compile(dtype="float64")
     worlds, p = joint_table(circuit, program)
     rng = np.random.default_rng(seed)
-    evidence = worlds[rng.choice(len(worlds), p=p[:, 0] / p[:, 0].sum())].copy()
-    evidence[rng.random(circuit.num_variables) < 0.5] = np.nan
-    consistent = np.all((worlds == evidence) | np.isnan(evidence), axis=1)
+    evidence = random_evidence(worlds, p, rng)
+    consistent = consistent_with(worlds, evidence)
     decoded = program.mpe(evidence[None])
     assert np.isclose(np.exp(program.log_likelihood(decoded))[0], p[consistent].max(), rtol=1e-9)
 
@@ -225,12 +236,11 @@ def test_conditional_samples_follow_the_conditional_and_keep_evidence(circuit, s
     program = circuit.compile(dtype="float64")
     worlds, p = joint_table(circuit, program)
     rng = np.random.default_rng(seed)
-    evidence = worlds[rng.choice(len(worlds), p=p[:, 0] / p[:, 0].sum())].copy()
-    evidence[rng.random(circuit.num_variables) < 0.5] = np.nan
+    evidence = random_evidence(worlds, p, rng)
     samples = program.sample(3000, np.repeat(evidence[None], 3000, axis=0), seed=99)
     observed = ~np.isnan(evidence)
     assert np.all(samples[:, observed] == evidence[observed])
-    consistent = np.all((worlds == evidence) | np.isnan(evidence), axis=1)
+    consistent = consistent_with(worlds, evidence)
     assert _chi_square_pvalue(samples, worlds, np.where(consistent, p[:, 0], 0)) > 1e-4
 
 
@@ -240,9 +250,8 @@ def test_posterior_mean_inpainting_is_the_conditional_expectation(circuit, seed)
     program = circuit.compile(dtype="float64")
     worlds, p = joint_table(circuit, program)
     rng = np.random.default_rng(seed)
-    evidence = worlds[rng.choice(len(worlds), p=p[:, 0] / p[:, 0].sum())].copy()
-    evidence[rng.random(circuit.num_variables) < 0.5] = np.nan
-    consistent = np.all((worlds == evidence) | np.isnan(evidence), axis=1)
+    evidence = random_evidence(worlds, p, rng)
+    consistent = consistent_with(worlds, evidence)
     posterior = np.where(consistent, p[:, 0], 0)
     expected = (posterior[:, None] * worlds).sum(axis=0) / posterior.sum()
     assert np.allclose(program.inpaint(evidence[None])[0], expected, atol=1e-8)
