@@ -183,8 +183,10 @@ class Program:
         discrete variables.
         """
         if not isinstance(x, np.ndarray):
-            if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
-                x = to_numpy(x) if hasattr(x, "get") else np.from_dlpack(x)
+            if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):      # a CuPy array
+                x = to_numpy(x)
+            elif hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):       # another DLPack producer
+                x = np.from_dlpack(x)
             else:
                 x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
