@@ -7,7 +7,7 @@ from .plan import plan_layers
 __all__ = ["layerize", "plan_layers"]
 
 
-def layerize(circuit, backend: str = "numpy", dtype: str = "float32", *, check: bool = True, progress: bool = False):
+def layerize(circuit, backend: str = "numpy", dtype: str = "float32", *, check: bool = True):
     """Compile ``circuit`` to a :class:`~pcircuits.program.Program`.
 
     Parameters
