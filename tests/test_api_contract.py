@@ -54,5 +54,6 @@ def test_builders_accept_the_documented_arguments():
     rat = pc.builders.rat_spn(8, depth=2, num_repetitions=2, num_sums=2, num_leaves=2, leaf="gaussian", seed=0)
     dcspn = pc.builders.dcspn(4, 4)
     dgcspn = pc.builders.dgcspn(4, 4)
-    for circuit in (pd, rat, dcspn, dgcspn):
+    hclt = pc.builders.hclt(np.random.default_rng(0).integers(0, 3, size=(50, 5)), num_latents=2, leaf="categorical")
+    for circuit in (pd, rat, dcspn, dgcspn, hclt):
         assert circuit.check().ok
