@@ -48,6 +48,16 @@ def baselines(z_train, z_test, mean, std) -> dict:
     return out
 
 
+def completion_mses(program, z_test, mean, std) -> dict:
+    """Posterior-mean completion MSEs of the left and bottom halves (0..255 scale)."""
+    out = {}
+    for name, make in (("left", tasks.left_half), ("bottom", tasks.bottom_half)):
+        mask = make(64, 64)
+        completed = tasks.complete(program, z_test, mask, method="posterior-mean", batch_size=25)
+        out[name] = tasks.completion_mse(z_test, completed, mask, mean=mean, std=std)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--structure", choices=["pd", "dgcspn", "dcspn"], default="pd")
@@ -60,6 +70,13 @@ def main(argv=None):
     parser.add_argument("--dense", action="store_true", help="PD: grid cells as factorized leaves")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="out/olivetti")
+    parser.add_argument("--ties", choices=["random", "first"], default="random",
+                        help="hard EM / USI: break ties between winners at random (libspn-keras) or take the first")
+    parser.add_argument("--init-weights", choices=["random", "uniform"], default="random",
+                        help="start from the builder's random sum weights or from uniform ones (libspn-keras' "
+                             "accumulators start equal)")
+    parser.add_argument("--trace", action="store_true",
+                        help="also measure the posterior-mean completion MSEs after every epoch")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.num_sums is None:
@@ -79,11 +96,21 @@ def main(argv=None):
     program = circuit.compile(check=False)
     if not report.ok:
         raise SystemExit(str(report))
+    if args.init_weights == "uniform":
+        rows = pc.learning.WeightRows(program)
+        program.set_weights(rows.normalize(program.backend.xp.ones(rows.num_weights, dtype=program.backend.dtype)))
+
+    trace = []
+
+    def trace_epoch(epoch, history):
+        trace.append({"epoch": epoch, **{name: round(mse, 1) for name, mse in
+                                         completion_mses(program, z_test, mean_test, std_test).items()}})
+        print(json.dumps({"trace": trace[-1]}), flush=True)
 
     t0 = time.perf_counter()
     history = pc.learning.fit(program, z_train, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
                               lr=args.lr, freeze_leaves=True, learn_leaves=False, progress=not args.no_progress,
-                              seed=args.seed)
+                              ties=args.ties, seed=args.seed, callback=trace_epoch if args.trace else None)
     train_s = time.perf_counter() - t0
 
     results = {}
@@ -98,7 +125,7 @@ def main(argv=None):
                              {k: v[:10] for k, v in completions.items()}, shape=(64, 64))
     history.plot(os.path.join(args.out, f"{args.structure}_curve.png"))
     record = {
-        "structure": args.structure, "method": args.method, "epochs": args.epochs, "batch_size": args.batch_size,
+        "structure": args.structure, "method": args.method, "ties": args.ties, "init_weights": args.init_weights, "epochs": args.epochs, "batch_size": args.batch_size,
         "num_sums": args.num_sums, "delta": args.delta if args.structure == "pd" else None,
         "dense": args.dense if args.structure == "pd" else None, "seed": args.seed,
         "nodes": circuit.num_nodes, "units": circuit.num_units, "edges": circuit.num_edges,
@@ -107,6 +134,8 @@ def main(argv=None):
         **results, "baseline_mean_image_mse": baselines(z_train, z_test, mean_test, std_test),
         "train_ll_per_epoch": [round(v, 2) for v in history["train_ll"] if v is not None],
     }
+    if args.trace:
+        record["mse_per_epoch"] = trace
     print(json.dumps(record), flush=True)
     with open(os.path.join(args.out, f"{args.structure}.json"), "w") as f:
         json.dump(record, f, indent=2)

@@ -102,6 +102,22 @@ def test_usi_counts_the_unweighted_winner():
     assert stats["weights"].tolist() == [5.0, 0.0]
 
 
+def test_hard_em_breaks_ties_at_random_reproducibly():
+    # two identical inputs tie for every example: random ties share the counts, seeded
+    program = _two_leaf_mixture([0.5, 0.5]).compile(dtype="float64")
+    program.leaf_tables[next(iter(program.leaf_tables))]["p"][:] = 0.7
+    counts = [EM(program, kind, seed=3).statistics(np.ones((400, 1)))["weights"] for kind in ("hard", "hard", "usi")]
+    assert counts[0].sum() == 400 and 100 < counts[0][0] < 300
+    assert counts[0].tolist() == counts[1].tolist()
+    assert 100 < counts[2][0] < 300
+
+
+def test_hard_em_first_ties_give_every_count_to_the_first_input():
+    program = _two_leaf_mixture([0.5, 0.5]).compile(dtype="float64")
+    program.leaf_tables[next(iter(program.leaf_tables))]["p"][:] = 0.7
+    assert EM(program, "usi", ties="first").statistics(np.ones((50, 1)))["weights"].tolist() == [50.0, 0.0]
+
+
 def _sum_versus_max_circuit():
     """Root over A = 0.5 N(-1, 1) + 0.5 N(1, 1) and B = N(0, 2), equal weights; at x = 0:
     marginal A = 0.242 > B = 0.199 > max A = 0.5 * 0.242 = 0.121."""

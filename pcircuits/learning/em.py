@@ -121,11 +121,19 @@ class EM:
         (DGC-SPN's generative setup keeps its Gaussian leaves at the quantile means).
     freeze_weights : bool
         Keep the sum weights fixed (learn the leaves only).
+    ties : {"random", "first"}
+        Hard EM and USI: among inputs with the same best score the winner is drawn at random
+        (libspn-keras' rule; it lets identical sum units, such as the uniform rows that no
+        example has reached yet, specialize on different examples) or the first is taken.
+    seed : int
+        Seeds the random tie-breaking; batch ``t`` uses ``default_rng([seed, t])``, so a
+        resumed run draws the same ties.
     """
 
     def __init__(self, program, kind: str = "soft", *, inference: str = "sum", mode: str = "full-batch",
                  step_size: float | None = None, eps: float | None = None, leaf_eps: float = 1e-2,
-                 min_std: float = 1e-2, freeze_leaves=False, freeze_weights: bool = False):
+                 min_std: float = 1e-2, freeze_leaves=False, freeze_weights: bool = False, ties: str = "random",
+                 seed: int = 0):
         if kind not in KINDS:
             raise ValueError(f"EM: kind must be one of {KINDS}, got {kind!r}")
         if inference not in ("sum", "max"):
@@ -142,10 +150,15 @@ class EM:
                 raise ValueError(f"EM: {name} must be a non-negative number, got {value!r}")
         if not (np.isfinite(min_std) and min_std > 0):
             raise ValueError(f"EM: min_std must be positive, got {min_std!r}")
+        if ties not in ("random", "first"):
+            raise ValueError(f"EM: ties must be 'random' or 'first', got {ties!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"EM: seed must be a non-negative int, got {seed!r}")
         self.program = program
         self.kind, self.inference, self.mode, self.step_size = kind, inference, mode, step_size
         self.eps, self.leaf_eps, self.min_std = eps, leaf_eps, min_std
         self.freeze_weights = bool(freeze_weights)
+        self.ties, self.seed = ties, int(seed)
         self.frozen = frozen_tables(program, freeze_leaves)
         self.leaf_keys = trainable_tables(program, self.frozen)
         self.rows = WeightRows(program)
@@ -188,7 +201,8 @@ class EM:
         else:
             _, counts, active = program.top_down(
                 x, "argmax", forward_mode=self.inference, root=0 if roots is None else roots,
-                weighted=self.kind == "hard", counts=True, return_active=True)
+                weighted=self.kind == "hard", ties=self.ties, seed=np.random.default_rng([self.seed, self.steps]),
+                counts=True, return_active=True)
             flows = active
             if self.inference == "sum":
                 out = program.values[self._output_slots].T

@@ -51,17 +51,23 @@ class Gradients:
 class _Chooser:
     """How a top-down pass picks one input of an active sum unit."""
 
-    def __init__(self, backend, mode: str, rng, weighted: bool, counts: bool):
+    def __init__(self, backend, mode: str, rng, weighted: bool, counts: bool, ties: str = "first"):
         self.backend = backend
         self.mode = mode
         self.rng = rng
         self.weighted = weighted
+        self.ties = ties
         self.counts = [] if counts else None
 
     def __call__(self, scores):
+        """Index of the chosen input per row of ``scores``, shape (n, num_inputs) -> (n,)."""
         xp = self.backend.xp
         if self.mode == "sample":
             scores = scores + self.rng.gumbel(scores.shape)
+        elif self.ties == "random":
+            best = scores.max(axis=1, keepdims=True)
+            tied = (scores == best) & (scores > -xp.inf)
+            scores = xp.where(tied, self.rng.uniform(scores.shape), -1.0)
         return xp.argmax(scores, axis=1)
 
 
@@ -307,7 +313,8 @@ class Program:
                          None if input_grads is None else input_grads.T)
 
     def top_down(self, x, mode: str = "argmax", *, forward_mode: str | None = None, root=0,
-                 seed=None, weighted: bool = True, counts: bool = False, return_active: bool = False):
+                 seed=None, weighted: bool = True, ties: str = "first", counts: bool = False,
+                 return_active: bool = False):
         """Select an induced tree per example and fill the missing values of ``x``.
 
         Parameters
@@ -324,6 +331,11 @@ class Program:
             Which output unit to start from (per example).
         weighted : bool
             False chooses by the unweighted input values (the USI rule of hard EM).
+        ties : {"first", "random"}
+            Argmax mode: which of several inputs with the same best score is taken, the first
+            (deterministic decoding) or one at random from ``seed`` (hard EM, as libspn-keras
+            does, so that identical sum units, e.g. rows that no example has reached yet, are
+            recruited by different examples instead of all counts going to the first one).
         counts : bool
             Also return how often every weight was on a chosen edge (hard EM statistics).
         return_active : bool
@@ -338,6 +350,8 @@ class Program:
         """
         if mode not in ("argmax", "sample"):
             raise ValueError(f"top_down: mode must be 'argmax' or 'sample', got {mode!r}")
+        if ties not in ("first", "random"):
+            raise ValueError(f"top_down: ties must be 'first' or 'random', got {ties!r}")
         forward_mode = forward_mode or ("max" if mode == "argmax" else "sum")
         be, xp = self.backend, self.backend.xp
         x = self.prepare(x)
@@ -350,7 +364,7 @@ class Program:
         if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
             raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
         active[be.index(self.output_slots[root_idx]), xp.arange(batch)] = True
-        chooser = _Chooser(be, mode, rng, weighted, counts)
+        chooser = _Chooser(be, mode, rng, weighted, counts, ties)
         for layer in reversed(self.inner_layers):
             layer.select(self, values, active, chooser)
         out = x.copy()
