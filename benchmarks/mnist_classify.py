@@ -26,6 +26,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-decay", type=float, default=1.0, help="epoch e uses lr * lr_decay ** e")
     parser.add_argument("--product-dropout", type=float, default=0.2)
     parser.add_argument("--input-dropout", type=float, default=0.2)
     parser.add_argument("--train-size", type=int, default=None)
@@ -50,11 +51,12 @@ def main(argv=None):
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     history = pc.learning.fit(program, x_train, labels=y_train, valid=x_test, valid_labels=y_test, method="adam",
-                              lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                              lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
                               product_dropout=args.product_dropout, input_dropout=args.input_dropout,
                               progress=not args.no_progress, seed=args.seed, checkpoint=args.checkpoint)
     train_s = time.perf_counter() - t0
     record = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+              "lr_decay": args.lr_decay,
               "train_images": len(x_train), "test_images": len(x_test), "nodes": circuit.num_nodes,
               "units": circuit.num_units, "edges": circuit.num_edges, "params": circuit.num_params,
               "build_compile_s": round(build_s, 1), "train_s": round(train_s, 1),

@@ -294,6 +294,18 @@ def test_adam_lowers_the_negative_log_likelihood():
     assert -float(program.log_likelihood(x).mean()) < before - 1.0
 
 
+def test_lr_decay_scales_the_steps_of_later_epochs_only():
+    x, _ = digits()
+    runs = {}
+    for decay in (1.0, 0.5):
+        for epochs in (1, 2):
+            program = small_pd().compile(dtype="float64")
+            fit(program, x, method="sgd", lr=0.05, lr_decay=decay, epochs=epochs, batch_size=100, progress=False)
+            runs[decay, epochs] = program.weights.copy()
+    assert np.array_equal(runs[1.0, 1], runs[0.5, 1])
+    assert not np.allclose(runs[1.0, 2], runs[0.5, 2])
+
+
 def test_sgd_lowers_the_negative_log_likelihood():
     x, _ = digits()
     program = small_pd().compile(dtype="float64")
@@ -355,6 +367,7 @@ def test_cross_entropy_leaves_out_examples_whose_roots_are_all_minus_infinity():
     ("em", {}),
     ("em", {"step_size": 0.3}),
     ("adam", {"product_dropout": 0.1, "input_dropout": 0.1}),
+    ("adam", {"lr_decay": 0.5}),
     ("sgd", {"momentum": 0.5}),
 ])
 def test_resume_from_checkpoint_is_bit_identical(tmp_path, method, options):

@@ -132,7 +132,7 @@ def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: 
 
 
 def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int = 128, labels=None,
-        valid=None, valid_labels=None, objective: str | None = None, lr: float = 1e-2,
+        valid=None, valid_labels=None, objective: str | None = None, lr: float = 1e-2, lr_decay: float = 1.0,
         optimizer_betas=(0.9, 0.999), momentum: float = 0.0, mode: str | None = None,
         step_size: float | None = None, inference: str = "sum", ties: str = "random", eps: float | None = None,
         leaf_eps: float = 1e-2,
@@ -166,6 +166,8 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         Default: cross-entropy for gradient methods with labels and several roots, else NLL.
         EM always maximizes the likelihood.
     lr, optimizer_betas, momentum : gradient methods
+    lr_decay : float in (0, 1]
+        Gradient methods: epoch ``e`` (from 0) steps with ``lr * lr_decay ** e``.
         Learning rate (default 1e-2), Adam's decay rates, SGD momentum.
     mode : {"full-batch", "online"}, optional
         EM schedule; default full-batch for soft EM without ``step_size``, else online.
@@ -209,6 +211,8 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "seed" else 1):
             raise ValueError(f"fit: {name} must be a {'non-negative' if name == 'seed' else 'positive'} int, "
                              f"got {value!r}")
+    if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float)) or not 0 < lr_decay <= 1:
+        raise ValueError(f"fit: lr_decay must be in (0, 1], got {lr_decay!r}")
     if checkpoint is not None and not Path(checkpoint).resolve().parent.is_dir():
         raise ValueError(f"fit: the folder of checkpoint {str(checkpoint)!r} does not exist")
     if callback is not None and not callable(callback):
@@ -252,7 +256,7 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
                      leaf_eps=leaf_eps, min_std=min_std, freeze_leaves=True if not learn_leaves else freeze_leaves,
                      freeze_weights=freeze_weights, ties=ties, seed=seed)
 
-    config = {"method": method, "objective": objective, "mode": mode, "seed": int(seed),
+    config = {"method": method, "objective": objective, "mode": mode, "seed": int(seed), "lr_decay": float(lr_decay),
               "batch_size": int(batch_size), "num_examples": n, "num_weights": int(program.num_weights),
               "tables": _table_shapes(program)}
     history = History()
@@ -274,6 +278,8 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         total, correct = 0.0, 0.0
         if bar is not None:
             bar.set_description(f"fit {method} epoch {epoch + 1}/{epochs}")
+        if gradient:
+            learner.lr = lr * lr_decay ** epoch
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             xb = x[be.index(idx)]
