@@ -81,6 +81,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="out/olivetti")
     parser.add_argument("--ties", choices=["random", "first"], default="random",
                         help="hard EM / USI: break ties between winners at random (libspn-keras) or take the first")
+    parser.add_argument("--counts", choices=["sum", "mean"], default="sum",
+                        help="EM: a batch adds the sum of its examples' counts or their mean (libspn-keras "
+                             "accumulates the gradient of a batch-mean loss, which makes the smoothing "
+                             "1e-2/|w| weigh batch-size times more)")
     parser.add_argument("--init-weights", choices=["random", "uniform"], default=None,
                         help="start from the builder's random sum weights or from uniform ones (default: uniform "
                              "for dgcspn, whose libspn-keras accumulators start equal; random otherwise)")
@@ -131,7 +135,8 @@ def run(args, seed: int, z_train, z_test, mean_test, std_test) -> dict:
     t0 = time.perf_counter()
     history = pc.learning.fit(program, z_train, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
                               lr=args.lr, freeze_leaves=True, learn_leaves=False, progress=not args.no_progress,
-                              ties=args.ties, seed=seed, callback=trace_epoch if args.trace else None)
+                              ties=args.ties, counts=args.counts, seed=seed,
+                              callback=trace_epoch if args.trace else None)
     train_s = time.perf_counter() - t0
 
     results = {}
@@ -147,7 +152,8 @@ def run(args, seed: int, z_train, z_test, mean_test, std_test) -> dict:
                              {k: v[:10] for k, v in completions.items()}, shape=(64, 64))
     history.plot(f"{prefix}_curve.png")
     record = {
-        "structure": args.structure, "method": args.method, "ties": args.ties, "init_weights": args.init_weights,
+        "structure": args.structure, "method": args.method, "ties": args.ties, "counts": args.counts,
+        "init_weights": args.init_weights,
         "epochs": args.epochs, "batch_size": args.batch_size, "num_sums": args.num_sums,
         "delta": args.delta if args.structure == "pd" else None,
         "dense": args.dense if args.structure == "pd" else None, "seed": seed,
@@ -173,7 +179,8 @@ def summarize(structure: str, folder: str) -> dict:
                 records.append(json.load(f))
     if not records:
         raise SystemExit(f"summarize: no {structure}_seed*.json records in {folder}")
-    settings = {k: records[0][k] for k in ("method", "ties", "init_weights", "epochs", "batch_size", "num_sums")}
+    settings = {k: records[0].get(k) for k in ("method", "ties", "counts", "init_weights", "epochs", "batch_size",
+                                               "num_sums")}
     if any({k: r.get(k) for k in settings} != settings for r in records):
         raise SystemExit(f"summarize: the records in {folder} were made with different settings; "
                          f"use one folder per configuration")

@@ -112,6 +112,17 @@ def test_hard_em_breaks_ties_at_random_reproducibly():
     assert 100 < counts[2][0] < 300
 
 
+def test_mean_counts_are_the_summed_statistics_over_the_batch_size():
+    x, _ = digits()
+    program = small_pd().compile(dtype="float64")
+    summed = EM(program, "soft").statistics(x[:40])
+    mean = EM(program, "soft", counts="mean").statistics(x[:40])
+    assert np.allclose(mean["weights"] * 40, summed["weights"])
+    for key, stats in summed["leaves"].items():
+        for name, value in stats.items():
+            assert np.allclose(mean["leaves"][key][name] * 40, value)
+
+
 def test_hard_em_first_ties_give_every_count_to_the_first_input():
     program = _two_leaf_mixture([0.5, 0.5]).compile(dtype="float64")
     program.leaf_tables[next(iter(program.leaf_tables))]["p"][:] = 0.7

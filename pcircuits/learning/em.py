@@ -125,6 +125,12 @@ class EM:
         Hard EM and USI: among inputs with the same best score the winner is drawn at random
         (libspn-keras' rule; it lets identical sum units, such as the uniform rows that no
         example has reached yet, specialize on different examples) or the first is taken.
+    counts : {"sum", "mean"}
+        What a batch adds to the statistics: the sum over its examples (each example counts 1)
+        or their mean (each counts ``1 / batch``), which is what libspn-keras accumulates (the
+        gradient of a batch-mean loss). The smoothing ``eps`` and ``leaf_eps`` are pseudo-counts
+        in these units, so with ``"mean"`` DGC-SPN's ``1e-2 / |w|`` weighs as ``batch`` times
+        more examples.
     seed : int
         Seeds the random tie-breaking; batch ``t`` uses ``default_rng([seed, t])``, so a
         resumed run draws the same ties.
@@ -133,7 +139,7 @@ class EM:
     def __init__(self, program, kind: str = "soft", *, inference: str = "sum", mode: str = "full-batch",
                  step_size: float | None = None, eps: float | None = None, leaf_eps: float = 1e-2,
                  min_std: float = 1e-2, freeze_leaves=False, freeze_weights: bool = False, ties: str = "random",
-                 seed: int = 0):
+                 counts: str = "sum", seed: int = 0):
         if kind not in KINDS:
             raise ValueError(f"EM: kind must be one of {KINDS}, got {kind!r}")
         if inference not in ("sum", "max"):
@@ -152,13 +158,15 @@ class EM:
             raise ValueError(f"EM: min_std must be positive, got {min_std!r}")
         if ties not in ("random", "first"):
             raise ValueError(f"EM: ties must be 'random' or 'first', got {ties!r}")
+        if counts not in ("sum", "mean"):
+            raise ValueError(f"EM: counts must be 'sum' or 'mean', got {counts!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"EM: seed must be a non-negative int, got {seed!r}")
         self.program = program
         self.kind, self.inference, self.mode, self.step_size = kind, inference, mode, step_size
         self.eps, self.leaf_eps, self.min_std = eps, leaf_eps, min_std
         self.freeze_weights = bool(freeze_weights)
-        self.ties, self.seed = ties, int(seed)
+        self.ties, self.counts, self.seed = ties, counts, int(seed)
         self.frozen = frozen_tables(program, freeze_leaves)
         self.leaf_keys = trainable_tables(program, self.frozen)
         self.rows = WeightRows(program)
@@ -221,6 +229,9 @@ class EM:
                                     {k: xp.zeros((rows,) + v.shape[1:], dtype=v.dtype) for k, v in stats.items()})
             for k, v in stats.items():
                 layer.row_scatter.add(acc[k], v)
+        if self.counts == "mean":
+            counts = counts / batch
+            leaves = {key: {k: v / batch for k, v in stats.items()} for key, stats in leaves.items()}
         return {"weights": counts, "leaves": leaves, "log_likelihood": float(chosen.sum()), "count": int(batch)}
 
     def _roots(self, labels, batch: int):

@@ -134,8 +134,8 @@ def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: 
 def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int = 128, labels=None,
         valid=None, valid_labels=None, objective: str | None = None, lr: float = 1e-2, lr_decay: float = 1.0,
         optimizer_betas=(0.9, 0.999), momentum: float = 0.0, mode: str | None = None,
-        step_size: float | None = None, inference: str = "sum", ties: str = "random", eps: float | None = None,
-        leaf_eps: float = 1e-2,
+        step_size: float | None = None, inference: str = "sum", ties: str = "random", counts: str = "sum",
+        eps: float | None = None, leaf_eps: float = 1e-2,
         freeze_leaves=False, learn_leaves: bool = True, freeze_weights: bool = False, min_std: float = 1e-2,
         product_dropout: float = 0.0, input_dropout: float = 0.0, progress: bool = True, seed: int = 0,
         checkpoint=None, resume: bool = True, callback=None) -> History:
@@ -177,6 +177,8 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         Hard EM and USI: marginal (DGC-SPN) or max values for picking the winners.
     ties : {"random", "first"}
         Hard EM and USI: how a tie between winners is broken (see :class:`EM`).
+    counts : {"sum", "mean"}
+        EM: a batch adds the sum or the mean of its examples' statistics (see :class:`EM`).
     eps, leaf_eps, min_std : EM smoothing of the weights (default ``1e-2 / |w|``), pseudo-count of
         the leaf updates, floor of Gaussian standard deviations (also for gradient methods).
     freeze_leaves : bool or set of family names
@@ -254,9 +256,10 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
             mode = "full-batch" if kind == "soft" and step_size is None else "online"
         learner = EM(program, kind, inference=inference, mode=mode, step_size=step_size, eps=eps,
                      leaf_eps=leaf_eps, min_std=min_std, freeze_leaves=True if not learn_leaves else freeze_leaves,
-                     freeze_weights=freeze_weights, ties=ties, seed=seed)
+                     freeze_weights=freeze_weights, ties=ties, counts=counts, seed=seed)
 
     config = {"method": method, "objective": objective, "mode": mode, "seed": int(seed), "lr_decay": float(lr_decay),
+              "counts": counts,
               "batch_size": int(batch_size), "num_examples": n, "num_weights": int(program.num_weights),
               "tables": _table_shapes(program)}
     history = History()
