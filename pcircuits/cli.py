@@ -238,7 +238,7 @@ def _fit(program, x_train, x_valid, args):
             options["lr"] = args.lr
     else:
         options["freeze_leaves"] = not args.learn_leaves
-        options["mode"] = args.em_mode
+        options["mode"], options["counts"] = args.em_mode, args.em_counts
         if args.lr is not None:
             options["mode"], options["step_size"] = "online", args.lr
     try:
@@ -584,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--em-mode", choices=("full-batch", "online"), default=None,
                        help="EM schedule: one update per epoch from all batches' statistics, or one per batch "
                             "(default: full-batch for em, online for hard-em and usi)")
+    train.add_argument("--em-counts", choices=("sum", "mean"), default="sum",
+                       help="EM: a batch adds the sum of its examples' statistics or their mean (libspn-keras' "
+                            "units, in which DGC-SPN's smoothing 1e-2/|w| weighs batch-size times more)")
     train.add_argument("--epochs", type=_positive_int, default=10, help="passes over the training data")
     train.add_argument("--batch-size", type=_positive_int, default=128, help="images per update")
     train.add_argument("--lr", type=_positive_float, default=None,

@@ -63,6 +63,20 @@ def test_em_step_size_out_of_range_is_a_clean_error(tmp_path, capsys):
     assert "step size" in capsys.readouterr().err
 
 
+def test_train_passes_the_em_count_unit_to_fit(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_fit(program, x, **options):
+        seen.update(options)
+        return pc.learning.History({"epoch": [], "train_ll": []})
+
+    monkeypatch.setattr(pc.learning, "fit", fake_fit)
+    cli.main(["train", "--data", "digits8x8", "--structure", "pd", "--delta", "4", "--num-sums", "2", "--num-leaves",
+              "2", "--method", "usi", "--em-counts", "mean", "--epochs", "1", "--train-size", "20",
+              "--out", str(tmp_path / "m.pcz"), "--quiet", "--no-progress"])
+    assert seen["method"] == "usi" and seen["counts"] == "mean"
+
+
 def test_npz_data_files_are_read(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
