@@ -86,6 +86,11 @@ class RandomSource:
     def uniform(self, shape):
         return self._gen.random(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
 
+    def bernoulli_mask(self, shape, rate: float):
+        """Booleans that are True with probability ``rate`` (dropout masks; single precision
+        draws, which is all a rate needs and twice as fast)."""
+        return self._gen.random(shape, dtype=np.float32) < rate
+
     def normal(self, shape):
         return self._gen.standard_normal(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
 

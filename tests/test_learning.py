@@ -343,7 +343,7 @@ def test_input_dropout_marginalizes_the_dropped_variables():
     learner = GradientLearner(program, input_dropout=0.3)
     loss, _, _ = learner.loss_and_gradients(x[:40], rng=program.backend.rng(7))
     dropped = x[:40].astype(float)
-    dropped[program.backend.rng(7).uniform(dropped.shape) < 0.3] = np.nan
+    dropped[program.backend.rng(7).bernoulli_mask(dropped.shape, 0.3)] = np.nan
     assert np.isclose(loss, -program.log_likelihood(dropped).mean(), rtol=1e-12)
 
 

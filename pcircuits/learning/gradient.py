@@ -104,7 +104,7 @@ class GradientLearner:
             self.theta["weights"] = self.rows.logits(program.weights)
         for i, key in enumerate(self.leaf_keys):
             for name, value in key[0].to_unconstrained(xp, program.leaf_tables[key]).items():
-                self.theta[f"leaves/{i}/{name}"] = value
+                self.theta[f"leaves/{i}/{name}"] = value.copy()     # updated in place, so never a view
         self.moments = {k: (xp.zeros_like(v), xp.zeros_like(v)) for k, v in self.theta.items()}
         self.t = 0
         self._default_rng = None
@@ -146,7 +146,7 @@ class GradientLearner:
                     self._default_rng = be.rng(None)
                 rng = self._default_rng
             if self.input_dropout > 0:
-                x = xp.where(rng.uniform(x.shape) < self.input_dropout, xp.nan, x)
+                x = xp.where(rng.bernoulli_mask(x.shape, self.input_dropout), xp.nan, x)
             if self.product_dropout > 0:
                 dropout = (self.product_dropout, rng)
         out = program._forward(x, "sum", cache=True, product_dropout=dropout)
@@ -176,21 +176,32 @@ class GradientLearner:
         xp = self.program.backend.xp
         self.t += 1
         b1, b2 = self.betas
+        # Adam's bias corrections folded into two scalars:
+        # lr * m_hat / (sqrt(v_hat) + eps) = step * m / (sqrt(v) + eps_hat)
+        step = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        eps_hat = self.adam_eps * np.sqrt(1 - b2 ** self.t)
         for key, grad in grads.items():
             m, v = self.moments[key]
+            update = xp.empty_like(grad)
             if self.optimizer == "sgd":
-                m = self.momentum * m + grad
-                update = self.lr * m
+                m *= self.momentum
+                m += grad
+                xp.multiply(m, self.lr, out=update)
             else:
-                m = b1 * m + (1 - b1) * grad
-                v = b2 * v + (1 - b2) * grad * grad
-                m_hat = m / (1 - b1 ** self.t)
-                v_hat = v / (1 - b2 ** self.t)
-                update = self.lr * m_hat / (xp.sqrt(v_hat) + self.adam_eps)
-            self.moments[key] = (m, v)
-            if key == "weights":
+                m *= b1
+                xp.multiply(grad, 1 - b1, out=update)
+                m += update
+                v *= b2
+                xp.multiply(grad, grad, out=update)
+                update *= 1 - b2
+                v += update
+                xp.sqrt(v, out=update)
+                update += eps_hat
+                xp.divide(m, update, out=update)
+                update *= step
+            if key == "weights" and self.rows.masked:
                 update = xp.where(self.rows.allowed, update, 0)
-            self.theta[key] = self.theta[key] - update
+            self.theta[key] -= update
         self.apply()
 
     def apply(self):
@@ -198,7 +209,7 @@ class GradientLearner:
         program = self.program
         xp = program.backend.xp
         if "weights" in self.theta:
-            program.set_weights(self.rows.softmax(self.theta["weights"]))
+            program.set_weights(*self.rows.softmax(self.theta["weights"], return_log=True))
         for i, key in enumerate(self.leaf_keys):
             prefix = f"leaves/{i}/"
             if issubclass(key[0], Gaussian):
@@ -207,15 +218,15 @@ class GradientLearner:
             free = {k[len(prefix):]: v for k, v in self.theta.items() if k.startswith(prefix)}
             table = program.leaf_tables[key]
             update = key[0].from_unconstrained(xp, table, free)
-            program.leaf_tables[key] = {k: update.get(k, v).astype(v.dtype, copy=False) for k, v in table.items()}
+            program.leaf_tables[key] = {k: update.get(k, v).astype(v.dtype, copy=True) for k, v in table.items()}
 
     # ---- state for checkpoints ------------------------------------------------------------
     def state(self) -> dict:
         """Free parameters, moment estimates and the step counter as named arrays."""
         out = {"t": np.array(self.t)}
         for k, v in self.theta.items():
-            out[f"theta/{k}"] = v
-            out[f"m/{k}"], out[f"v/{k}"] = self.moments[k]
+            out[f"theta/{k}"] = v.copy()
+            out[f"m/{k}"], out[f"v/{k}"] = (a.copy() for a in self.moments[k])
         return out
 
     def load_state(self, arrays: dict):
@@ -227,8 +238,8 @@ class GradientLearner:
                              f"other frozen parameters?)")
         self.t = int(arrays["t"])
         for k in list(self.theta):
-            self.theta[k] = xp.asarray(arrays[f"theta/{k}"])
-            self.moments[k] = (xp.asarray(arrays[f"m/{k}"]), xp.asarray(arrays[f"v/{k}"]))
+            self.theta[k] = xp.array(arrays[f"theta/{k}"])
+            self.moments[k] = (xp.array(arrays[f"m/{k}"]), xp.array(arrays[f"v/{k}"]))
         self.apply()
 
 

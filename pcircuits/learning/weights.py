@@ -2,15 +2,21 @@
 
 Every sum unit's weights form one *row* of the flat vector ``program.weights``. The layerizer
 stores each :class:`~pcircuits.SumWeights` block row-major at ``plan.weight_offsets[i]``, so
-every row is a contiguous segment and all rows are reduced at once with one segmented
-reduction (``ufunc.reduceat`` on NumPy, a scatter on CuPy): no Python loop over nodes or
-units. Entries outside a sum's mask are not weights: they stay exactly 0 (``-inf`` in log space).
+every row is a contiguous segment. Consecutive blocks whose rows have the same length form a
+*run*, a ``(rows, length)`` matrix view of the flat vector; when a circuit has few runs (the
+architectures' layers: one or a few per layer) every row reduction is a reduction along the
+last axis of these views. Otherwise all rows are reduced at once with one segmented reduction
+(``ufunc.reduceat`` on NumPy, a scatter on CuPy). Neither loops over nodes or units. Entries
+outside a sum's mask are not weights: they stay exactly 0 (``-inf`` in log space).
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["WeightRows", "additive_smoothing"]
+
+# above this many runs of equal row length the segmented reduction is used instead of views
+_MAX_RUNS = 64
 
 
 def additive_smoothing(counts, *, eps: float | None = None, axis: int = -1) -> np.ndarray:
@@ -80,10 +86,25 @@ class WeightRows:
         sizes = np.add.reduceat(allowed.astype(np.int64), self.starts_np) if self.num_rows else np.zeros(0, np.int64)
         self.rows_np = rows
         self.allowed_np = allowed
+        self.masked = not bool(allowed.all())
         self.rows = be.index(rows)
         self.starts = be.index(self.starts_np)
         self.row_sizes = be.asarray(sizes[rows])
         self.allowed = be.xp.asarray(allowed)
+        self.runs = _runs(offsets, inputs)
+
+    # ---- row views ----------------------------------------------------------------------
+    def _views(self, *arrays):
+        """Per run, the ``(rows, length)`` views of each flat array."""
+        for lo, hi, length in self.runs:
+            yield tuple(a[lo:hi].reshape(-1, length) for a in arrays)
+
+    def _rowwise(self, values, op):
+        """``op(view) -> view-shaped result`` applied run by run into a new flat array."""
+        out = self.backend.xp.empty_like(values)
+        for v, o in self._views(values, out):
+            o[...] = op(v)
+        return out
 
     @property
     def num_weights(self) -> int:
@@ -95,12 +116,16 @@ class WeightRows:
         xp = self.backend.xp
         if self.num_rows == 0:
             return xp.zeros(0, dtype=values.dtype)
+        if self.runs is not None:
+            return xp.concatenate([v.sum(axis=1) for (v,) in self._views(values)])
         if self.backend.name == "numpy":
             return np.add.reduceat(values, self.starts_np)
         return xp.bincount(self.rows, weights=values, minlength=self.num_rows).astype(values.dtype)
 
     def row_sum(self, values):
         """Sum of each row, broadcast back to the flat layout (num_weights,)."""
+        if self.runs is not None and self.num_rows:
+            return self._rowwise(values, lambda v: v.sum(axis=1, keepdims=True))
         return self.row_totals(values)[self.rows]
 
     def row_max(self, values):
@@ -108,7 +133,9 @@ class WeightRows:
         xp = self.backend.xp
         if self.num_rows == 0:
             return values
-        masked = xp.where(self.allowed, values, -xp.inf)
+        masked = xp.where(self.allowed, values, -xp.inf) if self.masked else values
+        if self.runs is not None:
+            return self._rowwise(masked, lambda v: v.max(axis=1, keepdims=True))
         if self.backend.name == "numpy":
             return np.maximum.reduceat(masked, self.starts_np)[self.rows]
         import cupyx
@@ -140,12 +167,30 @@ class WeightRows:
             return xp.where(empty, fallback, numerators / xp.where(empty, 1, totals))
         return numerators / totals
 
-    def softmax(self, logits):
-        """Per-row softmax of log-space parameters; masked entries are exactly 0."""
+    def softmax(self, logits, *, return_log: bool = False):
+        """Per-row softmax of log-space parameters; masked entries are exactly 0.
+
+        With ``return_log`` also the log-softmax (``-inf`` where masked), computed as
+        ``logits - max - log(sum exp)`` rather than as the log of the weights.
+        """
         xp = self.backend.xp
+        if self.runs is not None and not self.masked and self.num_rows:
+            weights, log_weights = xp.empty_like(logits), xp.empty_like(logits)
+            for v, w, lw in self._views(logits, weights, log_weights):
+                xp.subtract(v, v.max(axis=1, keepdims=True), out=lw)
+                xp.exp(lw, out=w)
+                total = w.sum(axis=1, keepdims=True)
+                w /= total
+                lw -= xp.log(total)
+            return (weights, log_weights) if return_log else weights
         shifted = xp.where(self.allowed, logits - self.row_max(logits), -xp.inf)
         e = xp.exp(shifted)
-        return e / self.row_sum(e)
+        total = self.row_sum(e)
+        weights = e / total
+        if not return_log:
+            return weights
+        with np.errstate(divide="ignore"):
+            return weights, xp.where(self.allowed, shifted - xp.log(total), -xp.inf)
 
     def logits(self, weights, floor: float = 1e-30):
         """Log-space parameters of normalized weights: ``log w`` (``-inf`` where masked).
@@ -162,5 +207,22 @@ class WeightRows:
         ``dL/dtheta_j = g_j - w_j * sum_{k in row(j)} g_k`` (0 for masked entries).
         """
         xp = self.backend.xp
+        if not self.masked:
+            out = self.row_sum(grad_log_weights)
+            out *= weights
+            return xp.subtract(grad_log_weights, out, out=out)
         g = xp.where(self.allowed, grad_log_weights, 0)
         return xp.where(self.allowed, g - weights * self.row_sum(g), 0)
+
+
+def _runs(offsets: np.ndarray, row_lengths: np.ndarray):
+    """``(lo, hi, length)`` of each run of consecutive weight blocks with equal row length, or
+    None when there are more than ``_MAX_RUNS`` runs (or none)."""
+    if len(row_lengths) == 0:
+        return None
+    change = np.flatnonzero(np.diff(row_lengths)) + 1
+    if len(change) + 1 > _MAX_RUNS:
+        return None
+    first = np.r_[0, change]
+    last = np.r_[change, len(row_lengths)]
+    return [(int(offsets[a]), int(offsets[b]), int(row_lengths[a])) for a, b in zip(first, last)]

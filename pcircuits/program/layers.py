@@ -100,7 +100,7 @@ class ProductLayer:
                 out += scratch
         if program.product_dropout is not None:
             rate, rng = program.product_dropout
-            out[rng.uniform(out.shape) < rate] = -xp.inf
+            xp.putmask(out, rng.bernoulli_mask(out.shape, rate), -xp.inf)
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
@@ -193,11 +193,16 @@ class DenseSumLayer:
         self.N, self.K, self.I = spec.num_nodes, spec.num_units, spec.num_inputs
         self.inputs_np = spec.inputs
         self.inputs = backend.index(spec.inputs)
+        # nodes over the very same inputs (e.g. one root per class) stack into one node of N*K
+        # units: the inputs are gathered once and the product is one plain matmul
+        shared = self.N > 1 and bool((spec.inputs == spec.inputs[:1]).all())
+        self.Nb, self.Kb = (1, self.N * self.K) if shared else (self.N, self.K)
+        self.batched_inputs = backend.index(spec.inputs[:self.Nb])
         flat = spec.weight_slots.ravel()
         self.contiguous = bool(np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))))
         self.slot0 = int(flat[0])
         self.slots = backend.index(spec.weight_slots)
-        self.scatter = Scatter(backend, spec.inputs.ravel())
+        self.scatter = Scatter(backend, spec.inputs[:self.Nb].ravel())
         self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
         self.num_edges = int(flat.size)
 
@@ -210,14 +215,18 @@ class DenseSumLayer:
     def _buffers(self, program, batch, cache):
         """(E, S) work arrays: per layer when cached for backward, else shared by shape."""
         key = id(self) if cache is not None else "shared"
-        E = program.buffer(("E", key, self.N, self.I), (self.N, self.I, batch))
-        S = program.buffer(("S", key, self.N, self.K), (self.N, self.K, batch))
+        E = program.buffer(("E", key, self.Nb, self.I), (self.Nb, self.I, batch))
+        S = program.buffer(("S", key, self.Nb, self.Kb), (self.Nb, self.Kb, batch))
         return E, S
+
+    def _batched_weights(self, program):
+        """Linear weights as the batched matmul sees them, shape (Nb, Kb, I)."""
+        return self.weights(program).reshape(self.Nb, self.Kb, self.I)
 
     def _finish(self, program, values, E, S, M, cache):
         xp = self.backend.xp
-        xp.matmul(self.weights(program), E, out=S)                # (N, K, B)
-        out = values[self.start:self.stop].reshape(self.N, self.K, -1)
+        xp.matmul(self._batched_weights(program), E, out=S)       # (Nb, Kb, B)
+        out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         with np.errstate(divide="ignore"):
             xp.log(S, out=out)
         out += M[:, None, :]
@@ -231,8 +240,8 @@ class DenseSumLayer:
             values[self.start:self.stop] = self._max_forward(program, values[self.inputs])
             return
         E, S = self._buffers(program, batch, cache)
-        xp.take(values, self.inputs, axis=0, out=E)               # (N, I, B)
-        m = _safe_max(xp, E, axis=1)                              # (N, B)
+        xp.take(values, self.batched_inputs, axis=0, out=E)       # (Nb, I, B)
+        m = _safe_max(xp, E, axis=1)                              # (Nb, B)
         E -= m[:, None, :]
         xp.exp(E, out=E)
         self._finish(program, values, E, S, m, cache)
@@ -252,20 +261,20 @@ class DenseSumLayer:
     def backward(self, program, values, grads, cache):
         if id(self) not in cache:
             self.forward(program, values, None, "sum", cache)
-        grad_inputs = self._input_flows(program, grads, *cache[id(self)])    # (N, I, B)
-        self.scatter.add(grads, grad_inputs.reshape(self.N * self.I, -1))
+        grad_inputs = self._input_flows(program, grads, *cache[id(self)])    # (Nb, I, B)
+        self.scatter.add(grads, grad_inputs.reshape(self.Nb * self.I, -1))
 
     def _input_flows(self, program, grads, E, S):
-        """Flows of every input, ``E * (W^T @ (grad / S))`` (N, I, B); also adds the edge flows
+        """Flows of every input, ``E * (W^T @ (grad / S))`` (Nb, I, B); also adds the edge flows
         ``W * ((grad / S) @ E^T)`` to the log-weight gradient."""
         xp = self.backend.xp
-        G = grads[self.start:self.stop].reshape(self.N, self.K, -1)
-        R = program.buffer(("R", self.N, self.K), G.shape)
+        G = grads[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
+        R = program.buffer(("R", self.Nb, self.Kb), G.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             xp.divide(G, S, out=R)
         R[S <= 0] = 0
-        W = self.weights(program)
-        flows = program.buffer(("WtR", self.N, self.I), (self.N, self.I, R.shape[2]))
+        W = self._batched_weights(program)
+        flows = program.buffer(("WtR", self.Nb, self.I), (self.Nb, self.I, R.shape[2]))
         xp.matmul(W.transpose(0, 2, 1), R, out=flows)
         flows *= E
         edge = W * xp.matmul(R, E.transpose(0, 2, 1))
@@ -305,6 +314,7 @@ class FusedSumLayer(DenseSumLayer):
         self.backend = backend
         self.start, self.stop = spec.start, spec.stop
         self.N, self.K = spec.num_nodes, spec.num_units
+        self.Nb, self.Kb = self.N, self.K
         self.n, self.KL, self.KR = spec.num_splits, spec.left_units, spec.right_units
         self.I = self.n * self.KL * self.KR
         self.left = backend.index(spec.left)
@@ -337,7 +347,7 @@ class FusedSumLayer(DenseSumLayer):
         xp.multiply(L[:, :, :, None, :], R[:, :, None, :, :], out=E.reshape(self.N, self.n, self.KL, self.KR, batch))
         if program.product_dropout is not None:
             rate, rng = program.product_dropout
-            E[rng.uniform(E.shape) < rate] = 0
+            xp.putmask(E, rng.bernoulli_mask(E.shape, rate), 0)
         return M
 
     def forward(self, program, values, x, mode, cache=None):

@@ -132,10 +132,16 @@ class Program:
         with np.errstate(divide="ignore"):
             self.log_weights = xp.log(self.weights)
 
-    def set_weights(self, weights):
-        """Replace the flat weight vector (linear space, shape ``(num_weights,)``)."""
+    def set_weights(self, weights, log_weights=None):
+        """Replace the flat weight vector (linear space, shape ``(num_weights,)``).
+
+        ``log_weights``, when the caller has them (a log-softmax), saves taking the log.
+        """
         self.weights = self.backend.asarray(weights)
-        self._update_log_weights()
+        if log_weights is None:
+            self._update_log_weights()
+        else:
+            self.log_weights = self.backend.asarray(log_weights)
 
     @property
     def num_weights(self) -> int:

@@ -1,14 +1,21 @@
 """Duplicate-safe scatter-add along the first axis: ``dst[targets[e]] += src[e]``.
 
 Built once per layer at compile time. When the targets are unique a plain fancy-index add is
-exact; otherwise the sources are permuted so equal targets are adjacent and summed with one
-segmented reduction (NumPy's ``add.reduceat``), or with CuPy's atomic ``scatter_add``.
+exact. Otherwise, on NumPy, the sources are split into *rounds*: round ``r`` holds the ``r``-th
+source of every target, so the targets of one round are unique and each round is one
+fancy-index add (a loop over the largest multiplicity, never over targets). A target hit by
+very many sources makes rounds wasteful; then the sources are permuted so equal targets are
+adjacent and summed with one segmented reduction (``add.reduceat``). On CuPy the add is
+CuPy's atomic ``scatter_add``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["Scatter"]
+
+# above this multiplicity a segmented reduction beats one fancy-index add per round
+_MAX_ROUNDS = 64
 
 
 class Scatter:
@@ -29,14 +36,19 @@ class Scatter:
         starts = np.flatnonzero(np.r_[True, sorted_targets[1:] != sorted_targets[:-1]]) if len(targets) else \
             np.zeros(0, dtype=np.int64)
         self.unique = len(starts) == len(targets)
-        if self.unique:
+        self.rounds = None
+        if self.unique or backend.name != "numpy":
             self.targets = backend.index(targets)
-        elif backend.name == "numpy":
+            return
+        rank = np.arange(len(targets)) - np.repeat(starts, np.diff(np.r_[starts, len(targets)]))
+        if rank.max() < _MAX_ROUNDS:
+            by_round = np.argsort(rank, kind="stable")
+            bounds = np.cumsum(np.bincount(rank))[:-1]
+            self.rounds = list(zip(np.split(sorted_targets[by_round], bounds), np.split(order[by_round], bounds)))
+        else:
             self.order = order
             self.starts = starts
             self.targets = sorted_targets[starts]
-        else:
-            self.targets = backend.index(targets)
 
     def add(self, dst, src):
         """``dst[targets] += src`` with duplicates accumulated; ``src`` has shape (E, ...)."""
@@ -44,6 +56,9 @@ class Scatter:
             return
         if self.unique:
             dst[self.targets] += src
+        elif self.rounds is not None:
+            for targets, sources in self.rounds:
+                dst[targets] += np.take(src, sources, axis=0)
         elif self.backend.name == "numpy":
             dst[self.targets] += np.add.reduceat(src[self.order], self.starts, axis=0)
         else:

@@ -1,0 +1,142 @@
+"""The engine's fast paths give exactly what their plain definitions give.
+
+Scatter-add by rounds (and by segmented reduction) against ``np.add.at``; dense sum layers whose
+nodes share their inputs (one root per class) against finite differences and one-root
+circuits; the run-view row reductions of :class:`~pcircuits.learning.WeightRows` against the
+segmented path; the in-place Adam step against the textbook formula.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pcircuits as pc
+from pcircuits.backend import get_backend
+from pcircuits.learning import GradientLearner, WeightRows
+from pcircuits.program import scatter as scatter_module
+from pcircuits.program.layers import DenseSumLayer
+from pcircuits.program.scatter import Scatter
+
+NUMPY = get_backend("numpy", "float64")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=200), st.integers(0, 2**31 - 1))
+def test_scatter_add_equals_add_at_for_any_multiplicity(targets, seed):
+    targets = np.asarray(targets)
+    src = np.random.default_rng(seed).normal(size=(len(targets), 3))
+    expected = np.zeros((31, 3))
+    np.add.at(expected, targets, src)
+    dst = np.zeros((31, 3))
+    Scatter(NUMPY, targets).add(dst, src)
+    assert np.allclose(dst, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_scatter_beyond_the_round_limit_uses_the_segmented_reduction_and_agrees():
+    targets = np.r_[np.zeros(scatter_module._MAX_ROUNDS + 5, dtype=int), np.arange(1, 9)]
+    scatter = Scatter(NUMPY, targets)
+    assert scatter.rounds is None and not scatter.unique
+    src = np.random.default_rng(0).normal(size=(len(targets), 2))
+    expected = np.zeros((9, 2))
+    np.add.at(expected, targets, src)
+    dst = np.zeros((9, 2))
+    scatter.add(dst, src)
+    assert np.allclose(dst, expected, rtol=1e-12)
+
+
+def test_scatter_of_repeated_targets_is_split_into_rounds_of_unique_targets():
+    scatter = Scatter(NUMPY, np.array([3, 1, 3, 3, 0, 1]))
+    assert len(scatter.rounds) == 3
+    for targets, _ in scatter.rounds:
+        assert len(np.unique(targets)) == len(targets)
+
+
+def class_roots_circuit():
+    """Three class roots over the same products: their dense layer stacks into one node."""
+    return pc.builders.rat_spn(4, depth=1, num_repetitions=2, num_sums=2, num_leaves=2, num_classes=3,
+                               leaf="bernoulli", seed=3)
+
+
+def test_sums_over_identical_inputs_are_stacked_into_one_matmul():
+    program = class_roots_circuit().compile(dtype="float64")
+    stacked = [layer for layer in program.layers if isinstance(layer, DenseSumLayer) and layer.N > 1
+               and layer.Nb == 1]
+    assert stacked and stacked[0].Kb == stacked[0].N * stacked[0].K
+
+
+def test_stacked_class_roots_give_each_roots_own_likelihood():
+    circuit = class_roots_circuit()
+    program = circuit.compile(dtype="float64")
+    x = program.sample(6, seed=1)
+    ll = program.log_likelihood(x)
+    for k, root in enumerate(circuit.roots):
+        alone = pc.Circuit(root, variables=circuit.variables).compile(dtype="float64")
+        assert np.allclose(ll[:, k], alone.log_likelihood(x), rtol=1e-12)
+
+
+def test_stacked_class_roots_log_weight_gradient_equals_finite_differences():
+    program = class_roots_circuit().compile(dtype="float64")
+    x = program.sample(5, seed=2)
+    grad_root = np.random.default_rng(0).normal(size=(5, program.num_outputs))
+    program.forward(x)
+    analytic = program.backward(grad_root).log_weights
+    w0 = program.weights.copy()
+
+    def objective(log_w):
+        program.set_weights(np.exp(log_w))
+        return float((program.forward(x) * grad_root).sum())
+
+    numeric = np.zeros_like(w0)
+    for i in range(len(w0)):
+        step = np.zeros_like(w0)
+        step[i] = 1e-6
+        numeric[i] = (objective(np.log(w0) + step) - objective(np.log(w0) - step)) / 2e-6
+    program.set_weights(w0)
+    assert np.allclose(analytic, numeric, atol=1e-6)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_row_views_agree_with_the_segmented_reduction(masked):
+    circuit = pc.builders.rat_spn(6, depth=2, num_repetitions=2, num_sums=3, num_leaves=2, leaf="bernoulli", seed=0)
+    if masked:
+        root = circuit.roots[0]
+        mask = np.ones(root.params.values.shape, dtype=bool)
+        mask[0, 1:] = False
+        weights = np.where(mask, root.params.values, 0)
+        circuit = pc.Circuit(pc.SumNode(root.children, weights=weights / weights.sum(axis=1, keepdims=True), mask=mask),
+                             variables=circuit.variables)
+    program = circuit.compile(dtype="float64")
+    views, segmented = WeightRows(program), WeightRows(program)
+    segmented.runs = None
+    assert views.runs is not None and views.masked == masked
+    rng = np.random.default_rng(1)
+    values = np.where(views.allowed_np, rng.normal(size=program.num_weights), 0)
+    logits = np.where(views.allowed_np, values, -np.inf)
+    assert np.allclose(views.row_sum(values), segmented.row_sum(values), rtol=1e-12)
+    assert np.allclose(views.row_totals(values), segmented.row_totals(values), rtol=1e-12)
+    assert np.array_equal(views.row_max(logits), segmented.row_max(logits))
+    w, log_w = views.softmax(logits, return_log=True)
+    w2, log_w2 = segmented.softmax(logits, return_log=True)
+    assert np.allclose(w, w2, rtol=1e-12) and np.allclose(np.exp(log_w), w, rtol=1e-12)
+    assert np.array_equal(np.isinf(log_w), np.isinf(log_w2))
+    assert np.allclose(views.logit_gradient(values, w), segmented.logit_gradient(values, w), rtol=1e-12)
+
+
+def test_adam_step_is_the_textbook_update():
+    program = pc.builders.rat_spn(6, depth=2, num_repetitions=2, num_sums=3, num_leaves=2, leaf="gaussian",
+                                  seed=0).compile(dtype="float64")
+    learner = GradientLearner(program, lr=0.01)
+    x = np.random.default_rng(0).normal(size=(8, 6))
+    m = {k: np.zeros_like(v) for k, v in learner.theta.items()}
+    v = {k: np.zeros_like(a) for k, a in learner.theta.items()}
+    for t in (1, 2, 3):
+        before = {k: a.copy() for k, a in learner.theta.items()}
+        _, grads, _ = learner.loss_and_gradients(x)
+        learner.apply_gradients(grads)
+        for k, g in grads.items():
+            m[k] = 0.9 * m[k] + 0.1 * g
+            v[k] = 0.999 * v[k] + 0.001 * g * g
+            expected = before[k] - 0.01 * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.999 ** t)) + 1e-8)
+            if k.endswith("std"):
+                expected = np.maximum(expected, np.log(learner.min_std))
+            assert np.allclose(learner.theta[k], expected, rtol=1e-9, atol=1e-12), (k, t)
