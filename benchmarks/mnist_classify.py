@@ -33,6 +33,8 @@ def main(argv=None):
     parser.add_argument("--lr-decay", type=float, default=1.0, help="epoch e uses lr * lr_decay ** e")
     parser.add_argument("--product-dropout", type=float, default=0.2)
     parser.add_argument("--input-dropout", type=float, default=0.2)
+    parser.add_argument("--root-log-weight-std", type=float, default=None,
+                        help="spread of the class roots' initial log-weights (default: the builder's, 3)")
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
@@ -50,7 +52,8 @@ def main(argv=None):
     y_test = data.y_test[:args.test_size].astype(np.int64)
 
     t0 = time.perf_counter()
-    circuit = pc.builders.dgcspn(28, 28, mode="discriminative", num_classes=10, seed=args.seed)
+    circuit = pc.builders.dgcspn(28, 28, mode="discriminative", num_classes=10, seed=args.seed,
+                                 root_log_weight_std=args.root_log_weight_std)
     program = circuit.compile(backend=args.backend)
     build_s = time.perf_counter() - t0
     progress_log = os.path.join(args.out, f"{args.data}_epochs.jsonl")
@@ -69,7 +72,8 @@ def main(argv=None):
     history.plot(os.path.join(args.out, f"{args.data}_curve.png"),
                  title=f"discriminative DGC-SPN on {args.data}: Adam lr {args.lr} x {args.lr_decay}^epoch")
     record = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-              "lr_decay": args.lr_decay,
+              "lr_decay": args.lr_decay, "product_dropout": args.product_dropout,
+              "input_dropout": args.input_dropout, "root_log_weight_std": args.root_log_weight_std,
               "train_images": len(x_train), "test_images": len(x_test), "nodes": circuit.num_nodes,
               "units": circuit.num_units, "edges": circuit.num_edges, "params": circuit.num_params,
               "build_compile_s": round(build_s, 1), "train_s": round(train_s, 1),

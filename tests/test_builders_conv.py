@@ -190,6 +190,32 @@ def test_root_sum_refuses_cells_over_different_scopes():
         conv.root_sum(leaves)
 
 
+def test_root_sum_log_normal_weights_are_normalized_and_spread_as_asked():
+    layer = conv.product_layer(conv.leaf_layer((2, 2), num_leaves=40), kernel=(2, 2), stride=(2, 2),
+                               padding="valid", combinations="depthwise")
+    roots = conv.root_sum(layer, num_roots=3, rng=0, log_weight_std=3.0)
+    for root in roots:
+        w = root.params.values
+        assert np.allclose(w.sum(axis=1), 1.0)
+        assert 2.0 < np.log(w).std() < 4.0
+    assert not np.allclose(roots[0].params.values, roots[1].params.values)
+
+
+def test_root_sum_refuses_a_negative_log_weight_spread():
+    layer = conv.product_layer(conv.leaf_layer((2, 2), num_leaves=2), kernel=(2, 2), stride=(2, 2), padding="valid")
+    with pytest.raises(ValueError, match="log_weight_std"):
+        conv.root_sum(layer, log_weight_std=-1.0)
+
+
+def test_discriminative_dgcspn_class_roots_start_with_spread_log_weights():
+    circuit = dgcspn(8, 8, mode="discriminative", num_leaves=2, num_sums=(2, 3), num_classes=3, seed=0)
+    spread = [np.log(root.params.values).std() for root in circuit.roots]
+    assert all(s > 2.0 for s in spread)
+    narrow = dgcspn(8, 8, mode="discriminative", num_leaves=2, num_sums=(2, 3), num_classes=3, seed=0,
+                    root_log_weight_std=0.1)
+    assert all(np.log(root.params.values).std() < 0.2 for root in narrow.roots)
+
+
 # ---- augmentation (DCSPN Definition 2) -------------------------------------------------------
 def test_channel_augmentation_concatenates_channels_of_same_scope_cells():
     leaves = conv.leaf_layer((4, 4), num_leaves=2)

@@ -733,7 +733,8 @@ def _check_layers(layers, where: str) -> list[CellLayer]:
 
 
 # ---- roots -------------------------------------------------------------------------------
-def root_sum(layer: CellLayer, *, num_roots: int = 1, rng=None, name: str = "root") -> list[SumNode]:
+def root_sum(layer: CellLayer, *, num_roots: int = 1, rng=None, name: str = "root",
+             log_weight_std: float | None = None) -> list[SumNode]:
     """Sums over every unit of a final layer whose cells all cover the same (whole) scope.
 
     Parameters
@@ -743,6 +744,10 @@ def root_sum(layer: CellLayer, *, num_roots: int = 1, rng=None, name: str = "roo
     num_roots : int
         How many roots (one per class for a discriminative model), each a one-unit
         :class:`~pcircuits.SumNode` with its own random normalized weights.
+    log_weight_std : float, optional
+        Draw each root's log-weights from ``N(0, log_weight_std^2)`` (then normalize) instead
+        of weights uniform in [0.01, 1]. Class roots over shared units need a wide spread:
+        see :func:`~pcircuits.builders.dgcspn`.
 
     Returns
     -------
@@ -760,7 +765,19 @@ def root_sum(layer: CellLayer, *, num_roots: int = 1, rng=None, name: str = "roo
         raise ValueError(f"root_sum: the cells of layer {layer.name!r} cover {len(scopes)} different scopes ({examples}"
                          f"{'; ...' if len(scopes) > 3 else ''}); a root sum needs a final layer whose cells all "
                          f"cover the same variables")
+    if log_weight_std is not None and not (isinstance(log_weight_std, (int, float, np.floating))
+                                           and not isinstance(log_weight_std, bool)
+                                           and np.isfinite(log_weight_std) and log_weight_std >= 0):
+        raise ValueError(f"root_sum: log_weight_std must be a non-negative number, got {log_weight_std!r}")
     children = layer.nodes()
     gen = make_rng(rng)
     label = (lambda k: name) if num_roots == 1 else (lambda k: f"{name}[{k}]")
-    return [SumNode(children, num_units=1, rng=gen, label=label(k)) for k in range(num_roots)]
+    if log_weight_std is None:
+        return [SumNode(children, num_units=1, rng=gen, label=label(k)) for k in range(num_roots)]
+    num_inputs = sum(child.num_units for child in children)
+    roots = []
+    for k in range(num_roots):
+        z = gen.normal(0.0, float(log_weight_std), size=(1, num_inputs))
+        w = np.exp(z - z.max())
+        roots.append(SumNode(children, weights=w / w.sum(), label=label(k)))
+    return roots

