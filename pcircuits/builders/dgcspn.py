@@ -174,9 +174,10 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
         similar weights every root is dominated by the same unit ``j*``. The cross-entropy
         gradient reaching ``j*`` is then ``sum_c (p_c - y_c) = 0``: nothing below the roots
         learns until the root weights have spread. Starting them spread (different classes
-        preferring different units) removes that stall (MNIST, 10k images, 2 epochs of Adam
-        at lr 0.01: 83% test accuracy with 3, 65% with the uniform draw, 38% with near-equal
-        weights).
+        preferring different units) removes that stall. Measured on MNIST (10k training
+        images, 2 epochs of Adam at lr 0.01, dropout 0.2, the first 2k test images): 83% test
+        accuracy with a spread of 3, 80% with 8, 65% with the uniform draw and 38% with
+        near-equal weights (spread 0.1).
     seed : int or None
         Seed of the random sum weights (and random leaf parameters, random combinations).
 
