@@ -3,7 +3,9 @@
 Scatter-add by rounds (and by segmented reduction) against ``np.add.at``; dense sum layers whose
 nodes share their inputs (one root per class) against finite differences and one-root
 circuits; the run-view row reductions of :class:`~pcircuits.learning.WeightRows` against the
-segmented path; the in-place Adam step against the textbook formula.
+segmented path; the in-place Adam step against the textbook formula; dense and fused sum
+layers (matmuls shifted by the largest input) against padded-gather logsumexp sums, also with
+weights so sharp that the matmul underflows.
 """
 import numpy as np
 import pytest
@@ -12,10 +14,14 @@ from hypothesis import strategies as st
 
 import pcircuits as pc
 from pcircuits.backend import get_backend
+from pcircuits.layerize import plan_layers
 from pcircuits.learning import GradientLearner, WeightRows
+from pcircuits.program import Program
 from pcircuits.program import scatter as scatter_module
 from pcircuits.program.layers import DenseSumLayer
 from pcircuits.program.scatter import Scatter
+
+from strategies import valid_circuits
 
 NUMPY = get_backend("numpy", "float64")
 
@@ -140,3 +146,74 @@ def test_adam_step_is_the_textbook_update():
             if k.endswith("std"):
                 expected = np.maximum(expected, np.log(learner.min_std))
             assert np.allclose(learner.theta[k], expected, rtol=1e-9, atol=1e-12), (k, t)
+
+
+# ---- layer kinds against the exact padded-gather sums ----------------------------------------
+def programs_of_every_plan(circuit, dtype="float64"):
+    """The same circuit as planned by default (dense and fused layers), without fusion, and
+    with every sum a padded-gather logsumexp (the exact reference)."""
+    be = get_backend("numpy", dtype)
+    return [Program(circuit, plan_layers(circuit), be), Program(circuit, plan_layers(circuit, fuse=False), be),
+            Program(circuit, plan_layers(circuit, dense_min_inputs=10**9, fuse=False), be)]
+
+
+def sharpened(circuit, power: float):
+    """A copy whose sum weights are raised to ``power`` and renormalized (many tiny weights)."""
+    circuit = circuit.copy()
+    for node in circuit.nodes:
+        if isinstance(node, pc.SumNode):
+            w = node.params.values ** power
+            node.params.values = w / w.sum(axis=1, keepdims=True)
+    return circuit
+
+
+def weight_gradient_by_node(program, circuit):
+    """The log-weight gradient of the last backward pass, one flat block per sum node in node order."""
+    grads = program.backward().log_weights
+    blocks = []
+    for node in circuit.nodes:
+        if isinstance(node, pc.SumNode):
+            i = next(i for i, p in enumerate(program.plan.sum_params) if p is node.params)
+            blocks.append(grads[program.plan.weight_offsets[i]:program.plan.weight_offsets[i + 1]])
+    return np.concatenate(blocks) if blocks else np.zeros(0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(valid_circuits(families=("bernoulli", "categorical", "binomial", "gaussian")), st.integers(0, 2**31 - 1),
+       st.sampled_from([1.0, 30.0, 120.0]))
+def test_dense_and_fused_layers_equal_the_gather_logsumexp(circuit, seed, power):
+    circuit = sharpened(circuit, power)
+    programs = programs_of_every_plan(circuit)
+    x = programs[2].sample(5, seed=seed)
+    x[np.random.default_rng(seed).random(x.shape) < 0.3] = np.nan
+    reference = programs[2].forward(x)
+    reference_grad = weight_gradient_by_node(programs[2], circuit)
+    for program in programs[:2]:
+        assert np.allclose(program.forward(x), reference, rtol=1e-9, atol=1e-9)
+        grad = weight_gradient_by_node(program, circuit)
+        assert np.all(np.isfinite(grad))
+        assert np.allclose(grad, reference_grad, rtol=1e-7, atol=1e-9)
+
+
+def underflowing_sum(pattern: str, tiny: float):
+    """A sum whose weight is zero on the one input of normal size, so its matmul sum ``S`` is
+    below the smallest normal float: dense (over an elementwise product) or fused (cartesian)."""
+    left = pc.InputNode(0, pc.Bernoulli([0.9, tiny]))
+    right = pc.InputNode(1, pc.Bernoulli([0.5, 0.5]))
+    product = pc.ProductNode([left, right], pattern=pattern)
+    weights = [[0.0, 1.0]] if pattern == "elementwise" else [[0.0, 0.0, 0.5, 0.5]]
+    return pc.Circuit(pc.SumNode([product], weights=weights))
+
+
+@pytest.mark.parametrize("dtype,tiny", [("float64", 1e-310), ("float32", 1e-40)])
+@pytest.mark.parametrize("pattern", ["elementwise", "cartesian"])
+def test_sum_below_the_smallest_normal_float_keeps_exact_values_and_finite_flows(pattern, dtype, tiny):
+    circuit = underflowing_sum(pattern, tiny)
+    fast, _, exact = programs_of_every_plan(circuit, dtype)
+    x = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    value = fast.forward(x)
+    assert np.all(np.isfinite(value))
+    assert np.allclose(value, exact.forward(x), rtol=1e-5)
+    gradients = fast.backward()
+    assert np.all(np.isfinite(gradients.log_weights)) and np.all(np.isfinite(gradients.unit_flows))
+    assert np.allclose(weight_gradient_by_node(fast, circuit), weight_gradient_by_node(exact, circuit), atol=1e-6)

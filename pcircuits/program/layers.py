@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layerize.plan import DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec, SumLayerSpec
-from .scatter import Scatter
+from .scatter import Scatter, add_at
 
 __all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "build_layer"]
 
@@ -230,8 +230,49 @@ class DenseSumLayer:
         with np.errstate(divide="ignore"):
             xp.log(S, out=out)
         out += M[:, None, :]
+        if S.size and float(S.min()) < np.finfo(S.dtype).tiny and self._exact_fallback(program):
+            self._exact_values(program, values, out, S < np.finfo(S.dtype).tiny)
         if cache is not None:
             cache[id(self)] = (E, S)
+
+    # The matmul shifts by the largest *input*, so a unit whose weights on its large inputs are
+    # tiny has ``S`` below the smallest normal float: its value would underflow to -inf and
+    # ``grad / S`` overflow (NaN flows once multiplied by a zero weight). Such entries are rare;
+    # they are recomputed exactly in log space, shifted by the unit's own largest weighted input.
+    def _exact_fallback(self, program) -> bool:
+        return True
+
+    def _small_scores(self, program, values, small):
+        """Indices of the small entries and their ``log w + input value`` rows, (r, I)."""
+        xp = self.backend.xp
+        nb, kb, b = xp.nonzero(small)
+        u = nb * self.Kb + kb
+        node, unit = u // self.K, u % self.K
+        with np.errstate(divide="ignore"):
+            scores = self._input_scores(values, node, b) + xp.log(self.weights(program)[node, unit])
+        return nb, kb, b, u, scores
+
+    def _exact_values(self, program, values, out, small):
+        xp = self.backend.xp
+        nb, kb, b, _, scores = self._small_scores(program, values, small)
+        m = _safe_max(xp, scores, axis=1)
+        with np.errstate(divide="ignore"):
+            out[nb, kb, b] = xp.log(xp.exp(scores - m[:, None]).sum(axis=1)) + m
+
+    def _exact_flows(self, program, values, G, small, flows, edge):
+        """Add the flows and edge flows of the small entries, ``G * exp(log w + x - value)``."""
+        xp = self.backend.xp
+        small = small & (G != 0)
+        if not bool(small.any()):
+            return
+        nb, kb, b, u, scores = self._small_scores(program, values, small)
+        value = values[self.start + u, b]
+        keep = xp.isfinite(value)
+        nb, b, u, scores, value = nb[keep], b[keep], u[keep], scores[keep], value[keep]
+        post = xp.exp(scores - value[:, None]) * G[nb, kb[keep], b][:, None]          # (r, I)
+        columns = xp.arange(self.I)[None, :]
+        add_at(self.backend, flows, (nb[:, None], columns, b[:, None]), post)
+        add_at(self.backend, edge.reshape(self.Nb * self.Kb, self.I), (u[:, None], columns), post)
 
     def forward(self, program, values, x, mode, cache=None):
         xp = self.backend.xp
@@ -261,23 +302,29 @@ class DenseSumLayer:
     def backward(self, program, values, grads, cache):
         if id(self) not in cache:
             self.forward(program, values, None, "sum", cache)
-        grad_inputs = self._input_flows(program, grads, *cache[id(self)])    # (Nb, I, B)
+        grad_inputs = self._input_flows(program, values, grads, *cache[id(self)])    # (Nb, I, B)
         self.scatter.add(grads, grad_inputs.reshape(self.Nb * self.I, -1))
 
-    def _input_flows(self, program, grads, E, S):
+    def _input_flows(self, program, values, grads, E, S):
         """Flows of every input, ``E * (W^T @ (grad / S))`` (Nb, I, B); also adds the edge flows
         ``W * ((grad / S) @ E^T)`` to the log-weight gradient."""
         xp = self.backend.xp
         G = grads[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         R = program.buffer(("R", self.Nb, self.Kb), G.shape)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        small = None
+        if S.size and float(S.min()) < np.finfo(S.dtype).tiny:
+            small = S < np.finfo(S.dtype).tiny
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             xp.divide(G, S, out=R)
-        R[S <= 0] = 0
+        if small is not None:
+            R[small] = 0
         W = self._batched_weights(program)
         flows = program.buffer(("WtR", self.Nb, self.I), (self.Nb, self.I, R.shape[2]))
         xp.matmul(W.transpose(0, 2, 1), R, out=flows)
         flows *= E
         edge = W * xp.matmul(R, E.transpose(0, 2, 1))
+        if small is not None and self._exact_fallback(program):
+            self._exact_flows(program, values, G, small, flows, edge)
         if self.contiguous:
             program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
         else:
@@ -315,6 +362,7 @@ class FusedSumLayer(DenseSumLayer):
         self.start, self.stop = spec.start, spec.stop
         self.N, self.K = spec.num_nodes, spec.num_units
         self.Nb, self.Kb = self.N, self.K
+        self._dropped = False
         self.n, self.KL, self.KR = spec.num_splits, spec.left_units, spec.right_units
         self.I = self.n * self.KL * self.KR
         self.left = backend.index(spec.left)
@@ -360,16 +408,23 @@ class FusedSumLayer(DenseSumLayer):
             return
         E, S = self._buffers(program, values.shape[1], cache)
         M = self._products(program, values, E)
+        self._dropped = program.product_dropout is not None
         self._finish(program, values, E, S, M, cache)
 
     def backward(self, program, values, grads, cache):
         if id(self) not in cache:
             self.forward(program, values, None, "sum", cache)
-        flows = self._input_flows(program, grads, *cache[id(self)])
+        flows = self._input_flows(program, values, grads, *cache[id(self)])
         flows = flows.reshape(self.N, self.n, self.KL, self.KR, -1)
         batch = flows.shape[-1]
         self.left_scatter.add(grads, flows.sum(axis=3).reshape(-1, batch))
         self.right_scatter.add(grads, flows.sum(axis=2).reshape(-1, batch))
+
+    def _exact_fallback(self, program) -> bool:
+        # after a forward pass with product dropout the products in E differ from those that
+        # _input_scores rebuilds; the rare underflowing entries then keep the clamped values
+        # (-inf, no flow) instead
+        return not self._dropped
 
     def _input_scores(self, values, node, batch):
         """Log-values of the products of ``node[a]`` at example ``batch[a]``: (n_active, I)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Scatter"]
+__all__ = ["Scatter", "add_at"]
 
 # above this multiplicity a segmented reduction beats one fancy-index add per round
 _MAX_ROUNDS = 64
@@ -64,3 +64,12 @@ class Scatter:
         else:
             import cupyx
             cupyx.scatter_add(dst, self.targets, src)
+
+
+def add_at(backend, dst, index, values):
+    """Unbuffered ``dst[index] += values`` (repeated indices accumulate) for rare, small updates."""
+    if backend.name == "numpy":
+        np.add.at(dst, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(dst, index, values)
