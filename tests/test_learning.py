@@ -57,6 +57,21 @@ def test_full_batch_soft_em_never_lowers_training_log_likelihood(circuit, seed):
         before = after
 
 
+def test_binomial_and_bernoulli_em_updates_stay_in_the_unit_interval():
+    # flows whose separately rounded sums make successes / (count * n) exceed 1 by an ulp
+    # (found by the property above: log1p(-p) of p = 1 + 2e-16 made the likelihood NaN)
+    flows = np.random.default_rng(2).random(7)
+    count = np.array([flows.sum()])
+    successes = np.array([(flows * 3.0).sum()])
+    assert successes[0] / (count[0] * 3.0) > 1.0
+    binomial = pc.Binomial.em_update({"n": np.array([3.0]), "p": np.array([0.5])},
+                                     {"count": count, "successes": successes}, eps=0.0)
+    assert binomial["p"][0] == 1.0
+    bernoulli = pc.Bernoulli.em_update({"p": np.array([0.5])},
+                                       {"count": count, "ones": np.nextafter(count, np.inf)}, eps=0.0)
+    assert bernoulli["p"][0] == 1.0
+
+
 def test_class_conditional_soft_em_never_lowers_the_label_root_likelihood():
     x, y = digits()
     labels = (y % 2).astype(int)

@@ -177,8 +177,9 @@ class Bernoulli(LeafFamily):
 
     @staticmethod
     def em_update(params, stats, *, eps=1e-2, **settings):
+        # the ratio of two separately rounded sums can leave [0, 1] by an ulp
         p = (stats["ones"] + eps) / (stats["count"] + 2 * eps)
-        return {"p": p}
+        return {"p": p.clip(0.0, 1.0)}
 
     @staticmethod
     def to_unconstrained(xp, params):
@@ -388,8 +389,10 @@ class Binomial(LeafFamily):
 
     @staticmethod
     def em_update(params, stats, *, eps=1e-2, **settings):
+        # successes and count * n are rounded separately: their ratio can exceed 1 by an ulp,
+        # and log1p(-p) of such a p is NaN
         p = (stats["successes"] + eps) / (stats["count"] * params["n"] + 2 * eps)
-        return {"p": p, "n": params["n"]}
+        return {"p": p.clip(0.0, 1.0), "n": params["n"]}
 
     @staticmethod
     def to_unconstrained(xp, params):
