@@ -18,6 +18,15 @@ __all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumL
 _MAX_CHUNK_ELEMENTS = 1 << 24
 
 
+def _below_normal(S):
+    """Mask of the entries of ``S`` below the smallest normal float, or None when there are none
+    (one reduction in the common case)."""
+    tiny = np.finfo(S.dtype).tiny
+    if S.size == 0 or float(S.min()) >= tiny:
+        return None
+    return S < tiny
+
+
 def _safe_max(xp, a, axis):
     m = a.max(axis=axis)
     return xp.where(xp.isfinite(m), m, 0)
@@ -230,10 +239,11 @@ class DenseSumLayer:
         with np.errstate(divide="ignore"):
             xp.log(S, out=out)
         out += M[:, None, :]
-        if S.size and float(S.min()) < np.finfo(S.dtype).tiny and self._exact_fallback(program):
-            self._exact_values(program, values, out, S < np.finfo(S.dtype).tiny)
+        small = _below_normal(S)
+        if small is not None and self._exact_fallback(program):
+            self._exact_values(program, values, out, small)
         if cache is not None:
-            cache[id(self)] = (E, S)
+            cache[id(self)] = (E, S, small)
 
     # The matmul shifts by the largest *input*, so a unit whose weights on its large inputs are
     # tiny has ``S`` below the smallest normal float: its value would underflow to -inf and
@@ -305,15 +315,13 @@ class DenseSumLayer:
         grad_inputs = self._input_flows(program, values, grads, *cache[id(self)])    # (Nb, I, B)
         self.scatter.add(grads, grad_inputs.reshape(self.Nb * self.I, -1))
 
-    def _input_flows(self, program, values, grads, E, S):
+    def _input_flows(self, program, values, grads, E, S, small):
         """Flows of every input, ``E * (W^T @ (grad / S))`` (Nb, I, B); also adds the edge flows
-        ``W * ((grad / S) @ E^T)`` to the log-weight gradient."""
+        ``W * ((grad / S) @ E^T)`` to the log-weight gradient. ``small`` marks the entries of
+        ``S`` below the smallest normal float (None when there are none), found by the forward."""
         xp = self.backend.xp
         G = grads[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         R = program.buffer(("R", self.Nb, self.Kb), G.shape)
-        small = None
-        if S.size and float(S.min()) < np.finfo(S.dtype).tiny:
-            small = S < np.finfo(S.dtype).tiny
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             xp.divide(G, S, out=R)
         if small is not None:
