@@ -237,7 +237,9 @@ def test_conditional_samples_follow_the_conditional_and_keep_evidence(circuit, s
     worlds, p = joint_table(circuit, program)
     rng = np.random.default_rng(seed)
     evidence = random_evidence(worlds, p, rng)
-    samples = program.sample(3000, np.repeat(evidence[None], 3000, axis=0), seed=99)
+    # the sampling seed comes from the example: one fixed stream shared by every example made
+    # the test fail wherever that stream happens to over-draw a distribution's tail
+    samples = program.sample(3000, np.repeat(evidence[None], 3000, axis=0), seed=seed)
     observed = ~np.isnan(evidence)
     assert np.all(samples[:, observed] == evidence[observed])
     consistent = consistent_with(worlds, evidence)
