@@ -33,6 +33,8 @@ def main(argv=None):
     parser.add_argument("--lr-decay", type=float, default=1.0, help="epoch e uses lr * lr_decay ** e")
     parser.add_argument("--product-dropout", type=float, default=0.2)
     parser.add_argument("--input-dropout", type=float, default=0.2)
+    parser.add_argument("--input-dropout-unit", choices=["variable", "component"], default="variable",
+                        help="drop whole pixels (the paper) or single leaf units (libspn-keras)")
     parser.add_argument("--root-log-weight-std", type=float, default=None,
                         help="spread of the class roots' initial log-weights (default: the builder's, 3)")
     parser.add_argument("--train-size", type=int, default=None)
@@ -66,6 +68,7 @@ def main(argv=None):
     history = pc.learning.fit(program, x_train, labels=y_train, valid=x_test, valid_labels=y_test, method="adam",
                               lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
                               product_dropout=args.product_dropout, input_dropout=args.input_dropout,
+                              input_dropout_unit=args.input_dropout_unit,
                               progress=not args.no_progress, seed=args.seed, checkpoint=args.checkpoint,
                               callback=log_epoch)
     train_s = time.perf_counter() - t0
@@ -73,7 +76,8 @@ def main(argv=None):
                  title=f"discriminative DGC-SPN on {args.data}: Adam lr {args.lr} x {args.lr_decay}^epoch")
     record = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "lr_decay": args.lr_decay, "product_dropout": args.product_dropout,
-              "input_dropout": args.input_dropout, "root_log_weight_std": args.root_log_weight_std,
+              "input_dropout": args.input_dropout, "input_dropout_unit": args.input_dropout_unit,
+              "root_log_weight_std": args.root_log_weight_std,
               "train_images": len(x_train), "test_images": len(x_test), "nodes": circuit.num_nodes,
               "units": circuit.num_units, "edges": circuit.num_edges, "params": circuit.num_params,
               "build_compile_s": round(build_s, 1), "train_s": round(train_s, 1),

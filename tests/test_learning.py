@@ -362,6 +362,52 @@ def test_input_dropout_marginalizes_the_dropped_variables():
     assert np.isclose(loss, -program.log_likelihood(dropped).mean(), rtol=1e-12)
 
 
+def test_component_input_dropout_with_one_leaf_unit_per_variable_marginalizes_it():
+    x, _ = digits()
+    circuit = pc.builders.rat_spn(64, depth=2, num_repetitions=1, num_sums=2, num_leaves=1, leaf="binomial",
+                                  leaf_params={"n": 16}, seed=0)
+    program = circuit.compile(dtype="float64")
+    (layer,) = program.input_layers
+    assert sorted(layer.variables_np.ravel()) == list(range(64))
+    learner = GradientLearner(program, input_dropout=0.3, input_dropout_unit="component")
+    loss, _, _ = learner.loss_and_gradients(x[:40], rng=program.backend.rng(7))
+    unit_mask = program.backend.rng(7).bernoulli_mask((40, 64), 0.3)
+    dropped = x[:40].astype(float)
+    rows, units = np.nonzero(unit_mask)
+    dropped[rows, layer.variables_np[units, 0]] = np.nan
+    assert 0.2 < unit_mask.mean() < 0.4
+    assert np.isclose(loss, -program.log_likelihood(dropped).mean(), rtol=1e-12)
+
+
+def test_component_input_dropout_gradient_equals_finite_differences_under_its_mask():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 3))
+    y = rng.integers(0, 2, size=30)
+    circuit = pc.builders.rat_spn(3, depth=1, num_repetitions=2, num_sums=2, num_leaves=3, num_classes=2, seed=0)
+    program = circuit.compile(dtype="float64")
+    learner = GradientLearner(program, objective="cross-entropy", min_std=1e-3, product_dropout=0.2,
+                              input_dropout=0.4, input_dropout_unit="component")
+
+    def loss_and_gradients():
+        return learner.loss_and_gradients(x, y, rng=program.backend.rng(5))
+
+    base, grads, _ = loss_and_gradients()
+    variable_dropout = GradientLearner(program, objective="cross-entropy", input_dropout=0.4, product_dropout=0.2)
+    assert not np.isclose(base, variable_dropout.loss_and_gradients(x, y, rng=program.backend.rng(5))[0])
+    for key in ("weights", "leaves/0/mean", "leaves/0/std"):
+        assert np.count_nonzero(grads[key] == 0) < grads[key].size
+        for j in (1, 4):
+            index = np.unravel_index(j, learner.theta[key].shape)
+            fd = _finite_difference(learner, key, index, lambda: loss_and_gradients()[0])
+            assert np.isclose(fd, grads[key][index], atol=1e-6)
+
+
+def test_unknown_input_dropout_unit_is_refused():
+    program = small_pd().compile()
+    with pytest.raises(ValueError, match="input_dropout_unit must be one of"):
+        GradientLearner(program, input_dropout=0.1, input_dropout_unit="pixel")
+
+
 def test_product_dropout_sets_product_units_to_log_zero_in_training_only():
     x, _ = digits()
     program = pc.builders.rat_spn(64, depth=2, num_repetitions=2, num_sums=2, num_leaves=2, leaf="binomial",

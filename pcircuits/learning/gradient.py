@@ -17,7 +17,8 @@ Regularizers of DGC-SPN 5.2 (after Peharz et al. 2019), applied in training step
 ``product_dropout``, for every example separately and throughout the circuit (also inside
 fused product-sum layers); *input dropout* sets all components of an input variable to 1 with
 probability ``input_dropout``, i.e. marginalizes the variable (NaN input), as if it were not
-part of the evidence.
+part of the evidence (the paper's wording). ``input_dropout_unit="component"`` instead sets each
+leaf unit to 1 on its own, as libspn-keras' input dropout does.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .weights import WeightRows
 __all__ = ["GradientLearner", "Adam", "SGD", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "sgd")
+INPUT_DROPOUT_UNITS = ("variable", "component")
 
 
 class GradientLearner:
@@ -59,6 +61,8 @@ class GradientLearner:
         Floor of Gaussian standard deviations.
     product_dropout, input_dropout : float
         Dropout rates in [0, 1) used by training steps.
+    input_dropout_unit : {"variable", "component"}
+        What input dropout drops: a whole variable (all its leaf units) or each leaf unit alone.
 
     Attributes
     ----------
@@ -70,7 +74,7 @@ class GradientLearner:
     def __init__(self, program, *, optimizer: str = "adam", lr: float = 1e-2, betas=(0.9, 0.999),
                  adam_eps: float = 1e-8, momentum: float = 0.0, objective: str = "nll", learn_leaves: bool = True,
                  freeze_leaves=False, freeze_weights: bool = False, min_std: float = 1e-2,
-                 product_dropout: float = 0.0, input_dropout: float = 0.0):
+                 product_dropout: float = 0.0, input_dropout: float = 0.0, input_dropout_unit: str = "variable"):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"GradientLearner: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if objective not in OBJECTIVES:
@@ -86,6 +90,9 @@ class GradientLearner:
         for name, rate in (("product_dropout", product_dropout), ("input_dropout", input_dropout)):
             if not 0 <= rate < 1:
                 raise ValueError(f"GradientLearner: {name} must be in [0, 1), got {rate!r}")
+        if input_dropout_unit not in INPUT_DROPOUT_UNITS:
+            raise ValueError(f"GradientLearner: input_dropout_unit must be one of {INPUT_DROPOUT_UNITS}, "
+                             f"got {input_dropout_unit!r}")
         if objective == "cross-entropy" and program.num_outputs < 2:
             raise ValueError(f"GradientLearner: cross-entropy needs one root per class (at least 2 root outputs); "
                              f"the circuit has {program.num_outputs}")
@@ -95,6 +102,7 @@ class GradientLearner:
         self.objective = objective
         self.min_std = min_std
         self.product_dropout, self.input_dropout = product_dropout, input_dropout
+        self.input_dropout_unit = input_dropout_unit
         self.rows = WeightRows(program)
         xp = program.backend.xp
         frozen = frozen_tables(program, True if not learn_leaves else freeze_leaves)
@@ -139,17 +147,19 @@ class GradientLearner:
             y = be.index(check_labels(labels, batch, program.num_outputs))
         elif self.objective == "cross-entropy":
             raise ValueError("GradientLearner: the cross-entropy objective needs labels")
-        dropout = None
+        dropout = leaf_dropout = None
         if train and (self.input_dropout > 0 or self.product_dropout > 0):
             if rng is None:
                 if self._default_rng is None:
                     self._default_rng = be.rng(None)
                 rng = self._default_rng
-            if self.input_dropout > 0:
+            if self.input_dropout > 0 and self.input_dropout_unit == "variable":
                 x = xp.where(rng.bernoulli_mask(x.shape, self.input_dropout), xp.nan, x)
+            elif self.input_dropout > 0:
+                leaf_dropout = (self.input_dropout, rng)
             if self.product_dropout > 0:
                 dropout = (self.product_dropout, rng)
-        out = program._forward(x, "sum", cache=True, product_dropout=dropout)
+        out = program._forward(x, "sum", cache=True, product_dropout=dropout, leaf_dropout=leaf_dropout)
         if self.objective == "nll":
             value = negative_log_likelihood(be, out, y)
         else:

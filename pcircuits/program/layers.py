@@ -73,6 +73,11 @@ class InputLayer:
                 mode_x = self.family.mode(be, params)[None]
                 filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
                 logp = be.xp.where(missing, self.family.log_prob(be, params, filled), logp)
+        if program.leaf_dropout is not None:
+            rate, rng = program.leaf_dropout
+            dropped = rng.bernoulli_mask(logp.shape, rate)
+            be.xp.putmask(logp, dropped, 0)
+            program._cache[("leaf-dropout", self.start)] = dropped
         values[self.start:self.stop] = logp.T
 
 

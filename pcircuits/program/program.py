@@ -96,6 +96,7 @@ class Program:
         self._x = None
         self._buffers = {}
         self.product_dropout = None
+        self.leaf_dropout = None
 
     def buffer(self, key, shape, dtype=None):
         """A work array reused across passes of the same shape (allocated once per batch shape).
@@ -248,12 +249,18 @@ class Program:
         x = self.prepare(x)
         return self._forward(x, mode, cache=cache)
 
-    def _forward(self, x, mode, cache=True, product_dropout: tuple | None = None):
-        """The forward pass on a prepared array; ``product_dropout=(rate, RandomSource)`` sets
-        each product unit's value to 0 (log -inf) with probability ``rate`` (training only)."""
+    def _forward(self, x, mode, cache=True, product_dropout: tuple | None = None,
+                 leaf_dropout: tuple | None = None):
+        """The forward pass on a prepared array (training passes).
+
+        ``product_dropout=(rate, RandomSource)`` sets each product unit's value to 0 (log -inf)
+        with probability ``rate``; ``leaf_dropout=(rate, RandomSource)`` sets each leaf unit's
+        value to 1 (log 0) with probability ``rate``, for every example separately (the mask
+        travels in the cache, so the backward pass gives the dropped units no gradient).
+        """
         be = self.backend
         batch = x.shape[0]
-        self.product_dropout = product_dropout
+        self.product_dropout, self.leaf_dropout = product_dropout, leaf_dropout
         values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
         self._cache = {}
@@ -262,7 +269,7 @@ class Program:
                 layer.forward(self, values, x, mode, self._cache if (cache and mode == "sum") else None)
             else:
                 layer.forward(self, values, x, mode)
-        self.product_dropout = None
+        self.product_dropout = self.leaf_dropout = None
         self._values, self._x, self._mode = values, x, mode
         return values[self._output_slots_b].T
 
@@ -307,7 +314,11 @@ class Program:
         if leaves or inputs:
             for layer in self.input_layers:
                 params = layer.params(self.leaf_tables[layer.table_key])
-                pg, xg = layer.family.grad(be, params, layer.gather_inputs(x), grads[layer.start:layer.stop].T)
+                g = grads[layer.start:layer.stop].T
+                dropped = self._cache.get(("leaf-dropout", layer.start))
+                if dropped is not None:
+                    g = xp.where(dropped, 0, g)
+                pg, xg = layer.family.grad(be, params, layer.gather_inputs(x), g)
                 if leaves:
                     table = self.leaf_tables[layer.table_key]
                     acc = leaf_grads.setdefault(layer.table_key, {k: xp.zeros_like(table[k]) for k in pg})
