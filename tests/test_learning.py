@@ -294,12 +294,18 @@ def test_logit_gradient_equals_finite_differences():
         assert np.isclose(numeric, grads["weights"][j], atol=1e-6)
 
 
-def test_leaf_and_cross_entropy_gradients_equal_finite_differences():
+def small_classifier(num_leaves):
+    """30 random examples of 3 variables with 2 classes, and a 2-root RAT-SPN over them (float64)."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(30, 3))
     y = rng.integers(0, 2, size=30)
-    circuit = pc.builders.rat_spn(3, depth=1, num_repetitions=2, num_sums=2, num_leaves=2, num_classes=2, seed=0)
-    program = circuit.compile(dtype="float64")
+    circuit = pc.builders.rat_spn(3, depth=1, num_repetitions=2, num_sums=2, num_leaves=num_leaves, num_classes=2,
+                                  seed=0)
+    return x, y, circuit.compile(dtype="float64")
+
+
+def test_leaf_and_cross_entropy_gradients_equal_finite_differences():
+    x, y, program = small_classifier(num_leaves=2)
     learner = GradientLearner(program, objective="cross-entropy", min_std=1e-3)
     _, grads, _ = learner.loss_and_gradients(x, y, train=False)
 
@@ -380,11 +386,7 @@ def test_component_input_dropout_with_one_leaf_unit_per_variable_marginalizes_it
 
 
 def test_component_input_dropout_gradient_equals_finite_differences_under_its_mask():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(30, 3))
-    y = rng.integers(0, 2, size=30)
-    circuit = pc.builders.rat_spn(3, depth=1, num_repetitions=2, num_sums=2, num_leaves=3, num_classes=2, seed=0)
-    program = circuit.compile(dtype="float64")
+    x, y, program = small_classifier(num_leaves=3)
     learner = GradientLearner(program, objective="cross-entropy", min_std=1e-3, product_dropout=0.2,
                               input_dropout=0.4, input_dropout_unit="component")
 
