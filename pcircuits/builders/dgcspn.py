@@ -169,12 +169,13 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
     root_log_weight_std : float, optional
         Spread of the roots' initial log-weights, drawn from ``N(0, std^2)`` (see
         :func:`~pcircuits.builders.conv.root_sum`); default 3 with several roots, else the
-        uniform [0.01, 1] draw of every other sum. Why: the class roots all sum over the same
-        top units, whose log-values differ by far more than the log-weights do, so with
-        similar weights every root is dominated by the same unit ``j*``. The cross-entropy
-        gradient reaching ``j*`` is then ``sum_c (p_c - y_c) = 0``: nothing below the roots
-        learns until the root weights have spread. Starting them spread (different classes
-        preferring different units) removes that stall. Measured on MNIST (10k training
+        uniform [0.01, 1] draw of every other sum. Why: at initialization the top units are
+        nearly equal (the spatial sums average their children with random weights), so with
+        weights of similar size every class root is nearly the same average of them; the
+        cross-entropy gradient reaching a top unit ``j``, ``sum_c (p_c - y_c) r_cj`` with
+        ``r_cj`` unit ``j``'s share of root ``c``, then mostly cancels over the classes.
+        Spread log-weights give each class root a few units of its own from the first step
+        (``benchmarks/dgcspn_init.py`` measures both). Measured on MNIST (10k training
         images, 2 epochs of Adam at lr 0.01, dropout 0.2, the first 2k test images): 83% test
         accuracy with a spread of 3, 80% with 8, 65% with the uniform draw, and 38% when
         every sum (not only the roots) starts near-equal (log-weights with spread 0.1).
