@@ -37,6 +37,8 @@ def main(argv=None):
                         help="drop whole pixels (the paper) or single leaf units (libspn-keras)")
     parser.add_argument("--root-log-weight-std", type=float, default=None,
                         help="spread of the class roots' initial log-weights (default: the builder's, 3)")
+    parser.add_argument("--sum-log-weight-std", type=float, default=None,
+                        help="draw the spatial sums' log-weights from N(0, std^2) (default: uniform weights in [0.01, 1])")
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
@@ -55,7 +57,8 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     circuit = pc.builders.dgcspn(28, 28, mode="discriminative", num_classes=10, seed=args.seed,
-                                 root_log_weight_std=args.root_log_weight_std)
+                                 root_log_weight_std=args.root_log_weight_std,
+                                 sum_log_weight_std=args.sum_log_weight_std)
     program = circuit.compile(backend=args.backend)
     build_s = time.perf_counter() - t0
     progress_log = os.path.join(args.out, f"{args.data}_epochs.jsonl")
@@ -77,7 +80,7 @@ def main(argv=None):
     record = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "lr_decay": args.lr_decay, "product_dropout": args.product_dropout,
               "input_dropout": args.input_dropout, "input_dropout_unit": args.input_dropout_unit,
-              "root_log_weight_std": args.root_log_weight_std,
+              "root_log_weight_std": args.root_log_weight_std, "sum_log_weight_std": args.sum_log_weight_std,
               "train_images": len(x_train), "test_images": len(x_test), "nodes": circuit.num_nodes,
               "units": circuit.num_units, "edges": circuit.num_edges, "params": circuit.num_params,
               "build_compile_s": round(build_s, 1), "train_s": round(train_s, 1),

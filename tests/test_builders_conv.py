@@ -216,6 +216,33 @@ def test_discriminative_dgcspn_class_roots_start_with_spread_log_weights():
     assert all(np.log(root.params.values).std() < 0.2 for root in narrow.roots)
 
 
+
+@pytest.mark.parametrize("shared_weights", [False, True])
+def test_spatial_sum_log_normal_weights_are_normalized_and_spread_as_asked(shared_weights):
+    leaves = conv.leaf_layer((3, 3), num_leaves=50)
+    layer = conv.spatial_sum_layer(leaves, 4, shared_weights=shared_weights, rng=0, log_weight_std=2.0)
+    for node in layer.nodes():
+        w = node.params.values
+        assert np.allclose(w.sum(axis=1), 1.0)
+        assert 1.5 < np.log(w).std(axis=1).mean() < 2.5
+    uniform = conv.spatial_sum_layer(leaves, 4, shared_weights=shared_weights, rng=0)
+    assert np.log(uniform.nodes()[0].params.values).std(axis=1).mean() < 1.5
+
+
+def test_spatial_sum_refuses_a_negative_log_weight_spread():
+    with pytest.raises(ValueError, match="spatial_sum_layer: log_weight_std"):
+        conv.spatial_sum_layer(conv.leaf_layer((2, 2), num_leaves=2), 2, log_weight_std=-0.5)
+
+
+def test_dgcspn_sum_log_weight_spread_reaches_every_spatial_sum_and_spares_the_roots():
+    options = dict(mode="discriminative", num_leaves=30, num_sums=(30, 30), num_classes=3, seed=0)
+    wide = dgcspn(8, 8, sum_log_weight_std=2.0, **options)
+    roots = {id(root) for root in wide.roots}
+    spreads = [np.log(node.params.values).std(axis=1).mean() for node in wide.sum_nodes if id(node) not in roots]
+    assert min(spreads) > 1.5
+    assert wide.check().ok
+    assert all(2.0 < np.log(root.params.values).std() < 4.0 for root in wide.roots)   # still the roots' own 3
+
 # ---- augmentation (DCSPN Definition 2) -------------------------------------------------------
 def test_channel_augmentation_concatenates_channels_of_same_scope_cells():
     leaves = conv.leaf_layer((4, 4), num_leaves=2)

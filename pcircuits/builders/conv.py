@@ -414,8 +414,27 @@ def _quantile_groups(data, num_quantiles: int, where: str) -> list[np.ndarray]:
 
 
 # ---- spatial sums ------------------------------------------------------------------------
+def _check_log_weight_std(value, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{where}: log_weight_std must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _random_weights(gen: np.random.Generator, shape: tuple, log_weight_std: float | None) -> np.ndarray:
+    """Weights normalized over the last axis: uniform in [0.01, 1], or ``exp`` of ``N(0, std^2)`` draws."""
+    if log_weight_std is None:
+        raw = gen.uniform(0.01, 1.0, size=shape)
+    else:
+        z = gen.normal(0.0, log_weight_std, size=shape)
+        raw = np.exp(z - z.max(axis=-1, keepdims=True))
+    return raw / raw.sum(axis=-1, keepdims=True)
+
+
 def spatial_sum_layer(layer: CellLayer, num_channels: int, *, shared_weights: bool = False, rng=None,
-                      name: str = "sum") -> CellLayer:
+                      name: str = "sum", log_weight_std: float | None = None) -> CellLayer:
     """Per-cell mixtures: at each cell, ``num_channels`` sum units over all the cell's units.
 
     DGC-SPN 4.2 (a sum connects to a single input cell, so it is smooth) and the DCSPN
@@ -433,6 +452,9 @@ def spatial_sum_layer(layer: CellLayer, num_channels: int, *, shared_weights: bo
         Tie the weights across positions.
     rng : int or Generator, optional
         Seed for the random normalized weights.
+    log_weight_std : float, optional
+        Draw the log-weights from ``N(0, log_weight_std^2)`` (then normalize) instead of
+        weights uniform in [0.01, 1].
 
     Returns
     -------
@@ -441,15 +463,18 @@ def spatial_sum_layer(layer: CellLayer, num_channels: int, *, shared_weights: bo
     """
     layer = _check_layer(layer, "spatial_sum_layer")
     num_channels = _positive_int(num_channels, "spatial_sum_layer: num_channels")
+    log_weight_std = _check_log_weight_std(log_weight_std, "spatial_sum_layer")
     gen = make_rng(rng)
     height, width = layer.shape
     num_inputs = layer.num_channels
-    shared = SumWeights.random(num_channels, num_inputs, rng=gen) if shared_weights else None
+    shared = None
+    if shared_weights:
+        shared = SumWeights.random(num_channels, num_inputs, rng=gen) if log_weight_std is None \
+            else SumWeights(_random_weights(gen, (num_channels, num_inputs), log_weight_std))
     cells = np.empty((height, width), dtype=object)
     for r in range(height):
         if shared is None:
-            raw = gen.uniform(0.01, 1.0, size=(width, num_channels, num_inputs))
-            raw /= raw.sum(axis=2, keepdims=True)
+            raw = _random_weights(gen, (width, num_channels, num_inputs), log_weight_std)
         for c in range(width):
             children = layer.cell(r, c)
             if not children:
@@ -765,19 +790,12 @@ def root_sum(layer: CellLayer, *, num_roots: int = 1, rng=None, name: str = "roo
         raise ValueError(f"root_sum: the cells of layer {layer.name!r} cover {len(scopes)} different scopes ({examples}"
                          f"{'; ...' if len(scopes) > 3 else ''}); a root sum needs a final layer whose cells all "
                          f"cover the same variables")
-    if log_weight_std is not None and not (isinstance(log_weight_std, (int, float, np.floating))
-                                           and not isinstance(log_weight_std, bool)
-                                           and np.isfinite(log_weight_std) and log_weight_std >= 0):
-        raise ValueError(f"root_sum: log_weight_std must be a non-negative number, got {log_weight_std!r}")
+    log_weight_std = _check_log_weight_std(log_weight_std, "root_sum")
     children = layer.nodes()
     gen = make_rng(rng)
     label = (lambda k: name) if num_roots == 1 else (lambda k: f"{name}[{k}]")
     if log_weight_std is None:
         return [SumNode(children, num_units=1, rng=gen, label=label(k)) for k in range(num_roots)]
     num_inputs = sum(child.num_units for child in children)
-    roots = []
-    for k in range(num_roots):
-        z = gen.normal(0.0, float(log_weight_std), size=(1, num_inputs))
-        w = np.exp(z - z.max())
-        roots.append(SumNode(children, weights=w / w.sum(), label=label(k)))
-    return roots
+    return [SumNode(children, weights=_random_weights(gen, (1, num_inputs), log_weight_std), label=label(k))
+            for k in range(num_roots)]

@@ -124,7 +124,7 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
            num_non_overlapping: int | None = None, dilations=None, first_combinations=None,
            shared_weights: bool = False, leaf: LeafSpec = "gaussian", leaf_params: dict | None = None,
            leaf_means=None, leaf_stds=None, root_log_weight_std: float | None = None,
-           seed: int | None = 0) -> Circuit:
+           sum_log_weight_std: float | None = None, seed: int | None = 0) -> Circuit:
     """A DGC-SPN in the generative (5.1) or discriminative (5.2) configuration.
 
     Parameters
@@ -179,6 +179,10 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
         images, 2 epochs of Adam at lr 0.01, dropout 0.2, the first 2k test images): 83% test
         accuracy with a spread of 3, 80% with 8, 65% with the uniform draw, and 38% when
         every sum (not only the roots) starts near-equal (log-weights with spread 0.1).
+    sum_log_weight_std : float, optional
+        Draw the spatial sums' log-weights from ``N(0, std^2)`` (see
+        :func:`~pcircuits.builders.conv.spatial_sum_layer`) instead of weights uniform in
+        [0.01, 1] (the default).
     seed : int or None
         Seed of the random sum weights (and random leaf parameters, random combinations).
 
@@ -212,7 +216,7 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
                               rng=gen, name=f"gclp{index}")
         if spec.padding != "final":
             layer = spatial_sum_layer(layer, sums(index), shared_weights=shared_weights, rng=gen,
-                                      name=f"sum{index}")
+                                      name=f"sum{index}", log_weight_std=sum_log_weight_std)
     if root_log_weight_std is None and num_classes > 1:
         root_log_weight_std = 3.0
     return Circuit(root_sum(layer, num_roots=num_classes, rng=gen, log_weight_std=root_log_weight_std),
