@@ -175,10 +175,8 @@ def dgcspn(height: int, width: int, *, mode: str = "generative", channels: int |
         cross-entropy gradient reaching a top unit ``j``, ``sum_c (p_c - y_c) r_cj`` with
         ``r_cj`` unit ``j``'s share of root ``c``, then mostly cancels over the classes.
         Spread log-weights give each class root a few units of its own from the first step
-        (``benchmarks/dgcspn_init.py`` measures both). Measured on MNIST (10k training
-        images, 2 epochs of Adam at lr 0.01, dropout 0.2, the first 2k test images): 83% test
-        accuracy with a spread of 3, 80% with 8, 65% with the uniform draw, and 38% when
-        every sum (not only the roots) starts near-equal (log-weights with spread 0.1).
+        (``benchmarks/dgcspn_init.py`` measures both; training figures in
+        ``docs/convolutional.md``).
     sum_log_weight_std : float, optional
         Draw the spatial sums' log-weights from ``N(0, std^2)`` (see
         :func:`~pcircuits.builders.conv.spatial_sum_layer`) instead of weights uniform in
