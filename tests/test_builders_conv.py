@@ -216,7 +216,6 @@ def test_discriminative_dgcspn_class_roots_start_with_spread_log_weights():
     assert all(np.log(root.params.values).std() < 0.2 for root in narrow.roots)
 
 
-
 @pytest.mark.parametrize("shared_weights", [False, True])
 def test_spatial_sum_log_normal_weights_are_normalized_and_spread_as_asked(shared_weights):
     leaves = conv.leaf_layer((3, 3), num_leaves=50)
@@ -242,6 +241,7 @@ def test_dgcspn_sum_log_weight_spread_reaches_every_spatial_sum_and_spares_the_r
     assert min(spreads) > 1.5
     assert wide.check().ok
     assert all(2.0 < np.log(root.params.values).std() < 4.0 for root in wide.roots)   # still the roots' own 3
+
 
 # ---- augmentation (DCSPN Definition 2) -------------------------------------------------------
 def test_channel_augmentation_concatenates_channels_of_same_scope_cells():

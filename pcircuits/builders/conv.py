@@ -467,10 +467,7 @@ def spatial_sum_layer(layer: CellLayer, num_channels: int, *, shared_weights: bo
     gen = make_rng(rng)
     height, width = layer.shape
     num_inputs = layer.num_channels
-    shared = None
-    if shared_weights:
-        shared = SumWeights.random(num_channels, num_inputs, rng=gen) if log_weight_std is None \
-            else SumWeights(_random_weights(gen, (num_channels, num_inputs), log_weight_std))
+    shared = SumWeights(_random_weights(gen, (num_channels, num_inputs), log_weight_std)) if shared_weights else None
     cells = np.empty((height, width), dtype=object)
     for r in range(height):
         if shared is None:
@@ -794,8 +791,6 @@ def root_sum(layer: CellLayer, *, num_roots: int = 1, rng=None, name: str = "roo
     children = layer.nodes()
     gen = make_rng(rng)
     label = (lambda k: name) if num_roots == 1 else (lambda k: f"{name}[{k}]")
-    if log_weight_std is None:
-        return [SumNode(children, num_units=1, rng=gen, label=label(k)) for k in range(num_roots)]
     num_inputs = sum(child.num_units for child in children)
     return [SumNode(children, weights=_random_weights(gen, (1, num_inputs), log_weight_std), label=label(k))
             for k in range(num_roots)]
