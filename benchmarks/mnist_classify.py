@@ -39,6 +39,9 @@ def main(argv=None):
                         help="spread of the class roots' initial log-weights (default: the builder's, 3)")
     parser.add_argument("--sum-log-weight-std", type=float, default=None,
                         help="draw the spatial sums' log-weights from N(0, std^2) (default: uniform weights in [0.01, 1])")
+    parser.add_argument("--freeze-leaves", nargs="*", default=[], metavar="NAME",
+                        help="leaf parameters kept at their initial values, e.g. gaussian.std (the paper's code "
+                             "keeps the unit variances fixed); default: all trained")
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
@@ -71,7 +74,7 @@ def main(argv=None):
     history = pc.learning.fit(program, x_train, labels=y_train, valid=x_test, valid_labels=y_test, method="adam",
                               lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
                               product_dropout=args.product_dropout, input_dropout=args.input_dropout,
-                              input_dropout_unit=args.input_dropout_unit,
+                              input_dropout_unit=args.input_dropout_unit, freeze_leaves=set(args.freeze_leaves),
                               progress=not args.no_progress, seed=args.seed, checkpoint=args.checkpoint,
                               callback=log_epoch)
     train_s = time.perf_counter() - t0
@@ -81,6 +84,7 @@ def main(argv=None):
               "lr_decay": args.lr_decay, "product_dropout": args.product_dropout,
               "input_dropout": args.input_dropout, "input_dropout_unit": args.input_dropout_unit,
               "root_log_weight_std": args.root_log_weight_std, "sum_log_weight_std": args.sum_log_weight_std,
+              "freeze_leaves": sorted(args.freeze_leaves),
               "train_images": len(x_train), "test_images": len(x_test), "nodes": circuit.num_nodes,
               "units": circuit.num_units, "edges": circuit.num_edges, "params": circuit.num_params,
               "build_compile_s": round(build_s, 1), "train_s": round(train_s, 1),

@@ -270,6 +270,44 @@ def test_freezing_one_family_keeps_only_that_family_fixed(method):
         assert changed == (key[0] is pc.Bernoulli)
 
 
+@pytest.mark.parametrize("method", ["em", "adam"])
+def test_freezing_one_parameter_keeps_it_and_learns_the_others(method):
+    rng = np.random.default_rng(0)
+    data = np.stack([rng.normal(size=80) * 2 + 0.5, rng.integers(0, 2, size=80)], axis=1)
+    program = _gaussian_and_bernoulli_circuit().compile(dtype="float64")
+    before = tables_copy(program)
+    fit(program, data, method=method, epochs=3, batch_size=20, lr=0.1, freeze_leaves={"gaussian.std"},
+        progress=False)
+    gaussian = next(key for key in program.leaf_tables if key[0] is pc.Gaussian)
+    bernoulli = next(key for key in program.leaf_tables if key[0] is pc.Bernoulli)
+    assert np.array_equal(program.leaf_tables[gaussian]["std"], before[gaussian]["std"])
+    assert not np.array_equal(program.leaf_tables[gaussian]["mean"], before[gaussian]["mean"])
+    assert not np.array_equal(program.leaf_tables[bernoulli]["p"], before[bernoulli]["p"])
+
+
+def test_frozen_std_of_non_unit_value_does_not_drift_over_many_adam_steps():
+    gauss = pc.InputNode(0, pc.Gaussian([-1.0, 1.0], [0.3, 1.7]))
+    program = pc.Circuit(pc.SumNode([gauss], num_units=1, rng=0)).compile(dtype="float32")
+    std = program.leaf_tables[next(iter(program.leaf_tables))]["std"].copy()
+    data = np.random.default_rng(0).normal(size=(400, 1))
+    fit(program, data, method="adam", epochs=5, batch_size=4, lr=0.05, freeze_leaves="gaussian.std",
+        progress=False)
+    assert np.array_equal(program.leaf_tables[next(iter(program.leaf_tables))]["std"], std)
+
+
+def test_gradient_with_a_frozen_parameter_equals_finite_differences_of_the_rest():
+    program = _gaussian_and_bernoulli_circuit().compile(dtype="float64")
+    learner = GradientLearner(program, freeze_leaves={"gaussian.std"})
+    assert not any(key.endswith("/std") for key in learner.theta)
+    x = np.array([[0.3, 1.0], [-1.2, 0.0], [2.0, 1.0]])
+    _, grads, _ = learner.loss_and_gradients(x)
+    assert set(grads) == set(learner.theta)
+    for key in learner.theta:
+        for j in range(learner.theta[key].size):
+            numeric = _finite_difference(learner, key, j, lambda: learner.loss_and_gradients(x)[0])
+            assert np.isclose(grads[key].ravel()[j], numeric, rtol=1e-5, atol=1e-7)
+
+
 # ---- gradients ---------------------------------------------------------------------------------
 def _finite_difference(learner, key, j, loss, h=1e-6):
     theta = learner.theta[key].copy()
@@ -540,6 +578,8 @@ def test_fit_writes_trained_parameters_back_into_the_circuit():
     ({"method": "em", "step_size": 1.5}, ValueError, r"step_size must be in \(0, 1\]"),
     ({"method": "adam", "product_dropout": 1.0}, ValueError, r"product_dropout must be in \[0, 1\)"),
     ({"freeze_leaves": {"gausian"}}, ValueError, "unknown leaf family"),
+    ({"freeze_leaves": {"gaussian.sd"}}, ValueError, "'gaussian' leaves have no parameter 'sd'"),
+    ({"freeze_leaves": {3}}, TypeError, "entries must be family names"),
     ({"valid": np.zeros((3, 5))}, ValueError, "valid has 5 variables per example"),
     ({"valid_labels": np.zeros(3)}, ValueError, "valid_labels were given without valid data"),
 ])

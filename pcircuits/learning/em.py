@@ -43,7 +43,7 @@ import numpy as np
 from .objectives import check_labels
 from .weights import WeightRows
 
-__all__ = ["EM", "KINDS", "MODES", "frozen_tables", "prepared"]
+__all__ = ["EM", "KINDS", "MODES", "frozen_parameters", "prepared"]
 
 KINDS = ("soft", "hard", "usi")
 MODES = ("full-batch", "online")
@@ -62,34 +62,50 @@ def prepared(program, x):
     return program.prepare(x)
 
 
-def frozen_tables(program, freeze_leaves) -> set:
-    """The leaf-table keys of ``program`` that ``freeze_leaves`` keeps fixed.
+def frozen_parameters(program, freeze_leaves) -> dict:
+    """Which parameters of which leaf tables of ``program`` ``freeze_leaves`` keeps fixed.
 
     Parameters
     ----------
-    freeze_leaves : bool, str or iterable of str / LeafFamily classes
-        True: every table; False: none; family names (``"gaussian"``) or classes: those families.
+    freeze_leaves : bool, str, LeafFamily class, or iterable of str / classes
+        True: every table; False or None: none; a family name (``"gaussian"``) or class: all
+        parameters of that family; ``"family.parameter"`` (``"gaussian.std"``): that parameter
+        only (DGC-SPN 5.2 learns the Gaussian means and keeps the variances at 1).
+
+    Returns
+    -------
+    dict
+        Leaf-table key -> frozenset of the parameter names kept fixed; tables not in it are
+        learned whole.
     """
     if freeze_leaves is True:
-        return set(program.leaf_tables)
+        return {key: frozenset(key[0].param_names) for key in program.leaf_tables}
     if freeze_leaves is False or freeze_leaves is None:
-        return set()
+        return {}
     from ..distributions import FAMILIES
     items = [freeze_leaves] if isinstance(freeze_leaves, (str, type)) else list(freeze_leaves)
-    names = set()
+    names: dict[str, set] = {}
     for item in items:
-        name = item.name if isinstance(item, type) else item
-        if name not in FAMILIES:
-            raise ValueError(f"freeze_leaves: unknown leaf family {item!r}; known: {sorted(FAMILIES)}")
-        names.add(name)
-    return {key for key in program.leaf_tables if key[0].name in names}
+        if isinstance(item, type):
+            item = item.name
+        if not isinstance(item, str):
+            raise TypeError(f"freeze_leaves: entries must be family names, 'family.parameter' strings or leaf "
+                            f"family classes, got {item!r}")
+        family, _, parameter = item.partition(".")
+        if family not in FAMILIES:
+            raise ValueError(f"freeze_leaves: unknown leaf family {family!r} in {item!r}; known: {sorted(FAMILIES)}")
+        known = FAMILIES[family].param_names
+        if parameter and parameter not in known:
+            raise ValueError(f"freeze_leaves: {family!r} leaves have no parameter {parameter!r}; they have {known}")
+        names.setdefault(family, set()).update([parameter] if parameter else known)
+    return {key: frozenset(names[key[0].name]) for key in program.leaf_tables if key[0].name in names}
 
 
-def trainable_tables(program, frozen: set) -> list:
-    """Keys of the leaf tables with learnable parameters that are not frozen, in a fixed order."""
+def trainable_tables(program, frozen: dict) -> list:
+    """Keys of the leaf tables with a learnable parameter that is not frozen, in a fixed order."""
     xp = program.backend.xp
     keys = [key for key, table in program.leaf_tables.items()
-            if key not in frozen and key[0].to_unconstrained(xp, table)]
+            if set(key[0].to_unconstrained(xp, table)) - frozen.get(key, frozenset())]
     return sorted(keys, key=table_order)
 
 
@@ -118,7 +134,8 @@ class EM:
         Floor of Gaussian standard deviations.
     freeze_leaves : bool or iterable of str
         True keeps all leaves fixed; a set of family names (``{"gaussian"}``) keeps those fixed
-        (DGC-SPN's generative setup keeps its Gaussian leaves at the quantile means).
+        (DGC-SPN's generative setup keeps its Gaussian leaves at the quantile means);
+        ``"family.parameter"`` keeps one parameter fixed (``{"gaussian.std"}``).
     freeze_weights : bool
         Keep the sum weights fixed (learn the leaves only).
     ties : {"random", "first"}
@@ -167,7 +184,7 @@ class EM:
         self.eps, self.leaf_eps, self.min_std = eps, leaf_eps, min_std
         self.freeze_weights = bool(freeze_weights)
         self.ties, self.counts, self.seed = ties, counts, int(seed)
-        self.frozen = frozen_tables(program, freeze_leaves)
+        self.frozen = frozen_parameters(program, freeze_leaves)
         self.leaf_keys = trainable_tables(program, self.frozen)
         self.rows = WeightRows(program)
         self._output_slots = program.backend.index(program.output_slots)
@@ -259,8 +276,9 @@ class EM:
             with np.errstate(divide="ignore", invalid="ignore"):
                 update = key[0].em_update(table, leaf_stats, eps=self.leaf_eps, min_std=self.min_std)
             new_table = {}
+            fixed = self.frozen.get(key, frozenset())
             for name, old in table.items():
-                value = update.get(name, old).astype(old.dtype, copy=False)
+                value = (old if name in fixed else update.get(name, old)).astype(old.dtype, copy=False)
                 new_table[name] = xp.where(xp.isfinite(value), value, old)
             program.leaf_tables[key] = new_table
 

@@ -182,8 +182,9 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         EM: a batch adds the sum or the mean of its examples' statistics (see :class:`EM`).
     eps, leaf_eps, min_std : EM smoothing of the weights (default ``1e-2 / |w|``), pseudo-count of
         the leaf updates, floor of Gaussian standard deviations (also for gradient methods).
-    freeze_leaves : bool or set of family names
-        Keep those leaves fixed (DGC-SPN's generative setup keeps its Gaussians fixed).
+    freeze_leaves : bool or set of str
+        Keep those leaves fixed: family names (DGC-SPN's generative setup keeps its Gaussians
+        fixed) or ``"family.parameter"`` (its classifier keeps ``"gaussian.std"`` at 1).
     learn_leaves : bool
         False is the same as ``freeze_leaves=True``.
     freeze_weights : bool

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..distributions import Gaussian
-from .em import frozen_tables, prepared, trainable_tables
+from .em import frozen_parameters, prepared, trainable_tables
 from .objectives import OBJECTIVES, check_labels, cross_entropy, negative_log_likelihood
 from .weights import WeightRows
 
@@ -54,7 +54,8 @@ class GradientLearner:
     learn_leaves : bool
         False keeps every leaf fixed (same as ``freeze_leaves=True``).
     freeze_leaves : bool or iterable of str
-        Leaf families (by name, e.g. ``{"gaussian"}``) kept fixed; True for all.
+        Leaf families (by name, e.g. ``{"gaussian"}``) or single parameters (``"gaussian.std"``:
+        DGC-SPN 5.2 keeps the variances at 1) kept fixed; True for all.
     freeze_weights : bool
         Keep the sum weights fixed.
     min_std : float
@@ -105,14 +106,15 @@ class GradientLearner:
         self.input_dropout_unit = input_dropout_unit
         self.rows = WeightRows(program)
         xp = program.backend.xp
-        frozen = frozen_tables(program, True if not learn_leaves else freeze_leaves)
+        self.frozen = frozen = frozen_parameters(program, True if not learn_leaves else freeze_leaves)
         self.leaf_keys = trainable_tables(program, frozen)
         self.theta = {}
         if not freeze_weights:
             self.theta["weights"] = self.rows.logits(program.weights)
         for i, key in enumerate(self.leaf_keys):
             for name, value in key[0].to_unconstrained(xp, program.leaf_tables[key]).items():
-                self.theta[f"leaves/{i}/{name}"] = value.copy()     # updated in place, so never a view
+                if name not in frozen.get(key, ()):
+                    self.theta[f"leaves/{i}/{name}"] = value.copy()     # updated in place, so never a view
         self.moments = {k: (xp.zeros_like(v), xp.zeros_like(v)) for k, v in self.theta.items()}
         self.t = 0
         self._default_rng = None
@@ -170,7 +172,8 @@ class GradientLearner:
             result["weights"] = self.rows.logit_gradient(grads.log_weights, program.weights)
         for i, key in enumerate(self.leaf_keys):
             for name, grad in grads.leaves.get(key, {}).items():
-                result[f"leaves/{i}/{name}"] = grad
+                if f"leaves/{i}/{name}" in self.theta:
+                    result[f"leaves/{i}/{name}"] = grad
         accuracy = None if value.correct is None else value.correct / batch
         return value.loss, result, accuracy
 
@@ -222,13 +225,17 @@ class GradientLearner:
             program.set_weights(*self.rows.softmax(self.theta["weights"], return_log=True))
         for i, key in enumerate(self.leaf_keys):
             prefix = f"leaves/{i}/"
-            if issubclass(key[0], Gaussian):
+            if issubclass(key[0], Gaussian) and prefix + "std" in self.theta:
                 name = prefix + "std"
                 self.theta[name] = xp.maximum(self.theta[name], np.log(self.min_std))
-            free = {k[len(prefix):]: v for k, v in self.theta.items() if k.startswith(prefix)}
             table = program.leaf_tables[key]
+            free = {k[len(prefix):]: v for k, v in self.theta.items() if k.startswith(prefix)}
+            fixed = self.frozen.get(key, frozenset())
+            if fixed:
+                free = {**key[0].to_unconstrained(xp, table), **free}
             update = key[0].from_unconstrained(xp, table, free)
-            program.leaf_tables[key] = {k: update.get(k, v).astype(v.dtype, copy=True) for k, v in table.items()}
+            program.leaf_tables[key] = {k: v if k in fixed else update.get(k, v).astype(v.dtype, copy=True)
+                                        for k, v in table.items()}
 
     # ---- state for checkpoints ------------------------------------------------------------
     def state(self) -> dict:
