@@ -1,14 +1,16 @@
 """MNIST / Fashion-MNIST classification with the discriminative DGC-SPN (DGC-SPN section 5.2).
 
 Per-image standardization, 32 Gaussian leaves per pixel with equidistant means in [-1.5, 1.5]
-and unit variance (trained), two non-overlapping GCLPs then overlapping dilated ones, sum layers
-of 64, 64, 64 then 128 channels, one root per class; Adam (the paper: Keras defaults, lr 1e-4),
-cross-entropy, product dropout 0.2 and input dropout 0.2, batch 64. The paper trains 400
-epochs on a GPU; ``--epochs`` and ``--train-size`` shorten the schedule for a CPU. The test set is
-scored after every epoch (no model selection on it: the reported accuracy is the last epoch's);
-``<out>/<data>_epochs.jsonl`` gains a line per epoch and ``<out>/<data>_curve.png`` is the
-learning curve. NumPy's element-wise work is single-threaded, so two runs side by side (each
-with ``OPENBLAS_NUM_THREADS=1``) use a 2-core machine about twice as well as one.
+(trained) and unit variance (kept fixed, as the authors' library does: its leaf layer creates the
+scales with ``trainable=False``; ``--freeze-leaves`` without names trains them too), two
+non-overlapping GCLPs then overlapping dilated ones, sum layers of 64, 64, 64 then 128 channels,
+one root per class; Adam (the paper: Keras defaults, lr 1e-4), cross-entropy, product dropout
+0.2 and input dropout 0.2, batch 64. The paper trains 400 epochs on a GPU; ``--epochs`` and
+``--train-size`` shorten the schedule for a CPU. The test set is scored after every epoch (no
+model selection on it: the reported accuracy is the last epoch's); ``<out>/<data>_epochs.jsonl``
+gains a line per epoch and ``<out>/<data>_curve.png`` is the learning curve. NumPy's
+element-wise work is single-threaded, so two runs side by side (each with
+``OPENBLAS_NUM_THREADS=1``) use a 2-core machine about twice as well as one.
 
     python benchmarks/mnist_classify.py --data mnist --epochs 1 --train-size 10000
 """
@@ -39,9 +41,14 @@ def main(argv=None):
                         help="spread of the class roots' initial log-weights (default: the builder's, 3)")
     parser.add_argument("--sum-log-weight-std", type=float, default=None,
                         help="draw the spatial sums' log-weights from N(0, std^2) (default: uniform weights in [0.01, 1])")
-    parser.add_argument("--freeze-leaves", nargs="*", default=[], metavar="NAME",
-                        help="leaf parameters kept at their initial values, e.g. gaussian.std (the paper's code "
-                             "keeps the unit variances fixed); default: all trained")
+    parser.add_argument("--first-combinations", default=None,
+                        help="units of the first GCLP: 'depthwise' (default), 'one-hot' or a number of random "
+                             "one-hot combinations")
+    parser.add_argument("--shared-sums", action="store_true",
+                        help="tie each spatial sum layer's weights across positions (default: one matrix per cell)")
+    parser.add_argument("--freeze-leaves", nargs="*", default=["gaussian.std"], metavar="NAME",
+                        help="leaf parameters kept at their initial values (default: gaussian.std, as the paper's "
+                             "library does; give the flag without names to train every leaf parameter)")
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
@@ -61,7 +68,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     circuit = pc.builders.dgcspn(28, 28, mode="discriminative", num_classes=10, seed=args.seed,
                                  root_log_weight_std=args.root_log_weight_std,
-                                 sum_log_weight_std=args.sum_log_weight_std)
+                                 sum_log_weight_std=args.sum_log_weight_std,
+                                 first_combinations=_combinations(args.first_combinations),
+                                 shared_weights=args.shared_sums)
     program = circuit.compile(backend=args.backend)
     build_s = time.perf_counter() - t0
     progress_log = os.path.join(args.out, f"{args.data}_epochs.jsonl")
@@ -84,7 +93,8 @@ def main(argv=None):
               "lr_decay": args.lr_decay, "product_dropout": args.product_dropout,
               "input_dropout": args.input_dropout, "input_dropout_unit": args.input_dropout_unit,
               "root_log_weight_std": args.root_log_weight_std, "sum_log_weight_std": args.sum_log_weight_std,
-              "freeze_leaves": sorted(args.freeze_leaves),
+              "freeze_leaves": sorted(args.freeze_leaves), "first_combinations": args.first_combinations,
+              "shared_sums": args.shared_sums,
               "train_images": len(x_train), "test_images": len(x_test), "nodes": circuit.num_nodes,
               "units": circuit.num_units, "edges": circuit.num_edges, "params": circuit.num_params,
               "build_compile_s": round(build_s, 1), "train_s": round(train_s, 1),
@@ -95,6 +105,10 @@ def main(argv=None):
     print(json.dumps(record), flush=True)
     with open(os.path.join(args.out, f"{args.data}.json"), "w") as f:
         json.dump(record, f, indent=2)
+
+
+def _combinations(text):
+    return int(text) if text is not None and text.isdigit() else text
 
 
 if __name__ == "__main__":
