@@ -70,7 +70,8 @@ def frozen_parameters(program, freeze_leaves) -> dict:
     freeze_leaves : bool, str, LeafFamily class, or iterable of str / classes
         True: every table; False or None: none; a family name (``"gaussian"``) or class: all
         parameters of that family; ``"family.parameter"`` (``"gaussian.std"``): that parameter
-        only (DGC-SPN 5.2 learns the Gaussian means and keeps the variances at 1).
+        only (the DGC-SPN authors' library learns its classifier's Gaussian means and keeps the
+        variances at 1).
 
     Returns
     -------

@@ -184,7 +184,7 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         the leaf updates, floor of Gaussian standard deviations (also for gradient methods).
     freeze_leaves : bool or set of str
         Keep those leaves fixed: family names (DGC-SPN's generative setup keeps its Gaussians
-        fixed) or ``"family.parameter"`` (its classifier keeps ``"gaussian.std"`` at 1).
+        fixed) or ``"family.parameter"`` (its authors' classifier keeps ``"gaussian.std"`` at 1).
     learn_leaves : bool
         False is the same as ``freeze_leaves=True``.
     freeze_weights : bool

@@ -54,8 +54,8 @@ class GradientLearner:
     learn_leaves : bool
         False keeps every leaf fixed (same as ``freeze_leaves=True``).
     freeze_leaves : bool or iterable of str
-        Leaf families (by name, e.g. ``{"gaussian"}``) or single parameters (``"gaussian.std"``:
-        DGC-SPN 5.2 keeps the variances at 1) kept fixed; True for all.
+        Leaf families (by name, e.g. ``{"gaussian"}``) or single parameters (``"gaussian.std"``,
+        as the DGC-SPN authors' library keeps its variances at 1) kept fixed; True for all.
     freeze_weights : bool
         Keep the sum weights fixed.
     min_std : float
