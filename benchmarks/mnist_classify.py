@@ -37,6 +37,9 @@ def main(argv=None):
     parser.add_argument("--input-dropout", type=float, default=0.2)
     parser.add_argument("--input-dropout-unit", choices=["variable", "component"], default="variable",
                         help="drop whole pixels (the paper) or single leaf units (libspn-keras)")
+    parser.add_argument("--spare-top-products", action="store_true",
+                        help="no product dropout on the products under the class roots (libspn-keras' example "
+                             "in effect; the paper drops 'throughout the entire network')")
     parser.add_argument("--root-log-weight-std", type=float, default=None,
                         help="spread of the class roots' initial log-weights (default: the builder's, 3)")
     parser.add_argument("--sum-log-weight-std", type=float, default=None,
@@ -83,7 +86,8 @@ def main(argv=None):
     history = pc.learning.fit(program, x_train, labels=y_train, valid=x_test, valid_labels=y_test, method="adam",
                               lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
                               product_dropout=args.product_dropout, input_dropout=args.input_dropout,
-                              input_dropout_unit=args.input_dropout_unit, freeze_leaves=set(args.freeze_leaves),
+                              input_dropout_unit=args.input_dropout_unit,
+                              product_dropout_at_roots=not args.spare_top_products, freeze_leaves=set(args.freeze_leaves),
                               progress=not args.no_progress, seed=args.seed, checkpoint=args.checkpoint,
                               callback=log_epoch)
     train_s = time.perf_counter() - t0
@@ -92,6 +96,7 @@ def main(argv=None):
     record = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "lr_decay": args.lr_decay, "product_dropout": args.product_dropout,
               "input_dropout": args.input_dropout, "input_dropout_unit": args.input_dropout_unit,
+              "spare_top_products": args.spare_top_products,
               "root_log_weight_std": args.root_log_weight_std, "sum_log_weight_std": args.sum_log_weight_std,
               "freeze_leaves": sorted(args.freeze_leaves), "first_combinations": args.first_combinations,
               "shared_sums": args.shared_sums,

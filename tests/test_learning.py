@@ -11,6 +11,7 @@ bit-identical to an uninterrupted one; bad arguments are refused before training
 """
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -464,6 +465,46 @@ def test_product_dropout_sets_product_units_to_log_zero_in_training_only():
     assert np.array_equal(program.values, clean_values)
 
 
+def _dropout_pass(program, x, spare):
+    program._forward(program.prepare(x), "sum", product_dropout=(0.6, program.backend.rng(4)),
+                     spare_root_inputs=spare)
+    return program.values.copy()
+
+
+def test_sparing_root_inputs_keeps_the_products_under_the_class_roots_and_drops_the_rest_alike():
+    x, _ = digits()
+    program = pc.builders.rat_spn(64, depth=2, num_repetitions=2, num_sums=2, num_leaves=2, num_classes=3,
+                                  leaf="binomial", leaf_params={"n": 16}, seed=0).compile(dtype="float64")
+    products = [layer for layer in program.layers if layer.kind == "product"]
+    top = products[-1]
+    assert top.root_input_rows is not None and all(l.root_input_rows is None for l in products[:-1])
+    spared, dropped = _dropout_pass(program, x[:10], True), _dropout_pass(program, x[:10], False)
+    assert np.array_equal(spared[:top.start], dropped[:top.start])
+    for layer in products[:-1]:
+        assert 0 < np.isneginf(spared[layer.start:layer.stop]).mean() < 1
+    inputs_sum = sum(spared[top.inputs_np[:, j]] for j in range(top.inputs_np.shape[1]))
+    assert np.array_equal(spared[top.start:top.stop], inputs_sum)
+    assert np.isneginf(dropped[top.start:top.stop]).sum() > np.isneginf(inputs_sum).sum()
+
+
+def test_sparing_root_inputs_keeps_the_products_inside_a_fused_root():
+    x, _ = digits()
+    program = pc.builders.rat_spn(64, depth=2, num_repetitions=1, num_sums=2, num_leaves=2, leaf="binomial",
+                                  leaf_params={"n": 16}, seed=0).compile(dtype="float64")
+    root_layer = program.layers[-1]
+    assert root_layer.kind == "sum" and root_layer.root_nodes is not None
+
+    def recomputed(values):
+        terms = values[root_layer.left][:, :, :, None, :] + values[root_layer.right][:, :, None, :, :]
+        terms = terms.reshape(root_layer.N, 1, -1, values.shape[1])
+        log_w = np.log(root_layer.weights(program))[..., None]
+        return logsumexp(log_w + terms, axis=2).reshape(-1, values.shape[1])
+
+    spared, dropped = _dropout_pass(program, x[:10], True), _dropout_pass(program, x[:10], False)
+    assert np.allclose(spared[root_layer.start:root_layer.stop], recomputed(spared), rtol=1e-12)
+    assert not np.allclose(dropped[root_layer.start:root_layer.stop], recomputed(dropped))
+
+
 def test_cross_entropy_leaves_out_examples_whose_roots_are_all_minus_infinity():
     be = pc.backend.get_backend("numpy", "float64")
     roots = np.array([[0.0, -1.0], [-np.inf, -np.inf]])
@@ -479,6 +520,7 @@ def test_cross_entropy_leaves_out_examples_whose_roots_are_all_minus_infinity():
     ("em", {}),
     ("em", {"step_size": 0.3}),
     ("adam", {"product_dropout": 0.1, "input_dropout": 0.1}),
+    ("adam", {"product_dropout": 0.1, "product_dropout_at_roots": False}),
     ("adam", {"lr_decay": 0.5}),
     ("sgd", {"momentum": 0.5}),
 ])

@@ -138,7 +138,7 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         eps: float | None = None, leaf_eps: float = 1e-2,
         freeze_leaves=False, learn_leaves: bool = True, freeze_weights: bool = False, min_std: float = 1e-2,
         product_dropout: float = 0.0, input_dropout: float = 0.0, input_dropout_unit: str = "variable",
-        progress: bool = True, seed: int = 0,
+        product_dropout_at_roots: bool = True, progress: bool = True, seed: int = 0,
         checkpoint=None, resume: bool = True, callback=None) -> History:
     """Train ``program`` on ``data``; returns the per-epoch :class:`History`.
 
@@ -193,6 +193,9 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         Gradient methods: DGC-SPN 5.2's regularizers (training batches only).
     input_dropout_unit : {"variable", "component"}
         Input dropout drops whole variables (the paper) or single leaf units (libspn-keras).
+    product_dropout_at_roots : bool
+        False keeps the products that feed a root directly out of product dropout (libspn-keras'
+        DGC-SPN example in effect); the paper drops products "throughout the entire network".
     progress : bool
         Show a tqdm progress bar.
     seed : int
@@ -253,7 +256,8 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         learner = GradientLearner(program, optimizer=method, lr=lr, betas=optimizer_betas, momentum=momentum,
                                   objective=objective, learn_leaves=learn_leaves, freeze_leaves=freeze_leaves,
                                   freeze_weights=freeze_weights, min_std=min_std, product_dropout=product_dropout,
-                                  input_dropout=input_dropout, input_dropout_unit=input_dropout_unit)
+                                  input_dropout=input_dropout, input_dropout_unit=input_dropout_unit,
+                                  product_dropout_at_roots=product_dropout_at_roots)
     else:
         kind = _EM_KINDS[method]
         if mode is None:

@@ -64,6 +64,9 @@ class GradientLearner:
         Dropout rates in [0, 1) used by training steps.
     input_dropout_unit : {"variable", "component"}
         What input dropout drops: a whole variable (all its leaf units) or each leaf unit alone.
+    product_dropout_at_roots : bool
+        False spares the products that feed a root directly (a classifier's top products), as
+        libspn-keras' DGC-SPN example does in effect; True drops them like every other product.
 
     Attributes
     ----------
@@ -75,7 +78,8 @@ class GradientLearner:
     def __init__(self, program, *, optimizer: str = "adam", lr: float = 1e-2, betas=(0.9, 0.999),
                  adam_eps: float = 1e-8, momentum: float = 0.0, objective: str = "nll", learn_leaves: bool = True,
                  freeze_leaves=False, freeze_weights: bool = False, min_std: float = 1e-2,
-                 product_dropout: float = 0.0, input_dropout: float = 0.0, input_dropout_unit: str = "variable"):
+                 product_dropout: float = 0.0, input_dropout: float = 0.0, input_dropout_unit: str = "variable",
+                 product_dropout_at_roots: bool = True):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"GradientLearner: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if objective not in OBJECTIVES:
@@ -104,6 +108,7 @@ class GradientLearner:
         self.min_std = min_std
         self.product_dropout, self.input_dropout = product_dropout, input_dropout
         self.input_dropout_unit = input_dropout_unit
+        self.product_dropout_at_roots = bool(product_dropout_at_roots)
         self.rows = WeightRows(program)
         xp = program.backend.xp
         self.frozen = frozen = frozen_parameters(program, True if not learn_leaves else freeze_leaves)
@@ -161,7 +166,8 @@ class GradientLearner:
                 leaf_dropout = (self.input_dropout, rng)
             if self.product_dropout > 0:
                 dropout = (self.product_dropout, rng)
-        out = program._forward(x, "sum", cache=True, product_dropout=dropout, leaf_dropout=leaf_dropout)
+        out = program._forward(x, "sum", cache=True, product_dropout=dropout, leaf_dropout=leaf_dropout,
+                               spare_root_inputs=not self.product_dropout_at_roots)
         if self.objective == "nll":
             value = negative_log_likelihood(be, out, y)
         else:

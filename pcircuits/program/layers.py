@@ -102,6 +102,7 @@ class ProductLayer:
                 self.column_scatters.append((None if full else backend.index(rows),
                                              Scatter(backend, spec.inputs[rows, j])))
         self.num_edges = int((~padding).sum())
+        self.root_input_rows = None     # units that feed a root (set by the Program)
 
     def forward(self, program, values, x, mode):
         xp = self.backend.xp
@@ -114,7 +115,10 @@ class ProductLayer:
                 out += scratch
         if program.product_dropout is not None:
             rate, rng = program.product_dropout
-            xp.putmask(out, rng.bernoulli_mask(out.shape, rate), -xp.inf)
+            dropped = rng.bernoulli_mask(out.shape, rate)
+            if program.spare_root_inputs and self.root_input_rows is not None:
+                dropped[self.root_input_rows] = False
+            xp.putmask(out, dropped, -xp.inf)
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
@@ -376,6 +380,7 @@ class FusedSumLayer(DenseSumLayer):
         self.N, self.K = spec.num_nodes, spec.num_units
         self.Nb, self.Kb = self.N, self.K
         self._dropped = False
+        self.root_nodes = None          # its sum nodes that are roots (set by the Program)
         self.n, self.KL, self.KR = spec.num_splits, spec.left_units, spec.right_units
         self.I = self.n * self.KL * self.KR
         self.left = backend.index(spec.left)
@@ -408,7 +413,10 @@ class FusedSumLayer(DenseSumLayer):
         xp.multiply(L[:, :, :, None, :], R[:, :, None, :, :], out=E.reshape(self.N, self.n, self.KL, self.KR, batch))
         if program.product_dropout is not None:
             rate, rng = program.product_dropout
-            xp.putmask(E, rng.bernoulli_mask(E.shape, rate), 0)
+            dropped = rng.bernoulli_mask(E.shape, rate)
+            if program.spare_root_inputs and self.root_nodes is not None:
+                dropped.reshape(self.N, -1)[self.root_nodes] = False
+            xp.putmask(E, dropped, 0)
         return M
 
     def forward(self, program, values, x, mode, cache=None):

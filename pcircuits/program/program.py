@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import Backend, get_backend, to_numpy
-from .layers import DenseSumLayer, InputLayer, SumLayer, build_layer
+from .layers import DenseSumLayer, FusedSumLayer, InputLayer, ProductLayer, SumLayer, build_layer
 
 __all__ = ["Program", "Gradients"]
 
@@ -89,6 +89,7 @@ class Program:
         self.num_outputs = len(self.output_slots)
         self._output_slots_b = backend.index(self.output_slots)
         self.num_edges = sum(l.num_edges for l in self.inner_layers)
+        self._mark_root_inputs()
         self._load_parameters()
         self._domain()
         self._values = None
@@ -96,7 +97,29 @@ class Program:
         self._x = None
         self._buffers = {}
         self.product_dropout = None
+        self.spare_root_inputs = False
         self.leaf_dropout = None
+
+    def _mark_root_inputs(self):
+        """Give each product layer the rows of its units that feed a root directly (``None`` when
+        none do), so that product dropout can spare the top products.
+
+        The loop runs over the roots' children only. A fused layer's products feed a root when
+        the layer's sum node is one; it gets the indices of those nodes.
+        """
+        feeds_root = np.zeros(self.num_units + 1, dtype=bool)
+        for root in self.circuit.roots:
+            for child in getattr(root, "children", ()):
+                start = self.plan.node_offsets.get(id(child))
+                if start is not None:
+                    feeds_root[start:start + child.num_units] = True
+        for layer in self.layers:
+            if isinstance(layer, ProductLayer):
+                rows = np.flatnonzero(feeds_root[layer.start:layer.stop])
+                layer.root_input_rows = self.backend.index(rows) if len(rows) else None
+            elif isinstance(layer, FusedSumLayer):
+                nodes = np.flatnonzero(np.isin(layer.start + layer.K * np.arange(layer.N), self.roots))
+                layer.root_nodes = self.backend.index(nodes) if len(nodes) else None
 
     def buffer(self, key, shape, dtype=None):
         """A work array reused across passes of the same shape (allocated once per batch shape).
@@ -250,17 +273,19 @@ class Program:
         return self._forward(x, mode, cache=cache)
 
     def _forward(self, x, mode, cache=True, product_dropout: tuple | None = None,
-                 leaf_dropout: tuple | None = None):
+                 leaf_dropout: tuple | None = None, spare_root_inputs: bool = False):
         """The forward pass on a prepared array (training passes).
 
         ``product_dropout=(rate, RandomSource)`` sets each product unit's value to 0 (log -inf)
-        with probability ``rate``; ``leaf_dropout=(rate, RandomSource)`` sets each leaf unit's
+        with probability ``rate``, except, with ``spare_root_inputs``, the products that feed a
+        root directly (the masks are drawn in full either way, so the other units' are the same); ``leaf_dropout=(rate, RandomSource)`` sets each leaf unit's
         value to 1 (log 0) with probability ``rate``, for every example separately (the mask
         travels in the cache, so the backward pass gives the dropped units no gradient).
         """
         be = self.backend
         batch = x.shape[0]
         self.product_dropout, self.leaf_dropout = product_dropout, leaf_dropout
+        self.spare_root_inputs = spare_root_inputs
         values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
         self._cache = {}
@@ -270,6 +295,7 @@ class Program:
             else:
                 layer.forward(self, values, x, mode)
         self.product_dropout = self.leaf_dropout = None
+        self.spare_root_inputs = False
         self._values, self._x, self._mode = values, x, mode
         return values[self._output_slots_b].T
 
