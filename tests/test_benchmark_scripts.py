@@ -17,13 +17,15 @@ def _script(name: str):
     return module
 
 
-@pytest.mark.parametrize("flags, frozen", [([], ["gaussian.std"]), (["--freeze-leaves"], [])])
-def test_mnist_classify_trains_scores_and_records_a_short_run(shared_data, tmp_path, monkeypatch, flags, frozen):
+@pytest.mark.parametrize("flags, frozen, spared", [([], ["gaussian.std"], False),
+                                                   (["--freeze-leaves", "--spare-top-products"], [], True)])
+def test_mnist_classify_trains_scores_and_records_a_short_run(shared_data, tmp_path, monkeypatch, flags, frozen,
+                                                              spared):
     monkeypatch.setenv("PCIRCUITS_DATA", str(shared_data("mnist.npz").parent))
     _script("mnist_classify").main(["--train-size", "64", "--test-size", "32", "--epochs", "1", "--no-progress",
                                     "--out", str(tmp_path), *flags])
     record = json.loads((tmp_path / "mnist.json").read_text())
-    assert record["freeze_leaves"] == frozen
+    assert record["freeze_leaves"] == frozen and record["spare_top_products"] is spared
     assert (record["train_images"], record["test_images"], record["epochs"]) == (64, 32, 1)
     assert len(record["test_acc_per_epoch"]) == 1 and 0 <= record["test_accuracy"] <= 1
     assert len((tmp_path / "mnist_epochs.jsonl").read_text().splitlines()) == 1
