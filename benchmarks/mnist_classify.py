@@ -87,7 +87,8 @@ def main(argv=None):
                               lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
                               product_dropout=args.product_dropout, input_dropout=args.input_dropout,
                               input_dropout_unit=args.input_dropout_unit,
-                              product_dropout_at_roots=not args.spare_top_products, freeze_leaves=set(args.freeze_leaves),
+                              product_dropout_at_roots=not args.spare_top_products,
+                              freeze_leaves=set(args.freeze_leaves),
                               progress=not args.no_progress, seed=args.seed, checkpoint=args.checkpoint,
                               callback=log_epoch)
     train_s = time.perf_counter() - t0

@@ -277,10 +277,11 @@ class Program:
         """The forward pass on a prepared array (training passes).
 
         ``product_dropout=(rate, RandomSource)`` sets each product unit's value to 0 (log -inf)
-        with probability ``rate``, except, with ``spare_root_inputs``, the products that feed a
-        root directly (the masks are drawn in full either way, so the other units' are the same); ``leaf_dropout=(rate, RandomSource)`` sets each leaf unit's
-        value to 1 (log 0) with probability ``rate``, for every example separately (the mask
-        travels in the cache, so the backward pass gives the dropped units no gradient).
+        with probability ``rate``; with ``spare_root_inputs`` the products that feed a root
+        directly are kept (the masks are drawn in full either way, so every other unit's mask is
+        the same). ``leaf_dropout=(rate, RandomSource)`` sets each leaf unit's value to 1 (log 0)
+        with probability ``rate``. Both act on every example separately (the leaf mask travels in
+        the cache, so the backward pass gives the dropped units no gradient).
         """
         be = self.backend
         batch = x.shape[0]
