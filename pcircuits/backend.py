@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-__all__ = ["Backend", "get_backend", "to_numpy", "cupy_available"]
+__all__ = ["Backend", "get_backend", "to_numpy", "array_module", "cupy_available"]
 
 
 class Backend:
@@ -128,6 +128,17 @@ def to_numpy(a) -> np.ndarray:
     if hasattr(a, "get"):
         return a.get()
     return np.asarray(a)
+
+
+def array_module(a):
+    """The array module of ``a``: ``numpy`` for NumPy arrays and scalars, ``cupy`` for CuPy arrays."""
+    if isinstance(a, (np.ndarray, np.generic)):
+        return np
+    module = type(a).__module__.split(".")[0]
+    if module == "cupy":
+        import cupy
+        return cupy
+    return np
 
 
 def cupy_available() -> bool:

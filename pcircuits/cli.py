@@ -117,7 +117,7 @@ def save_model(program, path: os.PathLike, record: dict) -> Path:
 def load_model(path: os.PathLike):
     """The circuit in ``path`` and its record (an empty dict when the record file is missing)."""
     from .circuit import Circuit
-    from .serialization import CircuitFileError
+    from .errors import CircuitFileError
 
     path = Path(path)
     try:

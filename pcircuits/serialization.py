@@ -35,6 +35,7 @@ import numpy as np
 
 from .circuit import Circuit
 from .distributions import FAMILIES, family_from_parameters
+from .errors import CircuitFileError
 from .nodes import InputNode, ProductNode, SumNode, SumWeights
 from .scope import Scope, Variables
 from .validity import _shape_problems
@@ -55,10 +56,6 @@ PathLike = Union[str, os.PathLike]
 #: flags such as encryption that a damaged header may announce).
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
                    RuntimeError, UnicodeDecodeError, OverflowError, struct.error)
-
-
-class CircuitFileError(ValueError):
-    """A circuit file (or graph) is damaged, truncated, of an unknown version, or not a circuit."""
 
 
 class _SpecError(Exception):

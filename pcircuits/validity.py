@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InvalidCircuitError
 from .nodes import InputNode, Node, ProductNode, SumNode
 from .scope import Scope
 
@@ -19,14 +20,6 @@ __all__ = ["Violation", "ValidityReport", "InvalidCircuitError", "check", "KINDS
 
 #: The properties a violation can be about.
 KINDS = ("smoothness", "decomposability", "cycle", "weights", "shape")
-
-
-class InvalidCircuitError(ValueError):
-    """Raised by :meth:`ValidityReport.raise_if_invalid`; carries the report."""
-
-    def __init__(self, report: "ValidityReport"):
-        super().__init__(str(report))
-        self.report = report
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def layerize(circuit, backend: str = "numpy", dtype: str = "float32", *, check: 
 
     be = get_backend(backend, dtype)
     if circuit.back_edges:
-        from ..validity import InvalidCircuitError
+        from ..errors import InvalidCircuitError
         raise InvalidCircuitError(circuit.check())
     if check:
         circuit.check().raise_if_invalid()
