@@ -9,14 +9,13 @@ learner's state (Adam moments and step, EM running statistics), the epoch and th
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..backend import to_numpy
+from .checkpoint import read_checkpoint, write_checkpoint
 from .em import EM, table_order
 from .gradient import GradientLearner
 from .objectives import OBJECTIVES, check_labels, cross_entropy, negative_log_likelihood
@@ -346,24 +345,12 @@ def _save_checkpoint(path, program, learner, config: dict, epoch: int, history: 
             arrays[f"program/leaves/{i}/{name}"] = to_numpy(value)
     arrays.update({f"learner/{k}": to_numpy(v) for k, v in learner.state().items()})
     meta = {"format": _FORMAT, "version": _VERSION, "config": config, "epoch": epoch, "history": dict(history)}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    write_checkpoint(path, arrays, meta)
 
 
 def _load_checkpoint(path, program, learner, config: dict):
     """Restore a checkpoint into ``program`` and ``learner``; returns (finished epochs, history)."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except Exception as err:
-        raise ValueError(f"fit: checkpoint {path} cannot be read ({err}); delete it or pass resume=False") from None
-    if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
-        raise ValueError(f"fit: {path} is not a version-{_VERSION} fit checkpoint; delete it or pass resume=False")
+    arrays, meta = read_checkpoint(path, format_name=_FORMAT, version=_VERSION)
     saved = meta["config"]
     if saved["method"] != config["method"]:
         raise ValueError(f"fit: checkpoint {path} was written by method {saved['method']!r}, this run uses "
