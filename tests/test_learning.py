@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import pcircuits as pc
 from pcircuits.learning import EM, GradientLearner, WeightRows, additive_smoothing, fit
+from pcircuits.program import PassContext
 
 from strategies import ALL_FAMILIES, valid_circuits
 
@@ -456,7 +457,7 @@ def test_product_dropout_sets_product_units_to_log_zero_in_training_only():
     products = [layer for layer in program.layers if layer.kind == "product"]
     clean = program.forward(x[:10]).copy()
     clean_values = program.values.copy()
-    program._forward(program.prepare(x[:10]), "sum", product_dropout=(0.5, program.backend.rng(0)))
+    program._forward(program.prepare(x[:10]), PassContext(product_dropout=0.5, rng=program.backend.rng(0)))
     for layer in products:
         dropped = program.values[layer.start:layer.stop]
         kept = np.isfinite(dropped)
@@ -466,8 +467,8 @@ def test_product_dropout_sets_product_units_to_log_zero_in_training_only():
 
 
 def _dropout_pass(program, x, spare):
-    program._forward(program.prepare(x), "sum", product_dropout=(0.6, program.backend.rng(4)),
-                     spare_root_inputs=spare)
+    program._forward(program.prepare(x), PassContext(product_dropout=0.6, spare_root_inputs=spare,
+                                                     rng=program.backend.rng(4)))
     return program.values.copy()
 
 

@@ -5,10 +5,25 @@ example ``num_units`` Gaussians over one pixel). Two input nodes that hold the s
 object share (tie) those parameters. The executable math (log-probabilities, modes,
 sampling, EM statistics) is written as class-level functions over *stacked* parameter tables
 so that the Program evaluates all leaves of a family, across all input nodes, in one call.
+
+The protocol a family implements (see :class:`LeafFamily`):
+
+* ``constraints``: the constraint of every learnable parameter (:mod:`pcircuits.constraints`).
+  Gradient learners optimize the unconstrained forms it defines, EM clips its updates into it,
+  and validity checks report values outside it; no family writes these conversions itself.
+* ``log_prob(be, params, x)`` and ``grad(be, params, x, g)``: log-densities of all units and
+  their vector-Jacobian product (gradients with respect to the *unconstrained* parameters and
+  the inputs);
+* ``mode(be, params)``, ``mean(be, params)``, ``sample(be, params, rng)``: what the top-down
+  pass writes into the missing variables;
+* ``em_statistics(be, params, x, flows)`` and ``em_update(params, stats, *, eps, **settings)``
+  when ``supports_em`` (sufficient statistics weighted by the leaf flows, and the M-step).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from ..constraints import Constraint
 
 __all__ = ["LeafFamily", "FAMILIES", "family_from_parameters"]
 
@@ -19,14 +34,20 @@ FAMILIES: dict[str, type["LeafFamily"]] = {}
 class LeafFamily:
     """Base class of the leaf families.
 
-    Subclasses set ``name`` and ``param_names``, validate their arrays in ``__init__`` and
-    implement the class-level math used by the Program.
+    Subclasses set ``name``, ``param_names`` and ``constraints``, validate their arrays in
+    ``__init__`` and implement the class-level math used by the Program (see the module
+    docstring for the protocol).
     """
 
     name: str = ""
     param_names: tuple[str, ...] = ()
+    #: The constraint of every learnable parameter, by name; parameters not listed are fixed
+    #: (an indicator's values, a binomial's number of trials).
+    constraints: dict[str, Constraint] = {}
     #: True for families over a discrete domain (counts, categories, binary).
     discrete: bool = True
+    #: True when ``em_statistics`` / ``em_update`` give the family's M-step.
+    supports_em: bool = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -50,7 +71,8 @@ class LeafFamily:
 
     @property
     def trainable_names(self) -> tuple[str, ...]:
-        return self.param_names
+        """The learnable parameters: those with a constraint."""
+        return tuple(self.constraints)
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The parameter arrays by name (the arrays themselves, not copies)."""
@@ -89,8 +111,64 @@ class LeafFamily:
         return problems
 
     def value_problems(self) -> list[str]:
-        """Reasons the stored parameter values are not a valid distribution."""
-        return []
+        """Reasons the stored parameter values are not a valid distribution (outside a constraint)."""
+        problems = []
+        for name, constraint in self.constraints.items():
+            reason = constraint.violation(getattr(self, name))
+            if reason is not None:
+                problems.append(f"{name} {reason}")
+        return problems
+
+    # ---- parameter transforms, from the declared constraints -----------------------------
+    @classmethod
+    def to_unconstrained(cls, xp, params: dict) -> dict:
+        """The unconstrained form of every learnable parameter of a table (what gradients refer to)."""
+        return {name: c.to_unconstrained(xp, params[name]) for name, c in cls.constraints.items()}
+
+    @classmethod
+    def from_unconstrained(cls, xp, params: dict, free: dict) -> dict:
+        """The constrained parameters from unconstrained ones (the entries of ``free``)."""
+        return {name: cls.constraints[name].from_unconstrained(xp, value) for name, value in free.items()}
+
+    # ---- the math the Program runs (class level, over stacked parameter tables) ---------
+    # ``params`` maps names to backend arrays whose first axis is the unit axis ``U``; ``x`` has
+    # shape ``(batch, U, d)`` and NaN marks a missing (marginalized) value.
+    @staticmethod
+    def log_prob(be, params: dict, x):
+        """Log-density of every unit at its inputs, shape (batch, U); a missing value adds 0."""
+        raise NotImplementedError
+
+    @staticmethod
+    def grad(be, params: dict, x, g):
+        """VJP of :meth:`log_prob` with weights ``g`` (batch, U): ``({name: d/d unconstrained
+        parameter, shape of the table}, d/dx of shape (batch, U, d))``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mode(be, params: dict):
+        """Most probable value of every unit, shape (U, d)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mean(be, params: dict):
+        """Expected value of every unit, shape (U, d) (posterior-mean inpainting)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def sample(be, params: dict, rng):
+        """One draw from every unit, shape (U, d)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def em_statistics(be, params: dict, x, flows) -> dict:
+        """Sufficient statistics of every unit, weighted by its flows (batch, U), summed over the batch."""
+        raise NotImplementedError
+
+    @staticmethod
+    def em_update(params: dict, stats: dict, *, eps: float = 1e-2, **settings) -> dict:
+        """The M-step: new parameters from summed statistics, with pseudo-count ``eps`` towards
+        the current ones (EM then clips them into the declared constraints)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_units={self.num_units})"

@@ -4,17 +4,17 @@ Each class is a parameter holder (one row per unit) and carries the vectorized m
 Program runs over the stacked rows of all units of the family. In the math functions
 ``params`` maps names to backend arrays whose first axis is the unit axis ``U``; ``x`` has
 shape ``(batch, U, 1)`` and NaN marks a missing (marginalized) value. Gradients are taken with
-respect to unconstrained parameters (logits), which is what Adam updates.
+respect to the unconstrained forms of the declared constraints (logits), which is what Adam
+updates; EM clips every update into the constraints.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..constraints import simplex, unit_interval
 from .base import LeafFamily, as_float_array, make_rng
 
 __all__ = ["Indicator", "Bernoulli", "Categorical", "Binomial"]
-
-_TINY = 1e-12
 
 
 def _observed(xp, x):
@@ -47,10 +47,6 @@ class Indicator(LeafFamily):
         if not isinstance(num_categories, (int, np.integer)) or num_categories < top:
             raise ValueError(f"Indicator: num_categories={num_categories!r} is smaller than the largest value + 1 = {top}")
         self.num_categories = int(num_categories)
-
-    @property
-    def trainable_names(self):
-        return ()
 
     def config(self):
         return {"num_categories": self.num_categories}
@@ -97,15 +93,6 @@ class Indicator(LeafFamily):
     def em_update(params, stats, **settings):
         return dict(params)
 
-    @staticmethod
-    def to_unconstrained(xp, params):
-        return {}
-
-    @staticmethod
-    def from_unconstrained(xp, params, free):
-        return dict(params)
-
-
 
 class Bernoulli(LeafFamily):
     """Bernoulli leaves: ``P(x = 1) = p[u]``.
@@ -118,16 +105,13 @@ class Bernoulli(LeafFamily):
 
     name = "bernoulli"
     param_names = ("p",)
+    constraints = {"p": unit_interval}
 
     def __init__(self, p):
         arr = as_float_array(p, "Bernoulli: p", 1)
         if np.any(arr < 0) or np.any(arr > 1):
             raise ValueError(f"Bernoulli: p must lie in [0, 1], got values from {arr.min()} to {arr.max()}")
         self.p = arr
-
-    def value_problems(self):
-        p = np.asarray(self.p)
-        return [] if np.all(np.isfinite(p) & (p >= 0) & (p <= 1)) else ["p outside [0, 1]"]
 
     def max_value(self):
         return 1
@@ -178,18 +162,7 @@ class Bernoulli(LeafFamily):
     @staticmethod
     def em_update(params, stats, *, eps=1e-2, **settings):
         # the ratio of two separately rounded sums can leave [0, 1] by an ulp
-        p = (stats["ones"] + eps) / (stats["count"] + 2 * eps)
-        return {"p": p.clip(0.0, 1.0)}
-
-    @staticmethod
-    def to_unconstrained(xp, params):
-        p = xp.clip(params["p"], _TINY, 1 - _TINY)
-        return {"p": xp.log(p) - xp.log1p(-p)}
-
-    @staticmethod
-    def from_unconstrained(xp, params, free):
-        return {"p": 1.0 / (1.0 + xp.exp(-free["p"]))}
-
+        return {"p": ((stats["ones"] + eps) / (stats["count"] + 2 * eps)).clip(0.0, 1.0)}
 
 
 class Categorical(LeafFamily):
@@ -203,6 +176,7 @@ class Categorical(LeafFamily):
 
     name = "categorical"
     param_names = ("probs",)
+    constraints = {"probs": simplex}
 
     def __init__(self, probs):
         arr = as_float_array(probs, "Categorical: probs", 2)
@@ -222,14 +196,6 @@ class Categorical(LeafFamily):
 
     def max_value(self):
         return self.num_categories - 1
-
-    def value_problems(self):
-        p = np.asarray(self.probs)
-        if not np.all(np.isfinite(p) & (p >= 0)):
-            return ["probs negative or not finite"]
-        if not np.allclose(p.sum(axis=1), 1.0, atol=1e-6):
-            return ["probs rows do not sum to 1"]
-        return []
 
     @classmethod
     def random(cls, num_units: int, num_categories: int = 2, rng=None) -> "Categorical":
@@ -292,17 +258,6 @@ class Categorical(LeafFamily):
         c = stats["counts"] + eps
         return {"probs": c / c.sum(axis=1, keepdims=True)}
 
-    @staticmethod
-    def to_unconstrained(xp, params):
-        return {"probs": xp.log(xp.clip(params["probs"], _TINY, None))}
-
-    @staticmethod
-    def from_unconstrained(xp, params, free):
-        z = free["probs"] - free["probs"].max(axis=1, keepdims=True)
-        e = xp.exp(z)
-        return {"probs": e / e.sum(axis=1, keepdims=True)}
-
-
 
 class Binomial(LeafFamily):
     """Binomial leaves: counts ``0 .. n`` with success probability ``p[u]``.
@@ -316,6 +271,7 @@ class Binomial(LeafFamily):
 
     name = "binomial"
     param_names = ("p",)
+    constraints = {"p": unit_interval}
 
     def __init__(self, n: int, p):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -338,10 +294,6 @@ class Binomial(LeafFamily):
     @classmethod
     def from_parameters(cls, arrays, config):
         return cls(config["n"], arrays["p"])
-
-    def value_problems(self):
-        p = np.asarray(self.p)
-        return [] if np.all(np.isfinite(p) & (p >= 0) & (p <= 1)) else ["p outside [0, 1]"]
 
     @classmethod
     def random(cls, num_units: int, n: int = 255, rng=None) -> "Binomial":
@@ -394,12 +346,4 @@ class Binomial(LeafFamily):
         p = (stats["successes"] + eps) / (stats["count"] * params["n"] + 2 * eps)
         return {"p": p.clip(0.0, 1.0), "n": params["n"]}
 
-    @staticmethod
-    def to_unconstrained(xp, params):
-        p = xp.clip(params["p"], _TINY, 1 - _TINY)
-        return {"p": xp.log(p) - xp.log1p(-p)}
-
-    @staticmethod
-    def from_unconstrained(xp, params, free):
-        return {"p": 1.0 / (1.0 + xp.exp(-free["p"])), "n": params["n"]}
 

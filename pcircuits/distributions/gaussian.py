@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ..constraints import positive, real
 from .base import LeafFamily, as_float_array, make_rng
 
 __all__ = ["Gaussian"]
@@ -26,11 +27,13 @@ class Gaussian(LeafFamily):
     -----
     In the math, a missing (NaN) coordinate is marginalized by leaving it out of the sum over
     dimensions, which is exact for a diagonal covariance.
-    Gradients are taken with respect to ``mean`` and ``log(std)``.
+    Gradients are taken with respect to ``mean`` and ``log(std)`` (the unconstrained forms of
+    the declared constraints); ``std`` has the floor ``min_std`` of the learner.
     """
 
     name = "gaussian"
     param_names = ("mean", "std")
+    constraints = {"mean": real, "std": positive(floor="min_std")}
     discrete = False
 
     def __init__(self, mean, std=1.0):
@@ -49,14 +52,6 @@ class Gaussian(LeafFamily):
     @property
     def num_variables(self) -> int:
         return int(self.mean.shape[1]) if self.mean.ndim == 2 else 1
-
-    def value_problems(self):
-        s = np.asarray(self.std)
-        if not (np.all(np.isfinite(s)) and np.all(s > 0)):
-            return ["std not positive and finite"]
-        if not np.all(np.isfinite(np.asarray(self.mean))):
-            return ["mean not finite"]
-        return []
 
     def shape_problems(self):
         problems = super().shape_problems()
@@ -126,18 +121,9 @@ class Gaussian(LeafFamily):
         return {"count": w.sum(axis=0), "sum_x": (w * x0).sum(axis=0), "sum_xx": (w * x0 * x0).sum(axis=0)}
 
     @staticmethod
-    def em_update(params, stats, *, eps=1e-2, min_std=1e-2, **settings):
+    def em_update(params, stats, *, eps=1e-2, **settings):
         count = stats["count"]
         safe = count + eps
         mean = (stats["sum_x"] + eps * params["mean"]) / safe
         var = (stats["sum_xx"] - 2 * mean * stats["sum_x"] + mean * mean * count + eps * params["std"] ** 2) / safe
-        std = var.clip(min_std ** 2, None) ** 0.5
-        return {"mean": mean, "std": std}
-
-    @staticmethod
-    def to_unconstrained(xp, params):
-        return {"mean": params["mean"], "std": xp.log(params["std"])}
-
-    @staticmethod
-    def from_unconstrained(xp, params, free):
-        return {"mean": free["mean"], "std": xp.exp(free["std"])}
+        return {"mean": mean, "std": var.clip(0, None) ** 0.5}

@@ -2,17 +2,21 @@
 log-space parameters with dropout and generative or discriminative objectives, leaf
 initialization, and ``fit`` with progress, history and resumable checkpoints.
 
-See ``docs/learning.md``.
+Every method is a learner registered by name (:data:`LEARNERS`) that follows one protocol
+(:class:`Learner`: statistics of a batch, combine, update, epoch hooks, state); ``fit`` looks it
+up and drives it. See ``docs/learning.md``.
 """
+from .learner import LEARNERS, Learner, make_learner, register_learner
 from .em import EM
-from .fit import METHODS, History, evaluate, fit
 from .gradient import SGD, Adam, GradientLearner
+from .fit import METHODS, History, TrainingRun, evaluate, fit
 from .init import (equidistant_gaussian_leaves, equidistant_means, init_gaussian_leaves, kmeans_means,
                    quantile_gaussian_leaves, quantile_means, quantile_stds, set_gaussian_leaves)
 from .objectives import check_labels, cross_entropy, negative_log_likelihood
 from .weights import WeightRows, additive_smoothing
 
-__all__ = ["fit", "evaluate", "History", "METHODS", "EM", "GradientLearner", "Adam", "SGD", "WeightRows",
-           "additive_smoothing", "negative_log_likelihood", "cross_entropy", "check_labels", "quantile_means",
-           "quantile_stds", "equidistant_means", "kmeans_means", "set_gaussian_leaves", "init_gaussian_leaves",
+__all__ = ["fit", "evaluate", "History", "TrainingRun", "METHODS", "LEARNERS", "Learner", "register_learner",
+           "make_learner", "EM", "GradientLearner", "Adam", "SGD", "WeightRows", "additive_smoothing",
+           "negative_log_likelihood", "cross_entropy", "check_labels", "quantile_means", "quantile_stds",
+           "equidistant_means", "kmeans_means", "set_gaussian_leaves", "init_gaussian_leaves",
            "quantile_gaussian_leaves", "equidistant_gaussian_leaves"]

@@ -40,13 +40,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arguments import Argument, Integer, Number, Options, check_arguments
+from .learner import PARAMETER_OPTIONS, Learner, register_learner
 from .objectives import check_labels
 from .weights import WeightRows
 
-__all__ = ["EM", "KINDS", "MODES", "frozen_parameters", "prepared"]
+__all__ = ["EM", "KINDS", "MODES", "EM_OPTIONS", "frozen_parameters", "prepared"]
 
 KINDS = ("soft", "hard", "usi")
 MODES = ("full-batch", "online")
+
+#: The options of the EM methods (``fit(method="em" | "hard-em" | "usi", ...)``).
+EM_OPTIONS = {
+    "mode": Argument(Options(*MODES), "The schedule: one M-step per epoch, or one per batch. Default full-batch for\n"
+                     "soft EM without ``step_size``, else online.", optional=True),
+    "step_size": Argument(Number(0, 1, "right"), "Online EM: the stepwise blend factor of the running statistics;\n"
+                          "None accumulates the counts of all batches (DGC-SPN's accumulators).", optional=True),
+    "inference": Argument(Options("sum", "max"), "Hard EM and USI: marginal (DGC-SPN) or max values for picking\n"
+                          "the winning inputs."),
+    "ties": Argument(Options("random", "first"), "Hard EM and USI: a tie between winners is broken at random (as\n"
+                     "libspn-keras does) or by taking the first."),
+    "counts": Argument(Options("sum", "mean"), "What a batch adds to the statistics: the sum of its examples' or\n"
+                       "their mean (libspn-keras' units, in which DGC-SPN's smoothing is stated)."),
+    "eps": Argument(Number(0), "Additive smoothing pseudo-count per weight (default ``1e-2 / |w|`` per row).",
+                    optional=True),
+    "leaf_eps": Argument(Number(0), "Pseudo-count of the leaf updates towards the current leaf parameters."),
+}
 
 
 def prepared(program, x):
@@ -104,10 +123,13 @@ def frozen_parameters(program, freeze_leaves) -> dict:
 
 def trainable_tables(program, frozen: dict) -> list:
     """Keys of the leaf tables with a learnable parameter that is not frozen, in a fixed order."""
-    xp = program.backend.xp
-    keys = [key for key, table in program.leaf_tables.items()
-            if set(key[0].to_unconstrained(xp, table)) - frozen.get(key, frozenset())]
+    keys = [key for key in program.leaf_tables if set(key[0].constraints) - frozen.get(key, frozenset())]
     return sorted(keys, key=table_order)
+
+
+def resolved_constraints(keys, settings: dict) -> dict:
+    """Per leaf table, the declared constraints with setting-named floors (``min_std``) resolved."""
+    return {key: {name: c.resolve(settings) for name, c in key[0].constraints.items()} for key in keys}
 
 
 def table_order(key) -> tuple:
@@ -115,7 +137,7 @@ def table_order(key) -> tuple:
     return (key[0].name, key[1], str(key[2]))
 
 
-class EM:
+class EM(Learner):
     """EM updates of a Program's sum weights and (unfrozen) leaf parameters.
 
     Parameters
@@ -158,28 +180,15 @@ class EM:
                  step_size: float | None = None, eps: float | None = None, leaf_eps: float = 1e-2,
                  min_std: float = 1e-2, freeze_leaves=False, freeze_weights: bool = False, ties: str = "random",
                  counts: str = "sum", seed: int = 0):
-        if kind not in KINDS:
-            raise ValueError(f"EM: kind must be one of {KINDS}, got {kind!r}")
-        if inference not in ("sum", "max"):
-            raise ValueError(f"EM: inference must be 'sum' or 'max', got {inference!r}")
-        if mode not in MODES:
-            raise ValueError(f"EM: mode must be one of {MODES}, got {mode!r}")
-        if step_size is not None:
-            if mode != "online":
-                raise ValueError("EM: step_size applies to mode='online' only (full-batch EM replaces the statistics)")
-            if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size <= 1:
-                raise ValueError(f"EM: step_size must be in (0, 1], got {step_size!r}")
-        for name, value in (("eps", eps), ("leaf_eps", leaf_eps)):
-            if value is not None and not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"EM: {name} must be a non-negative number, got {value!r}")
-        if not (np.isfinite(min_std) and min_std > 0):
-            raise ValueError(f"EM: min_std must be positive, got {min_std!r}")
-        if ties not in ("random", "first"):
-            raise ValueError(f"EM: ties must be 'random' or 'first', got {ties!r}")
-        if counts not in ("sum", "mean"):
-            raise ValueError(f"EM: counts must be 'sum' or 'mean', got {counts!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"EM: seed must be a non-negative int, got {seed!r}")
+        check_arguments("EM", {"kind": Argument(Options(*KINDS), ""), **EM_OPTIONS, **PARAMETER_OPTIONS,
+                               "seed": Argument(Integer(0), "")},
+                        dict(kind=kind, inference=inference, mode=mode, step_size=step_size, eps=eps,
+                             leaf_eps=leaf_eps, min_std=min_std, freeze_weights=freeze_weights, ties=ties,
+                             counts=counts, seed=seed))
+        if mode is None:
+            raise ValueError(f"EM: mode must be one of {MODES}, got None")
+        if step_size is not None and mode != "online":
+            raise ValueError("EM: step_size applies to mode='online' only (full-batch EM replaces the statistics)")
         self.program = program
         self.kind, self.inference, self.mode, self.step_size = kind, inference, mode, step_size
         self.eps, self.leaf_eps, self.min_std = eps, leaf_eps, min_std
@@ -187,14 +196,15 @@ class EM:
         self.ties, self.counts, self.seed = ties, counts, int(seed)
         self.frozen = frozen_parameters(program, freeze_leaves)
         self.leaf_keys = trainable_tables(program, self.frozen)
+        self.constraints = resolved_constraints(self.leaf_keys, {"min_std": min_std})
         self.rows = WeightRows(program)
         self._output_slots = program.backend.index(program.output_slots)
         self.totals = None
         self.steps = 0
 
     # ---- E-step -----------------------------------------------------------------------
-    def statistics(self, x, labels=None) -> dict:
-        """Sufficient statistics of one batch.
+    def statistics(self, x, labels=None, *, rng=None) -> dict:
+        """Sufficient statistics of one batch (``rng`` is not used: ties are drawn from ``seed``).
 
         Parameters
         ----------
@@ -209,7 +219,9 @@ class EM:
         dict
             ``"weights"``: edge counts, shape (num_weights,); ``"leaves"``: table key -> name ->
             array of summed leaf statistics (one row per table row); ``"log_likelihood"``: the
-            batch's summed log-likelihood before the update; ``"count"``: the batch size.
+            batch's summed log-likelihood before the update (``"loss_sum"`` is its negative);
+            ``"count"``: the batch size; ``"correct"``: None. With ``counts="mean"`` the weight
+            and leaf statistics are divided by the batch size.
         """
         program = self.program
         be, xp = program.backend, program.backend.xp
@@ -250,7 +262,9 @@ class EM:
         if self.counts == "mean":
             counts = counts / batch
             leaves = {key: {k: v / batch for k, v in stats.items()} for key, stats in leaves.items()}
-        return {"weights": counts, "leaves": leaves, "log_likelihood": float(chosen.sum()), "count": int(batch)}
+        log_likelihood = float(chosen.sum())
+        return {"weights": counts, "leaves": leaves, "log_likelihood": log_likelihood, "loss_sum": -log_likelihood,
+                "count": int(batch), "correct": None}
 
     def _roots(self, labels, batch: int):
         program = self.program
@@ -275,20 +289,31 @@ class EM:
         for key, leaf_stats in stats["leaves"].items():
             table = program.leaf_tables[key]
             with np.errstate(divide="ignore", invalid="ignore"):
-                update = key[0].em_update(table, leaf_stats, eps=self.leaf_eps, min_std=self.min_std)
+                update = key[0].em_update(table, leaf_stats, eps=self.leaf_eps)
             new_table = {}
             fixed = self.frozen.get(key, frozenset())
+            constraints = self.constraints[key]
             for name, old in table.items():
-                value = (old if name in fixed else update.get(name, old)).astype(old.dtype, copy=False)
+                value = old if name in fixed else update.get(name, old)
+                if name in constraints and name not in fixed:
+                    value = constraints[name].clip(xp, value)
+                value = value.astype(old.dtype, copy=False)
                 new_table[name] = xp.where(xp.isfinite(value), value, old)
             program.leaf_tables[key] = new_table
 
-    def step(self, x, labels=None) -> float:
-        """One batch: E-step, plus an M-step in online mode. Returns the batch's summed log-likelihood.
+    def combine(self, a: dict, b: dict) -> dict:
+        """The statistics of two batches as those of one (sums; example-weighted means under
+        ``counts="mean"``)."""
+        if self.counts == "mean":
+            total = a["count"] + b["count"]
+            return _combine(a, b, a["count"] / total, b["count"] / total)
+        return _combine(a, b, 1.0, 1.0)
+
+    def update(self, stats: dict):
+        """Add a batch's statistics to the running ones; in online mode, an M-step from them.
 
         In full-batch mode the statistics are summed until :meth:`end_epoch`.
         """
-        stats = self.statistics(x, labels)
         if self.totals is None:
             self.totals = stats
         elif self.mode == "full-batch" or self.step_size is None:
@@ -298,7 +323,6 @@ class EM:
         self.steps += 1
         if self.mode == "online":
             self.maximize(self.totals)
-        return stats["log_likelihood"]
 
     def end_epoch(self):
         """Full-batch mode: the M-step from the epoch's statistics (online mode: nothing to do)."""
@@ -321,11 +345,18 @@ class EM:
         total = 0.0
         for start in range(0, n, size):
             part = None if labels is None else np.asarray(labels)[start:start + size]
-            total += self.step(x[start:start + size], part)
+            total += self.step(x[start:start + size], part)["log_likelihood"]
         self.end_epoch()
         return total / max(n, 1)
 
     # ---- state for checkpoints --------------------------------------------------------
+    def settings(self) -> dict:
+        """The settings that decide the run (recorded in checkpoints)."""
+        return {"kind": self.kind, "inference": self.inference, "mode": self.mode, "step_size": self.step_size,
+                "eps": self.eps, "leaf_eps": self.leaf_eps, "min_std": self.min_std, "ties": self.ties,
+                "counts": self.counts, "freeze_weights": self.freeze_weights,
+                "frozen": sorted([key[0].name, sorted(names)] for key, names in self.frozen.items())}
+
     def state(self) -> dict:
         """The online running statistics as named arrays (empty between full-batch epochs)."""
         out = {"steps": np.array(self.steps)}
@@ -361,3 +392,21 @@ def _combine(a: dict, b: dict, weight_a: float, weight_b: float) -> dict:
     leaves = {key: {k: mix(a["leaves"][key][k], v) for k, v in stats.items()} for key, stats in b["leaves"].items()}
     return {"weights": mix(a["weights"], b["weights"]), "leaves": leaves,
             "log_likelihood": a["log_likelihood"] + b["log_likelihood"], "count": a["count"] + b["count"]}
+
+
+def _em_learner(kind: str):
+    def make(program, options: dict) -> EM:
+        mode = options["mode"]
+        if mode is None:
+            mode = "full-batch" if kind == "soft" and options["step_size"] is None else "online"
+        return EM(program, kind, inference=options["inference"], mode=mode, step_size=options["step_size"],
+                  eps=options["eps"], leaf_eps=options["leaf_eps"], min_std=options["min_std"],
+                  freeze_leaves=True if not options["learn_leaves"] else options["freeze_leaves"],
+                  freeze_weights=options["freeze_weights"], ties=options["ties"], counts=options["counts"],
+                  seed=options["seed"])
+    return make
+
+
+register_learner("em", _em_learner("soft"), description="soft EM (expected counts from the backward pass)")
+register_learner("hard-em", _em_learner("hard"), description="hard EM (counts of each example's winning inputs)")
+register_learner("usi", _em_learner("usi"), description="hard EM with unweighted sum inputs (DGC-SPN)")

@@ -4,12 +4,23 @@ Values and gradients live in arrays of shape ``(num_units + 1, batch)`` (unit-ma
 gathering a unit's inputs copies whole rows); the last row is the constant log 1 = 0 slot.
 All loops here are over the columns of one layer's index tensor (its arity), never over nodes,
 units or samples.
+
+Every layer kind has the same three methods:
+
+* ``forward(program, values, x, context, cache)``: write the layer's log-values into
+  ``values``; ``context`` is the pass's :class:`~pcircuits.program.context.PassContext` (mode,
+  dropout), ``cache`` a dict for what the backward pass reuses (None when no backward follows);
+* ``backward(program, values, grads, cache)``: add the layer's flows to its inputs' rows of
+  ``grads`` and its edge flows to ``program.grad_log_weights``;
+* ``select(program, values, active, chooser)``: the top-down step, marking the chosen inputs
+  of the active units.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..layerize.plan import DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec, SumLayerSpec
+from .context import SUM
 from .scatter import Scatter, add_at
 
 __all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "build_layer"]
@@ -61,24 +72,31 @@ class InputLayer:
         """``x[:, variables]``: shape (batch, U, d)."""
         return x[:, self.variables]
 
-    def forward(self, program, values, x, mode):
+    def forward(self, program, values, x, context, cache):
         be = self.backend
         params = self.params(program.leaf_tables[self.table_key])
         xg = self.gather_inputs(x)
         logp = self.family.log_prob(be, params, xg)
-        if mode == "max":
+        if context.mode == "max":
             # a missing variable takes the leaf's most probable value
             missing = be.xp.isnan(xg).any(axis=2)
             if bool(missing.any()):
                 mode_x = self.family.mode(be, params)[None]
                 filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
                 logp = be.xp.where(missing, self.family.log_prob(be, params, filled), logp)
-        if program.leaf_dropout is not None:
-            rate, rng = program.leaf_dropout
-            dropped = rng.bernoulli_mask(logp.shape, rate)
+        if context.leaf_dropout:
+            dropped = context.rng.bernoulli_mask(logp.shape, context.leaf_dropout)
             be.xp.putmask(logp, dropped, 0)
-            program._cache[("leaf-dropout", self.start)] = dropped
+            if cache is not None:
+                cache[("leaf-dropout", self.start)] = dropped
         values[self.start:self.stop] = logp.T
+
+    def backward(self, program, values, grads, cache):
+        """Leaf parameters are not weights: their gradients come from :meth:`Program.backward`'s
+        leaf step (``family.grad``), which needs the inputs."""
+
+    def select(self, program, values, active, choose):
+        """Leaves have no inputs to choose among; the Program fills their variables."""
 
 
 class ProductLayer:
@@ -104,7 +122,7 @@ class ProductLayer:
         self.num_edges = int((~padding).sum())
         self.root_input_rows = None     # units that feed a root (set by the Program)
 
-    def forward(self, program, values, x, mode):
+    def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
         out = values[self.start:self.stop]
         xp.take(values, self.columns[0], axis=0, out=out)
@@ -113,10 +131,9 @@ class ProductLayer:
             for col in self.columns[1:]:
                 xp.take(values, col, axis=0, out=scratch)
                 out += scratch
-        if program.product_dropout is not None:
-            rate, rng = program.product_dropout
-            dropped = rng.bernoulli_mask(out.shape, rate)
-            if program.spare_root_inputs and self.root_input_rows is not None:
+        if context.product_dropout:
+            dropped = context.rng.bernoulli_mask(out.shape, context.product_dropout)
+            if context.spare_root_inputs and self.root_input_rows is not None:
                 dropped[self.root_input_rows] = False
             xp.putmask(out, dropped, -xp.inf)
 
@@ -163,10 +180,10 @@ class SumLayer:
             g = g + self.log_weights(program)[:, :, None]
         return g
 
-    def forward(self, program, values, x, mode):
+    def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
         g = self.scores(program, values)
-        if mode == "max":
+        if context.mode == "max":
             values[self.start:self.stop] = g.max(axis=1)
             return
         m = _safe_max(xp, g, axis=1)
@@ -241,7 +258,7 @@ class DenseSumLayer:
         """Linear weights as the batched matmul sees them, shape (Nb, Kb, I)."""
         return self.weights(program).reshape(self.Nb, self.Kb, self.I)
 
-    def _finish(self, program, values, E, S, M, cache):
+    def _finish(self, program, values, E, S, M, cache, exact: bool = True):
         xp = self.backend.xp
         xp.matmul(self._batched_weights(program), E, out=S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
@@ -249,17 +266,16 @@ class DenseSumLayer:
             xp.log(S, out=out)
         out += M[:, None, :]
         small = _below_normal(S)
-        if small is not None and self._exact_fallback(program):
+        if small is not None and exact:
             self._exact_values(program, values, out, small)
         if cache is not None:
-            cache[id(self)] = (E, S, small)
+            cache[id(self)] = (E, S, small, exact)
 
     # The matmul shifts by the largest *input*, so a unit whose weights on its large inputs are
     # tiny has ``S`` below the smallest normal float: its value would underflow to -inf and
     # ``grad / S`` overflow (NaN flows once multiplied by a zero weight). Such entries are rare;
-    # they are recomputed exactly in log space, shifted by the unit's own largest weighted input.
-    def _exact_fallback(self, program) -> bool:
-        return True
+    # they are recomputed exactly in log space (``exact``), shifted by the unit's own largest
+    # weighted input.
 
     def _small_scores(self, program, values, small):
         """Indices of the small entries and their ``log w + input value`` rows, (r, I)."""
@@ -293,10 +309,10 @@ class DenseSumLayer:
         add_at(self.backend, flows, (nb[:, None], columns, b[:, None]), post)
         add_at(self.backend, edge.reshape(self.Nb * self.Kb, self.I), (u[:, None], columns), post)
 
-    def forward(self, program, values, x, mode, cache=None):
+    def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
         batch = values.shape[1]
-        if mode == "max":
+        if context.mode == "max":
             values[self.start:self.stop] = self._max_forward(program, values[self.inputs])
             return
         E, S = self._buffers(program, batch, cache)
@@ -320,14 +336,15 @@ class DenseSumLayer:
 
     def backward(self, program, values, grads, cache):
         if id(self) not in cache:
-            self.forward(program, values, None, "sum", cache)
+            self.forward(program, values, None, SUM, cache)
         grad_inputs = self._input_flows(program, values, grads, *cache[id(self)])    # (Nb, I, B)
         self.scatter.add(grads, grad_inputs.reshape(self.Nb * self.I, -1))
 
-    def _input_flows(self, program, values, grads, E, S, small):
+    def _input_flows(self, program, values, grads, E, S, small, exact):
         """Flows of every input, ``E * (W^T @ (grad / S))`` (Nb, I, B); also adds the edge flows
         ``W * ((grad / S) @ E^T)`` to the log-weight gradient. ``small`` marks the entries of
-        ``S`` below the smallest normal float (None when there are none), found by the forward."""
+        ``S`` below the smallest normal float (None when there are none), found by the forward;
+        ``exact`` says whether they are recomputed in log space."""
         xp = self.backend.xp
         G = grads[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         R = program.buffer(("R", self.Nb, self.Kb), G.shape)
@@ -340,7 +357,7 @@ class DenseSumLayer:
         xp.matmul(W.transpose(0, 2, 1), R, out=flows)
         flows *= E
         edge = W * xp.matmul(R, E.transpose(0, 2, 1))
-        if small is not None and self._exact_fallback(program):
+        if small is not None and exact:
             self._exact_flows(program, values, G, small, flows, edge)
         if self.contiguous:
             program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
@@ -379,7 +396,6 @@ class FusedSumLayer(DenseSumLayer):
         self.start, self.stop = spec.start, spec.stop
         self.N, self.K = spec.num_nodes, spec.num_units
         self.Nb, self.Kb = self.N, self.K
-        self._dropped = False
         self.root_nodes = None          # its sum nodes that are roots (set by the Program)
         self.n, self.KL, self.KR = spec.num_splits, spec.left_units, spec.right_units
         self.I = self.n * self.KL * self.KR
@@ -394,7 +410,7 @@ class FusedSumLayer(DenseSumLayer):
         self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
         self.num_edges = int(flat.size) + 2 * self.N * self.I
 
-    def _products(self, program, values, E):
+    def _products(self, program, values, E, context):
         """Fill E (N, I, B) with max-shifted product exponentials; return their log-scale M (N, B)."""
         xp = self.backend.xp
         batch = values.shape[1]
@@ -411,41 +427,35 @@ class FusedSumLayer(DenseSumLayer):
         R -= mr[:, :, None, :]
         xp.exp(R, out=R)
         xp.multiply(L[:, :, :, None, :], R[:, :, None, :, :], out=E.reshape(self.N, self.n, self.KL, self.KR, batch))
-        if program.product_dropout is not None:
-            rate, rng = program.product_dropout
-            dropped = rng.bernoulli_mask(E.shape, rate)
-            if program.spare_root_inputs and self.root_nodes is not None:
+        if context.product_dropout:
+            dropped = context.rng.bernoulli_mask(E.shape, context.product_dropout)
+            if context.spare_root_inputs and self.root_nodes is not None:
                 dropped.reshape(self.N, -1)[self.root_nodes] = False
             xp.putmask(E, dropped, 0)
         return M
 
-    def forward(self, program, values, x, mode, cache=None):
+    def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
-        if mode == "max":
+        if context.mode == "max":
             L = values[self.left]
             R = values[self.right]
             X = (L[:, :, :, None, :] + R[:, :, None, :, :]).reshape(self.N, self.I, -1)
             values[self.start:self.stop] = self._max_forward(program, X)
             return
         E, S = self._buffers(program, values.shape[1], cache)
-        M = self._products(program, values, E)
-        self._dropped = program.product_dropout is not None
-        self._finish(program, values, E, S, M, cache)
+        M = self._products(program, values, E, context)
+        # after product dropout the products in E differ from those that _input_scores rebuilds;
+        # the rare underflowing entries then keep the clamped values (-inf, no flow) instead
+        self._finish(program, values, E, S, M, cache, exact=not context.product_dropout)
 
     def backward(self, program, values, grads, cache):
         if id(self) not in cache:
-            self.forward(program, values, None, "sum", cache)
+            self.forward(program, values, None, SUM, cache)
         flows = self._input_flows(program, values, grads, *cache[id(self)])
         flows = flows.reshape(self.N, self.n, self.KL, self.KR, -1)
         batch = flows.shape[-1]
         self.left_scatter.add(grads, flows.sum(axis=3).reshape(-1, batch))
         self.right_scatter.add(grads, flows.sum(axis=2).reshape(-1, batch))
-
-    def _exact_fallback(self, program) -> bool:
-        # after a forward pass with product dropout the products in E differ from those that
-        # _input_scores rebuilds; the rare underflowing entries then keep the clamped values
-        # (-inf, no flow) instead
-        return not self._dropped
 
     def _input_scores(self, values, node, batch):
         """Log-values of the products of ``node[a]`` at example ``batch[a]``: (n_active, I)."""

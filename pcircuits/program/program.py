@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import Backend, get_backend, to_numpy
+from .context import SUM, PassContext
+from .inputs import InputDomain
 from .layers import DenseSumLayer, FusedSumLayer, InputLayer, ProductLayer, SumLayer, build_layer
 
 __all__ = ["Program", "Gradients"]
@@ -91,14 +93,11 @@ class Program:
         self.num_edges = sum(l.num_edges for l in self.inner_layers)
         self._mark_root_inputs()
         self._load_parameters()
-        self._domain()
+        self.domain = InputDomain(self.num_variables, [spec for spec in plan.layers if hasattr(spec, "family")])
         self._values = None
         self._cache = {}
         self._x = None
         self._buffers = {}
-        self.product_dropout = None
-        self.spare_root_inputs = False
-        self.leaf_dropout = None
 
     def _mark_root_inputs(self):
         """Give each product layer the rows of its units that feed a root directly (``None`` when
@@ -191,66 +190,15 @@ class Program:
         be = get_backend(backend, dtype or self.backend.dtype.name)
         return Program(self.circuit, self.plan, be)
 
-    # ---- input checking --------------------------------------------------------------
-    def _domain(self):
-        """Per variable: discrete or not, and the largest admissible value."""
-        n = self.num_variables
-        discrete = np.zeros(n, dtype=bool)
-        max_value = np.full(n, np.inf)
-        used = np.zeros(n, dtype=bool)
-        for spec in self.plan.layers:
-            if hasattr(spec, "family"):
-                for node in spec.nodes:
-                    v = np.asarray(node.variables)
-                    used[v] = True
-                    m = node.family.max_value()
-                    if m is not None:
-                        discrete[v] = True
-                        max_value[v] = np.minimum(max_value[v], m)
-        self.discrete_variables = discrete
-        self.max_values = max_value
-        self.used_variables = used
-
+    # ---- input checking ------------------------------------------------------------
     def prepare(self, x, *, what: str = "x", allow_nan: bool = True):
         """Check and convert data to a backend array of shape (batch, num_variables).
 
-        Refuses, with a message naming the problem, before any kernel runs: wrong number of
-        variables, non-numeric dtype, infinite values, non-integer or out-of-range values of
-        discrete variables.
+        See :meth:`~pcircuits.program.inputs.InputDomain.prepare`: wrong number of variables,
+        non-numeric dtype, infinite values and values outside a discrete variable's domain are
+        refused with a message naming the example and the variable, before any kernel runs.
         """
-        if not isinstance(x, np.ndarray):
-            if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):      # a CuPy array
-                x = to_numpy(x)
-            elif hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):       # another DLPack producer
-                x = np.from_dlpack(x)
-            else:
-                x = np.asarray(x)
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise TypeError(f"{what} must be a numeric array, got dtype {x.dtype}")
-        if x.ndim == 1:
-            raise ValueError(f"{what} must have shape (batch, {self.num_variables}); got a 1-D array of "
-                             f"length {x.shape[0]} (use x[None] for a single example)")
-        if x.ndim > 2:
-            x = x.reshape(x.shape[0], -1)
-        if x.shape[1] != self.num_variables:
-            raise ValueError(f"{what} has {x.shape[1]} variables per example, the circuit has {self.num_variables}")
-        x = x.astype(np.float64, copy=False)
-        nan = np.isnan(x)
-        if nan.any() and not allow_nan:
-            raise ValueError(f"{what} must not contain NaN here")
-        if np.isinf(x).any():
-            r, c = np.argwhere(np.isinf(x))[0]
-            raise ValueError(f"{what} holds an infinite value at example {r}, variable {c}; use NaN for missing")
-        d = self.discrete_variables
-        if d.any():
-            xd = np.where(nan[:, d], 0, x[:, d])
-            bad = (xd != np.round(xd)) | (xd < 0) | (xd > self.max_values[d][None, :])
-            if bad.any():
-                r, c = np.argwhere(bad)[0]
-                var = int(np.flatnonzero(d)[c])
-                raise ValueError(f"{what}[{r}, {var}] = {x[r, var]:g} is outside the domain of variable {var} "
-                                 f"(integers 0..{int(self.max_values[var])})")
-        return self.backend.asarray(x)
+        return self.domain.prepare(x, self.backend, what=what, allow_nan=allow_nan)
 
     # ---- passes ------------------------------------------------------------------------
     def forward(self, x, mode: str = "sum", *, cache: bool = True):
@@ -272,32 +220,22 @@ class Program:
         x = self.prepare(x)
         return self._forward(x, mode, cache=cache)
 
-    def _forward(self, x, mode, cache=True, product_dropout: tuple | None = None,
-                 leaf_dropout: tuple | None = None, spare_root_inputs: bool = False):
-        """The forward pass on a prepared array (training passes).
+    def _forward(self, x, context: PassContext | str = SUM, *, cache: bool = True):
+        """The forward pass on a prepared array; returns the root outputs (batch, num_outputs).
 
-        ``product_dropout=(rate, RandomSource)`` sets each product unit's value to 0 (log -inf)
-        with probability ``rate``; with ``spare_root_inputs`` the products that feed a root
-        directly are kept (the masks are drawn in full either way, so every other unit's mask is
-        the same). ``leaf_dropout=(rate, RandomSource)`` sets each leaf unit's value to 1 (log 0)
-        with probability ``rate``. Both act on every example separately (the leaf mask travels in
-        the cache, so the backward pass gives the dropped units no gradient).
+        ``context`` is a :class:`PassContext` (mode and training-time dropout) or just a mode
+        name. With ``cache`` the layers keep what :meth:`backward` reuses.
         """
-        be = self.backend
+        if isinstance(context, str):
+            context = PassContext(context)
         batch = x.shape[0]
-        self.product_dropout, self.leaf_dropout = product_dropout, leaf_dropout
-        self.spare_root_inputs = spare_root_inputs
         values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
-        self._cache = {}
+        store = {} if cache and context.mode == "sum" else None
         for layer in self.layers:
-            if isinstance(layer, DenseSumLayer):
-                layer.forward(self, values, x, mode, self._cache if (cache and mode == "sum") else None)
-            else:
-                layer.forward(self, values, x, mode)
-        self.product_dropout = self.leaf_dropout = None
-        self.spare_root_inputs = False
-        self._values, self._x, self._mode = values, x, mode
+            layer.forward(self, values, x, context, store)
+        self._cache = {} if store is None else store
+        self._values, self._x, self._mode = values, x, context.mode
         return values[self._output_slots_b].T
 
     @property
