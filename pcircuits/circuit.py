@@ -179,16 +179,10 @@ class Circuit:
 
         mapping: dict[int, Node] = {}
         for n in self.nodes:
-            children = [mapping[id(c)] for c in n.children]
-            if isinstance(n, InputNode):
-                new = InputNode(n._variable_scope, clone_param(n.family), label=n.label)
-            elif isinstance(n, ProductNode):
-                new = ProductNode(children, n.pattern if n.pattern != "table" else n.table.copy(), label=n.label)
-            elif isinstance(n, SumNode):
-                new = SumNode(children, weights=clone_param(n.params), label=n.label)
-            else:
-                raise TypeError(f"Circuit.copy: unknown node type {type(n).__name__}")
-            mapping[id(n)] = new
+            rule = _COPY_RULES.get(n.kind)
+            if rule is None:
+                raise TypeError(f"Circuit.copy: unknown node kind {n.kind!r}")
+            mapping[id(n)] = rule(n, [mapping[id(c)] for c in n.children], clone_param)
         return Circuit([mapping[id(r)] for r in self.roots], variables=self.variables)
 
     # ---- validity, drawing, files, lowering (implemented in their own modules) ---------
@@ -262,3 +256,13 @@ def _topological_order(roots: Sequence[Node]) -> tuple[list[Node], list[tuple[No
                 state[id(node)] = 2
                 order.append(node)
     return order, back_edges
+
+
+#: How :meth:`Circuit.copy` rebuilds a node of each kind from its copied children and a
+#: parameter cloner (which clones each parameter object once, keeping the tying pattern).
+_COPY_RULES = {
+    "input": lambda n, children, clone: InputNode(n._variable_scope, clone(n.family), label=n.label),
+    "product": lambda n, children, clone: ProductNode(children, n.table.copy() if n.pattern == "table" else n.pattern,
+                                                      label=n.label),
+    "sum": lambda n, children, clone: SumNode(children, weights=clone(n.params), label=n.label),
+}

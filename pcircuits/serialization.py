@@ -108,21 +108,14 @@ def _circuit_to_spec(circuit: Circuit, where: str) -> tuple[dict, dict[str, np.n
     index = {id(n): i for i, n in enumerate(circuit.nodes)}
     nodes = []
     for i, node in enumerate(circuit.nodes):
+        codec = _codec(node.kind, where)
         record = {"kind": node.kind, "label": node.label, "num_units": node.num_units,
                   "children": [index[id(c)] for c in node.children]}
-        _check_savable(node, i, where)
-        if isinstance(node, InputNode):
-            record["variables"] = list(node.variables)
-            record["param"] = param_id(node.family)
-        elif isinstance(node, ProductNode):
-            record["pattern"] = node.pattern
-            if node.pattern == "table":
-                arrays[f"n{i}.table"] = np.asarray(node.table)
-                record["table"] = f"n{i}.table"
-        elif isinstance(node, SumNode):
-            record["param"] = param_id(node.params)
-        else:
-            raise TypeError(f"{where}: cannot store node type {type(node).__name__}")
+        problems = codec.savable_problems(node)
+        if problems:
+            raise ValueError(f"{where}: {node.kind} node n{i} cannot be stored: {'; '.join(problems)} "
+                             f"(see circuit.check())")
+        record.update(codec.fields(node, i, arrays, param_id))
         nodes.append(record)
     structure = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
                  "variables": _variables_record(circuit.variables),
@@ -130,20 +123,178 @@ def _circuit_to_spec(circuit: Circuit, where: str) -> tuple[dict, dict[str, np.n
     return structure, arrays
 
 
-def _check_savable(node, i: int, where: str):
-    """Refuse nodes whose parameters no longer fit them: such a file could not be loaded."""
-    if isinstance(node, ProductNode) and node.pattern != "table":
-        return
-    problems = _shape_problems(node)
-    if not problems and isinstance(node, InputNode):
-        problems = list(node.family.value_problems())
-    if not problems and isinstance(node, SumNode):
+# ---- one codec per node kind ------------------------------------------------------------------
+class _BuildContext:
+    """What building a node from its spec record may look up."""
+
+    def __init__(self, variables: Variables, arrays: dict, num_params: int, get_param):
+        self.variables, self.arrays, self.num_params, self.get_param = variables, arrays, num_params, get_param
+
+
+class _NodeCodec:
+    """How one node kind is written to and read from a spec and a networkx graph.
+
+    ``fields`` and ``graph_attributes`` describe a node; ``graph_fields`` turns a graph's node
+    attributes into spec fields; ``build`` validates a spec record and makes the node.
+    """
+
+    kind = ""
+
+    def fields(self, node, i: int, arrays: dict, param_id) -> dict:
+        raise NotImplementedError
+
+    def savable_problems(self, node) -> list[str]:
+        return _shape_problems(node)
+
+    def graph_attributes(self, node, param_id, copied) -> dict:
+        raise NotImplementedError
+
+    def graph_fields(self, node_id, attrs: dict, i: int, where: str, store, param_slot) -> dict:
+        raise NotImplementedError
+
+    def build(self, record: dict, children: list, num_units: int, label, where: str, context: _BuildContext):
+        raise NotImplementedError
+
+
+class _InputCodec(_NodeCodec):
+    kind = "input"
+
+    def fields(self, node, i, arrays, param_id):
+        return {"variables": list(node.variables), "param": param_id(node.family)}
+
+    def savable_problems(self, node):
+        return _shape_problems(node) or list(node.family.value_problems())
+
+    def graph_attributes(self, node, param_id, copied):
+        family = node.family
+        return {"family": family.name, "variables": tuple(node.variables), "config": dict(family.config()),
+                "param_id": param_id(family),
+                "parameters": copied(family, lambda: {k: np.array(v, copy=True) for k, v in family.parameters().items()})}
+
+    def graph_fields(self, node_id, attrs, i, where, store, param_slot):
+        def make_record(pid):
+            family_arrays = _field(attrs, "parameters", where)
+            if not isinstance(family_arrays, dict):
+                raise _SpecError(f"{where}: 'parameters' must be a dict of arrays")
+            return {"type": "family", "family": _field(attrs, "family", where), "config": attrs.get("config", {}),
+                    "arrays": {str(k): store(f"p{pid}.{k}", v, f"{where} parameter {k!r}")
+                               for k, v in family_arrays.items()}}
+        return {"param": param_slot(node_id, attrs, self.kind, where, make_record),
+                "variables": _field(attrs, "variables", where)}
+
+    def build(self, record, children, num_units, label, where, context):
+        if children:
+            raise _SpecError(f"{where}: an input node has no children, got {len(children)}")
+        var_ids = _int_list(_field(record, "variables", where), f"{where}.variables", 0,
+                            context.variables.num_variables - 1)
+        if not var_ids or len(set(var_ids)) != len(var_ids) or var_ids != sorted(var_ids):
+            raise _SpecError(f"{where}.variables must be distinct increasing ids, got {var_ids[:8]}")
+        pid = _int(_field(record, "param", where), f"{where}.param", 0, context.num_params - 1)
+        family = context.get_param(pid, "family", where)
+        if family.num_units != num_units or family.num_variables != len(var_ids) or family.shape_problems():
+            raise _SpecError(f"{where}: its {family.name} parameters describe {family.num_units} units over "
+                             f"{family.num_variables} variable(s), but the node has {num_units} units over "
+                             f"{len(var_ids)}")
+        return InputNode(Scope(var_ids), family, label=label)
+
+
+class _ProductCodec(_NodeCodec):
+    kind = "product"
+
+    def fields(self, node, i, arrays, param_id):
+        if node.pattern != "table":
+            return {"pattern": node.pattern}
+        arrays[f"n{i}.table"] = np.asarray(node.table)
+        return {"pattern": "table", "table": f"n{i}.table"}
+
+    def savable_problems(self, node):
+        return _shape_problems(node) if node.pattern == "table" else []
+
+    def graph_attributes(self, node, param_id, copied):
+        return {"pattern": node.pattern, **({"table": node.table.copy()} if node.pattern == "table" else {})}
+
+    def graph_fields(self, node_id, attrs, i, where, store, param_slot):
+        pattern = attrs.get("pattern", "elementwise")
+        if pattern != "table":
+            return {"pattern": pattern}
+        return {"pattern": "table", "table": store(f"n{i}.table", _field(attrs, "table", where), f"{where} table")}
+
+    def build(self, record, children, num_units, label, where, context):
+        if not children:
+            raise _SpecError(f"{where}: a product node needs children")
+        sizes = [c.num_units for c in children]
+        pattern = _field(record, "pattern", where)
+        if pattern == "elementwise":
+            if len(set(sizes)) != 1 or sizes[0] != num_units:
+                raise _SpecError(f"{where}: an elementwise product of {num_units} units needs children of "
+                                 f"{num_units} units each, got sizes {sizes[:8]}")
+        elif pattern == "cartesian":
+            if math.prod(sizes) != num_units:
+                raise _SpecError(f"{where}: a cartesian product of children of sizes {sizes[:8]} has "
+                                 f"{math.prod(sizes)} units, not {num_units}")
+        elif pattern == "table":
+            table = _array(context.arrays, _field(record, "table", where), f"{where}.table", "iu")
+            if table.shape != (num_units, len(children)):
+                raise _SpecError(f"{where}: the pattern table has shape {table.shape}, expected "
+                                 f"({num_units}, {len(children)})")
+            if table.size and (table.min() < 0 or np.any(table >= np.array(sizes)[None, :])):
+                raise _SpecError(f"{where}: the pattern table refers to child units that do not exist")
+            pattern = table.astype(np.int64)
+        else:
+            raise _SpecError(f"{where}.pattern must be 'elementwise', 'cartesian' or 'table', got {pattern!r}")
+        return ProductNode(children, pattern, label=label)
+
+
+class _SumCodec(_NodeCodec):
+    kind = "sum"
+
+    def fields(self, node, i, arrays, param_id):
+        return {"param": param_id(node.params)}
+
+    def savable_problems(self, node):
+        problems = _shape_problems(node)
         values = node.params.values
-        if values.dtype.kind != "f" or not np.all(np.isfinite(values)) or np.any(values < 0):
+        if not problems and (values.dtype.kind != "f" or not np.all(np.isfinite(values)) or np.any(values < 0)):
             problems = ["weights must be finite, non-negative floats"]
-    if problems:
-        raise ValueError(f"{where}: {node.kind} node n{i} cannot be stored: {'; '.join(problems)} "
-                         f"(see circuit.check())")
+        return problems
+
+    def graph_attributes(self, node, param_id, copied):
+        p = node.params
+        weights, mask = copied(p, lambda: (np.array(p.values, copy=True),
+                                           None if p.mask is None else np.array(p.mask, copy=True)))
+        return {"weights": weights, "mask": mask, "param_id": param_id(p)}
+
+    def graph_fields(self, node_id, attrs, i, where, store, param_slot):
+        def make_record(pid):
+            mask = attrs.get("mask")
+            return {"type": "weights",
+                    "values": store(f"p{pid}.values", _field(attrs, "weights", where), f"{where} weights"),
+                    "mask": None if mask is None else store(f"p{pid}.mask", mask, f"{where} mask")}
+        return {"param": param_slot(node_id, attrs, self.kind, where, make_record)}
+
+    def build(self, record, children, num_units, label, where, context):
+        if not children:
+            raise _SpecError(f"{where}: a sum node needs children")
+        pid = _int(_field(record, "param", where), f"{where}.param", 0, context.num_params - 1)
+        weights = context.get_param(pid, "weights", where)
+        expected = (num_units, sum(c.num_units for c in children))
+        if weights.shape != expected:
+            raise _SpecError(f"{where}: weights have shape {weights.shape} but the node needs {expected}")
+        return SumNode(children, weights=weights, label=label)
+
+
+#: The codec of every node kind.
+_CODECS: dict[str, _NodeCodec] = {codec.kind: codec for codec in (_InputCodec(), _ProductCodec(), _SumCodec())}
+
+
+def _codec(kind, where: str, *, spec: bool = False) -> _NodeCodec:
+    """The codec of ``kind``; an unknown kind is a spec error (from outside) or a TypeError."""
+    codec = _CODECS.get(kind) if isinstance(kind, str) else None
+    if codec is None:
+        if spec:
+            raise _SpecError(f"{where}.kind must be 'input', 'product' or 'sum', got {kind!r}")
+        raise TypeError(f"{where}: cannot store node kind {kind!r}")
+    return codec
 
 
 # ---- spec validation and building -------------------------------------------------------------
@@ -267,8 +418,8 @@ def _spec_to_circuit(structure, arrays: dict) -> Circuit:
             raise _SpecError(f"{where} uses params[{pid}], which holds {param_kind[pid]}, not {want}")
         return params[pid]
 
+    context = _BuildContext(variables, arrays, len(param_records), get_param)
     nodes = []
-    num_params = len(param_records)
     for i, record in enumerate(records):
         where = f"nodes[{i}]"
         kind = _field(record, "kind", where)
@@ -282,55 +433,7 @@ def _spec_to_circuit(structure, arrays: dict) -> Circuit:
                 raise _SpecError(f"{where}.children refers to node {c}, but children must come before their "
                                  f"parents (node indices below {i})")
         children = [nodes[c] for c in children_ids]
-        if kind == "input":
-            if children:
-                raise _SpecError(f"{where}: an input node has no children, got {len(children)}")
-            var_ids = _int_list(_field(record, "variables", where), f"{where}.variables", 0,
-                                variables.num_variables - 1)
-            if not var_ids or len(set(var_ids)) != len(var_ids) or var_ids != sorted(var_ids):
-                raise _SpecError(f"{where}.variables must be distinct increasing ids, got {var_ids[:8]}")
-            pid = _int(_field(record, "param", where), f"{where}.param", 0, num_params - 1)
-            family = get_param(pid, "family", where)
-            if family.num_units != num_units or family.num_variables != len(var_ids) or family.shape_problems():
-                raise _SpecError(f"{where}: its {family.name} parameters describe {family.num_units} units over "
-                                 f"{family.num_variables} variable(s), but the node has {num_units} units over "
-                                 f"{len(var_ids)}")
-            node = InputNode(Scope(var_ids), family, label=label)
-        elif kind == "product":
-            if not children:
-                raise _SpecError(f"{where}: a product node needs children")
-            sizes = [c.num_units for c in children]
-            pattern = _field(record, "pattern", where)
-            if pattern == "elementwise":
-                if len(set(sizes)) != 1 or sizes[0] != num_units:
-                    raise _SpecError(f"{where}: an elementwise product of {num_units} units needs children of "
-                                     f"{num_units} units each, got sizes {sizes[:8]}")
-            elif pattern == "cartesian":
-                if math.prod(sizes) != num_units:
-                    raise _SpecError(f"{where}: a cartesian product of children of sizes {sizes[:8]} has "
-                                     f"{math.prod(sizes)} units, not {num_units}")
-            elif pattern == "table":
-                table = _array(arrays, _field(record, "table", where), f"{where}.table", "iu")
-                if table.shape != (num_units, len(children)):
-                    raise _SpecError(f"{where}: the pattern table has shape {table.shape}, expected "
-                                     f"({num_units}, {len(children)})")
-                if table.size and (table.min() < 0 or np.any(table >= np.array(sizes)[None, :])):
-                    raise _SpecError(f"{where}: the pattern table refers to child units that do not exist")
-                pattern = table.astype(np.int64)
-            else:
-                raise _SpecError(f"{where}.pattern must be 'elementwise', 'cartesian' or 'table', got {pattern!r}")
-            node = ProductNode(children, pattern, label=label)
-        elif kind == "sum":
-            if not children:
-                raise _SpecError(f"{where}: a sum node needs children")
-            pid = _int(_field(record, "param", where), f"{where}.param", 0, num_params - 1)
-            weights = get_param(pid, "weights", where)
-            expected = (num_units, sum(c.num_units for c in children))
-            if weights.shape != expected:
-                raise _SpecError(f"{where}: weights have shape {weights.shape} but the node needs {expected}")
-            node = SumNode(children, weights=weights, label=label)
-        else:
-            raise _SpecError(f"{where}.kind must be 'input', 'product' or 'sum', got {kind!r}")
+        node = _codec(kind, where, spec=True).build(record, children, num_units, label, where, context)
         nodes.append(node)
 
     _check_reachable(records, roots)
@@ -390,20 +493,7 @@ def to_networkx(circuit: Circuit) -> nx.DiGraph:
                        variables=_variables_record(circuit.variables))
     for i, node in enumerate(nodes):
         attrs = {"kind": node.kind, "scope": tuple(node.scope), "num_units": node.num_units, "label": node.label}
-        if isinstance(node, InputNode):
-            family = node.family
-            attrs.update(family=family.name, variables=tuple(node.variables), config=dict(family.config()),
-                         param_id=pid(family),
-                         parameters=copied(family, lambda f=family: {k: np.array(v, copy=True)
-                                                                    for k, v in f.parameters().items()}))
-        elif isinstance(node, ProductNode):
-            attrs["pattern"] = node.pattern
-            if node.pattern == "table":
-                attrs["table"] = node.table.copy()
-        elif isinstance(node, SumNode):
-            weights, mask = copied(node.params, lambda p=node.params: (
-                np.array(p.values, copy=True), None if p.mask is None else np.array(p.mask, copy=True)))
-            attrs.update(weights=weights, mask=mask, param_id=pid(node.params))
+        attrs.update(_codec(node.kind, "to_networkx").graph_attributes(node, pid, copied))
         graph.add_node(f"n{i}", **attrs)
     for i, node in enumerate(nodes):
         positions: dict[int, list[int]] = {}
@@ -461,6 +551,25 @@ def _graph_to_spec(graph: nx.DiGraph) -> tuple[dict, dict]:
                 raise _SpecError(f"{what} is not an array") from None
         return key
 
+    def param_slot(node_id, attrs: dict, kind: str, where: str, make_record) -> int:
+        """The params index of a node's parameter object: nodes with one ``param_id`` share it."""
+        slot_key = attrs.get("param_id", ("node", node_id))
+        try:
+            known = slot_key in param_slots
+        except TypeError:
+            raise _SpecError(f"{where}: param_id must be hashable") from None
+        if known:
+            first = param_owner[slot_key]
+            if not _same_parameters(graph.nodes[first], attrs, kind):
+                raise _SpecError(f"{where} and node {first!r} share param_id {slot_key!r} but hold different "
+                                 f"parameters; give them different param_ids or the same arrays")
+        else:
+            pid = len(params)
+            param_slots[slot_key] = pid
+            param_owner[slot_key] = node_id
+            params.append(make_record(pid))
+        return param_slots[slot_key]
+
     for node_id in order:
         i = index[node_id]
         attrs = graph.nodes[node_id]
@@ -469,42 +578,7 @@ def _graph_to_spec(graph: nx.DiGraph) -> tuple[dict, dict]:
         children = _children_of(graph, node_id, index, where)
         units = _field(attrs, "num_units", where)
         record = {"kind": kind, "label": attrs.get("label"), "num_units": units, "children": children}
-        if kind in ("input", "sum"):
-            slot_key = attrs.get("param_id", ("node", node_id))
-            try:
-                known = slot_key in param_slots
-            except TypeError:
-                raise _SpecError(f"{where}: param_id must be hashable") from None
-            if known:
-                first = param_owner[slot_key]
-                if not _same_parameters(graph.nodes[first], attrs, kind):
-                    raise _SpecError(f"{where} and node {first!r} share param_id {slot_key!r} but hold different "
-                                     f"parameters; give them different param_ids or the same arrays")
-            else:
-                pid = len(params)
-                param_slots[slot_key] = pid
-                param_owner[slot_key] = node_id
-                if kind == "input":
-                    family_arrays = _field(attrs, "parameters", where)
-                    if not isinstance(family_arrays, dict):
-                        raise _SpecError(f"{where}: 'parameters' must be a dict of arrays")
-                    params.append({"type": "family", "family": _field(attrs, "family", where),
-                                   "config": attrs.get("config", {}),
-                                   "arrays": {str(k): store(f"p{pid}.{k}", v, f"{where} parameter {k!r}")
-                                              for k, v in family_arrays.items()}})
-                else:
-                    mask = attrs.get("mask")
-                    params.append({"type": "weights",
-                                   "values": store(f"p{pid}.values", _field(attrs, "weights", where),
-                                                   f"{where} weights"),
-                                   "mask": None if mask is None else store(f"p{pid}.mask", mask, f"{where} mask")})
-            record["param"] = param_slots[slot_key]
-            if kind == "input":
-                record["variables"] = _field(attrs, "variables", where)
-        elif kind == "product":
-            record["pattern"] = attrs.get("pattern", "elementwise")
-            if record["pattern"] == "table":
-                record["table"] = store(f"n{i}.table", _field(attrs, "table", where), f"{where} table")
+        record.update(_codec(kind, where, spec=True).graph_fields(node_id, attrs, i, where, store, param_slot))
         records.append(record)
 
     roots = graph.graph.get("roots")

@@ -115,7 +115,7 @@ def node_name(circuit, node: Node) -> str:
     """``SumNode n12 'label' (4 units) over x[0..3, 0..3]`` for messages."""
     idx = circuit.index(node)
     label = f" {node.label!r}" if node.label else ""
-    kind = type(node).__name__ + (f"[{node.family.name}]" if isinstance(node, InputNode) else "")
+    kind = type(node).__name__ + (f"[{node.family.name}]" if node.kind == "input" else "")
     units = f"{node.num_units} unit{'s' if node.num_units != 1 else ''}"
     return f"{kind} n{idx}{label} ({units}) over {circuit.variables.format_scope(node.scope)}"
 
@@ -128,7 +128,6 @@ def check(circuit, *, atol: float = 1e-6) -> ValidityReport:
     atol : float
         Tolerance on ``|sum of a weight row - 1|``.
     """
-    fmt = circuit.variables.format_scope
     found: list[Violation] = []
     for parent, child in circuit.back_edges:
         found.append(Violation(
@@ -140,71 +139,104 @@ def check(circuit, *, atol: float = 1e-6) -> ValidityReport:
         shape_problems = _shape_problems(node)
         for problem in shape_problems:
             found.append(Violation("shape", node, f"{node_name(circuit, node)}: {problem}.", (node.scope,), index))
-        if isinstance(node, SumNode):
-            if not shape_problems:
-                found.extend(_weight_violations(circuit, node, index, atol))
-            scopes = [c.scope for c in node.children]
-            if any(s.bits != scopes[0].bits for s in scopes):
-                distinct = list(dict.fromkeys(scopes))
-                detail = "; ".join(f"child {i} ({type(c).__name__} n{circuit.index(c)}) over {fmt(s)}"
-                                   for i, (c, s) in enumerate(zip(node.children, scopes))
-                                   if s.bits != scopes[0].bits or i == 0)
-                found.append(Violation(
-                    "smoothness", node,
-                    f"{node_name(circuit, node)} mixes children over different scopes ({detail}): a sum must be "
-                    f"smooth (complete), or it mixes distributions over different variables.",
-                    tuple(distinct), index))
-        elif isinstance(node, ProductNode):
-            seen_bits = 0
-            overlaps = []
-            for i, child in enumerate(node.children):
-                shared = seen_bits & child.scope.bits
-                if shared:
-                    owners = [j for j in range(i) if node.children[j].scope.bits & shared]
-                    overlaps.append((owners[0], i, Scope.from_bits(shared)))
-                seen_bits |= child.scope.bits
-            if overlaps:
-                detail = "; ".join(f"children {a} and {b} share {fmt(s)}" for a, b, s in overlaps)
-                found.append(Violation(
-                    "decomposability", node,
-                    f"{node_name(circuit, node)} multiplies children with overlapping scopes ({detail}): a product "
-                    f"must be decomposable, or it multiplies dependent factors and over-counts shared variables.",
-                    tuple(c.scope for c in node.children), index))
-        elif isinstance(node, InputNode) and not shape_problems:
-            for problem in node.family.value_problems():
-                found.append(Violation("weights", node, f"{node_name(circuit, node)}: leaf parameters invalid: "
-                                       f"{problem}.", (node.scope,), index))
+        rule = _NODE_RULES.get(node.kind)
+        if rule is not None:
+            found.extend(rule(circuit, node, index, shape_problems, atol))
     return ValidityReport(circuit, found)
 
 
-def _shape_problems(node: Node) -> list[str]:
-    if isinstance(node, SumNode):
-        values, mask = node.params.values, node.params.mask
-        expected = (node.num_units, node.num_inputs)
-        problems = []
-        if not isinstance(values, np.ndarray) or values.shape != expected:
-            problems.append(f"weights have shape {np.shape(values)} but the node needs {expected} "
-                            f"({node.num_units} units x {node.num_inputs} child units)")
-        if mask is not None and np.shape(mask) != expected:
-            problems.append(f"mask has shape {np.shape(mask)} but the node needs {expected}")
-        return problems
-    if isinstance(node, ProductNode):
-        table = node.table
-        sizes = np.array([c.num_units for c in node.children])
-        if table.ndim != 2 or table.shape != (node.num_units, len(node.children)):
-            return [f"pattern table has shape {table.shape} but the node needs ({node.num_units}, {len(sizes)})"]
-        if np.any(table < 0) or np.any(table >= sizes[None, :]):
-            return ["pattern table refers to child units that do not exist"]
+def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, atol: float) -> list[Violation]:
+    """Weights (when shaped right) and smoothness: all children over one scope."""
+    found = [] if shape_problems else _weight_violations(circuit, node, index, atol)
+    scopes = [c.scope for c in node.children]
+    if any(s.bits != scopes[0].bits for s in scopes):
+        fmt = circuit.variables.format_scope
+        distinct = list(dict.fromkeys(scopes))
+        detail = "; ".join(f"child {i} ({type(c).__name__} n{circuit.index(c)}) over {fmt(s)}"
+                           for i, (c, s) in enumerate(zip(node.children, scopes))
+                           if s.bits != scopes[0].bits or i == 0)
+        found.append(Violation(
+            "smoothness", node,
+            f"{node_name(circuit, node)} mixes children over different scopes ({detail}): a sum must be "
+            f"smooth (complete), or it mixes distributions over different variables.",
+            tuple(distinct), index))
+    return found
+
+
+def _product_violations(circuit, node: ProductNode, index: int, shape_problems: list,
+                        atol: float) -> list[Violation]:
+    """Decomposability: the children's scopes are pairwise disjoint."""
+    seen_bits = 0
+    overlaps = []
+    for i, child in enumerate(node.children):
+        shared = seen_bits & child.scope.bits
+        if shared:
+            owners = [j for j in range(i) if node.children[j].scope.bits & shared]
+            overlaps.append((owners[0], i, Scope.from_bits(shared)))
+        seen_bits |= child.scope.bits
+    if not overlaps:
         return []
-    if isinstance(node, InputNode):
-        problems = list(node.family.shape_problems())
-        if not problems and node.family.num_units != node.num_units:
-            problems.append(f"the family has {node.family.num_units} units but the node has {node.num_units}")
-        if not problems and node.family.num_variables != len(node.variables):
-            problems.append(f"the family is over {node.family.num_variables} variables per unit but the node has "
-                            f"{len(node.variables)} variables")
-        return problems
+    fmt = circuit.variables.format_scope
+    detail = "; ".join(f"children {a} and {b} share {fmt(s)}" for a, b, s in overlaps)
+    return [Violation(
+        "decomposability", node,
+        f"{node_name(circuit, node)} multiplies children with overlapping scopes ({detail}): a product "
+        f"must be decomposable, or it multiplies dependent factors and over-counts shared variables.",
+        tuple(c.scope for c in node.children), index)]
+
+
+def _input_violations(circuit, node: InputNode, index: int, shape_problems: list, atol: float) -> list[Violation]:
+    """Leaf parameters inside their family's constraints (when shaped right)."""
+    if shape_problems:
+        return []
+    return [Violation("weights", node, f"{node_name(circuit, node)}: leaf parameters invalid: {problem}.",
+                      (node.scope,), index) for problem in node.family.value_problems()]
+
+
+#: The property checks of each node kind: ``rule(circuit, node, index, shape_problems, atol)``.
+_NODE_RULES = {"sum": _sum_violations, "product": _product_violations, "input": _input_violations}
+
+
+def _sum_shape_problems(node: SumNode) -> list[str]:
+    values, mask = node.params.values, node.params.mask
+    expected = (node.num_units, node.num_inputs)
+    problems = []
+    if not isinstance(values, np.ndarray) or values.shape != expected:
+        problems.append(f"weights have shape {np.shape(values)} but the node needs {expected} "
+                        f"({node.num_units} units x {node.num_inputs} child units)")
+    if mask is not None and np.shape(mask) != expected:
+        problems.append(f"mask has shape {np.shape(mask)} but the node needs {expected}")
+    return problems
+
+
+def _product_shape_problems(node: ProductNode) -> list[str]:
+    table = node.table
+    sizes = np.array([c.num_units for c in node.children])
+    if table.ndim != 2 or table.shape != (node.num_units, len(node.children)):
+        return [f"pattern table has shape {table.shape} but the node needs ({node.num_units}, {len(sizes)})"]
+    if np.any(table < 0) or np.any(table >= sizes[None, :]):
+        return ["pattern table refers to child units that do not exist"]
     return []
+
+
+def _input_shape_problems(node: InputNode) -> list[str]:
+    problems = list(node.family.shape_problems())
+    if not problems and node.family.num_units != node.num_units:
+        problems.append(f"the family has {node.family.num_units} units but the node has {node.num_units}")
+    if not problems and node.family.num_variables != len(node.variables):
+        problems.append(f"the family is over {node.family.num_variables} variables per unit but the node has "
+                        f"{len(node.variables)} variables")
+    return problems
+
+
+#: Whether a node's arrays fit it, per kind.
+_SHAPE_RULES = {"sum": _sum_shape_problems, "product": _product_shape_problems, "input": _input_shape_problems}
+
+
+def _shape_problems(node: Node) -> list[str]:
+    """Why the node's parameter arrays do not fit its children and units (empty when they do)."""
+    rule = _SHAPE_RULES.get(node.kind)
+    return [] if rule is None else rule(node)
 
 
 def _weight_violations(circuit, node: SumNode, index: int, atol: float) -> list[Violation]:

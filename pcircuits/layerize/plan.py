@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..nodes import InputNode, ProductNode, SumNode
 
 __all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "FusedSumLayerSpec", "Plan",
-           "plan_layers"]
+           "plan_layers", "LAYER_RULES"]
 
 
 @dataclass
@@ -126,10 +125,10 @@ def _fusable_sums(circuit, nodes) -> dict:
             parents[id(c)] = parents.get(id(c), 0) + 1
     fused = {}
     for n in nodes:
-        if not isinstance(n, SumNode) or n.params.mask is not None:
+        if n.kind != "sum" or n.params.mask is not None:
             continue
         kids = n.children
-        if not all(isinstance(p, ProductNode) and p.pattern == "cartesian" and len(p.children) == 2
+        if not all(p.kind == "product" and p.pattern == "cartesian" and len(p.children) == 2
                    and parents[id(p)] == 1 for p in kids):
             continue
         if len({id(p) for p in kids}) != len(kids):
@@ -144,141 +143,198 @@ def _fusable_sums(circuit, nodes) -> dict:
 def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Plan:
     """Assign every unit a slot and group the nodes into layers (see the module docstring).
 
+    The stages: heights and fusable sums; the unique parameter objects; the groups (one per
+    layer); unit slots and weight offsets, layer by layer; one layer spec per group, made by the
+    rule of its layer kind (:data:`LAYER_RULES`).
+
     With ``fuse=True`` a sum whose children are binary cartesian products used by it alone is
     planned as one fused layer (:class:`FusedSumLayerSpec`) and its products get no slots.
     """
     nodes = circuit.nodes
     heights = _heights(nodes)
     fused = _fusable_sums(circuit, nodes) if fuse else {}
-    absorbed = {id(p) for n in nodes if id(n) in fused for p in n.children}
+    sum_params, families, family_index = _parameter_objects(nodes)
+    groups = _group_nodes(nodes, heights, fused, dense_min_inputs)
+    ordered = sorted(groups, key=_order_key)
+    node_offsets, num_units = _unit_slots(groups, ordered)
+    weight_offsets_map, weight_offsets = _weight_offsets(groups, ordered, sum_params)
+    family_offsets = {key: np.cumsum([0] + [o.num_units for o in objs]).astype(np.int64)
+                      for key, objs in families.items()}
+    layout = _Layout(node_offsets, num_units, weight_offsets_map, family_index, family_offsets)
+    layers = [LAYER_RULES[key[1]](groups[key], key, layout) for key in ordered]
+    roots = np.array([node_offsets[id(r)] for r in circuit.roots], dtype=np.int64)
+    root_units = np.array([r.num_units for r in circuit.roots], dtype=np.int64)
+    return Plan(num_units, layers, node_offsets, roots, root_units, sum_params, weight_offsets,
+                families, family_offsets, heights)
 
-    # unique parameter objects, in first-seen order (tied objects appear once)
-    sum_params, sum_param_index = [], {}
-    families: dict[type, list] = {}
-    family_index: dict[int, tuple[type, int]] = {}
+
+def _parameter_objects(nodes):
+    """The unique sum-weight objects and leaf-family objects, in first-seen order (tied objects
+    once): ``(sum_params, families by table key, id(family) -> (table key, position))``."""
+    sum_params, seen = [], set()
+    families: dict[tuple, list] = {}
+    family_index: dict[int, tuple] = {}
     for n in nodes:
-        if isinstance(n, SumNode) and id(n.params) not in sum_param_index:
-            sum_param_index[id(n.params)] = len(sum_params)
+        if n.kind == "sum" and id(n.params) not in seen:
+            seen.add(id(n.params))
             sum_params.append(n.params)
-        elif isinstance(n, InputNode) and id(n.family) not in family_index:
+        elif n.kind == "input" and id(n.family) not in family_index:
             table_key = _table_key(n.family)
             objs = families.setdefault(table_key, [])
             family_index[id(n.family)] = (table_key, len(objs))
             objs.append(n.family)
+    return sum_params, families, family_index
 
-    # group nodes: inputs by family; others by height, kind and signature
+
+def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> dict:
+    """Group the nodes into layers: ``(height, layer kind, signature) -> nodes``.
+
+    Inputs group by family table; products by height; sums by height and signature: fused,
+    dense blocks of equal ``(num_units, num_inputs)``, or padded gathers for the rest.
+    """
+    absorbed = {id(p) for n in nodes if id(n) in fused for p in n.children}
     groups: dict[tuple, list] = {}
     for n in nodes:
         if id(n) in absorbed:
             continue
         if id(n) in fused:
-            key = (heights[id(n)], "sum", ("fused", n.num_units) + fused[id(n)])
-        elif isinstance(n, InputNode):
+            key = (heights[id(n)], "fused-sum", ("fused", n.num_units) + fused[id(n)])
+        elif n.kind == "input":
             key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
-        elif isinstance(n, ProductNode):
+        elif n.kind == "product":
             key = (heights[id(n)], "product", 0)
-        elif isinstance(n, SumNode):
+        elif n.kind == "sum":
             dense = n.params.mask is None and n.num_inputs >= dense_min_inputs
-            key = (heights[id(n)], "sum", (n.num_units, n.num_inputs) if dense else "general")
+            key = (heights[id(n)], "dense-sum", (n.num_units, n.num_inputs)) if dense else \
+                (heights[id(n)], "gather-sum", "general")
         else:
-            raise TypeError(f"layerize: unknown node type {type(n).__name__}")
+            raise TypeError(f"layerize: unknown node kind {n.kind!r} ({type(n).__name__})")
         groups.setdefault(key, []).append(n)
+    return groups
 
-    def order_key(key):
-        height, kind, sig = key
-        return (height, kind != "input", kind, str(sig))
 
-    # slots: allocate contiguous ranges, layer by layer
+def _order_key(key) -> tuple:
+    """Layers in evaluation order: by height, inputs first, then products before sums."""
+    height, layer_kind, signature = key
+    kind = "sum" if layer_kind.endswith("-sum") else layer_kind
+    return (height, kind != "input", kind, str(signature))
+
+
+def _unit_slots(groups: dict, ordered: list) -> tuple[dict, int]:
+    """Contiguous unit slots, layer by layer: ``(id(node) -> first slot, number of slots)``."""
     node_offsets: dict[int, int] = {}
-    ordered = sorted(groups, key=order_key)
     cursor = 0
     for key in ordered:
         for n in groups[key]:
             node_offsets[id(n)] = cursor
             cursor += n.num_units
-    num_units = cursor
-    zero_slot = num_units
+    return node_offsets, cursor
 
-    # flat weight vector: allocate dense layers' parameters first, in layer order, so that an
-    # untied dense layer's weights are one contiguous block (a reshape, no gather)
-    weight_offsets_map: dict[int, int] = {}
-    woff = 0
+
+def _weight_offsets(groups: dict, ordered: list, sum_params: list):
+    """Offsets of every weight object in the flat weight vector, allocated in layer order so that
+    an untied dense layer's weights are one contiguous block (a reshape, no gather).
+
+    Sorts ``sum_params`` by offset; returns ``(id(params) -> offset, offsets array)``.
+    """
+    offsets: dict[int, int] = {}
+    cursor = 0
     for key in ordered:
-        if key[1] == "sum":
+        if key[1].endswith("-sum"):
             for n in groups[key]:
-                if id(n.params) not in weight_offsets_map:
-                    weight_offsets_map[id(n.params)] = woff
-                    woff += n.params.values.size
-    sum_params.sort(key=lambda p: weight_offsets_map[id(p)])
-    weight_offsets = np.array([weight_offsets_map[id(p)] for p in sum_params] + [woff], dtype=np.int64)
+                if id(n.params) not in offsets:
+                    offsets[id(n.params)] = cursor
+                    cursor += n.params.values.size
+    sum_params.sort(key=lambda p: offsets[id(p)])
+    return offsets, np.array([offsets[id(p)] for p in sum_params] + [cursor], dtype=np.int64)
 
-    family_offsets = {}
-    for table_key, objs in families.items():
-        family_offsets[table_key] = np.cumsum([0] + [o.num_units for o in objs]).astype(np.int64)
 
-    def child_slots(n) -> np.ndarray:
-        return np.concatenate([node_offsets[id(c)] + np.arange(c.num_units) for c in n.children])
+@dataclass
+class _Layout:
+    """Where everything lives, as the layer rules need it."""
 
-    layers = []
-    for key in ordered:
-        members = groups[key]
-        start = node_offsets[id(members[0])]
-        stop = start + sum(m.num_units for m in members)
-        kind = key[1]
-        if kind == "input":
-            table_key = family_index[id(members[0].family)][0]
-            variables = np.concatenate([np.tile(np.asarray(m.variables, dtype=np.int64), (m.num_units, 1))
-                                        for m in members])
-            rows = np.concatenate([family_offsets[table_key][family_index[id(m.family)][1]] + np.arange(m.num_units)
-                                   for m in members])
-            layers.append(InputLayerSpec(table_key[0], table_key, start, stop, variables, rows, members))
-        elif kind == "product":
-            arity = max(len(m.children) for m in members)
-            inputs = np.full((stop - start, arity), zero_slot, dtype=np.int64)
-            row = 0
-            for m in members:
-                offsets = np.array([node_offsets[id(c)] for c in m.children], dtype=np.int64)
-                inputs[row:row + m.num_units, :len(m.children)] = m.table + offsets[None, :]
-                row += m.num_units
-            layers.append(ProductLayerSpec(start, stop, inputs, zero_slot))
-        elif key[2][0] == "fused":
-            _, num_units_each, num_splits, left_units, right_units = key[2]
-            left = np.stack([[node_offsets[id(p.children[0])] + np.arange(left_units) for p in m.children]
-                             for m in members])
-            right = np.stack([[node_offsets[id(p.children[1])] + np.arange(right_units) for p in m.children]
-                              for m in members])
-            num_inputs = num_splits * left_units * right_units
-            slots = np.stack([weight_offsets_map[id(m.params)]
-                              + np.arange(num_units_each * num_inputs).reshape(num_units_each, num_inputs)
-                              for m in members])
-            layers.append(FusedSumLayerSpec(start, stop, left, right, slots, len(members), num_units_each,
-                                            num_splits, left_units, right_units))
-        elif key[2] == "general":
-            arity = max((m.params.mask.sum(axis=1).max() if m.params.mask is not None else m.num_inputs)
-                        for m in members)
-            inputs = np.full((stop - start, arity), zero_slot, dtype=np.int64)
-            slots = np.full((stop - start, arity), -1, dtype=np.int64)
-            row = 0
-            for m in members:
-                cs = child_slots(m)
-                base = weight_offsets_map[id(m.params)]
-                mask = m.params.mask if m.params.mask is not None else np.ones(m.params.shape, dtype=bool)
-                counts = mask.sum(axis=1)
-                ragged = np.arange(arity)[None, :] < counts[:, None]
-                unit_idx, input_idx = np.nonzero(mask)
-                inputs[row:row + m.num_units][ragged] = cs[input_idx]
-                slots[row:row + m.num_units][ragged] = base + unit_idx * m.num_inputs + input_idx
-                row += m.num_units
-            layers.append(SumLayerSpec(start, stop, inputs, slots))
-        else:
-            num_units_each, num_inputs = key[2]
-            inputs = np.stack([child_slots(m) for m in members])
-            slots = np.stack([weight_offsets_map[id(m.params)]
-                              + np.arange(num_units_each * num_inputs).reshape(num_units_each, num_inputs)
-                              for m in members])
-            layers.append(DenseSumLayerSpec(start, stop, inputs, slots, len(members), num_units_each, num_inputs))
+    node_offsets: dict
+    num_units: int
+    weight_offsets: dict
+    family_index: dict
+    family_offsets: dict
 
-    roots = np.array([node_offsets[id(r)] for r in circuit.roots], dtype=np.int64)
-    root_units = np.array([r.num_units for r in circuit.roots], dtype=np.int64)
-    return Plan(num_units, layers, node_offsets, roots, root_units, sum_params, weight_offsets,
-                families, family_offsets, heights)
+    @property
+    def zero_slot(self) -> int:
+        return self.num_units
+
+    def span(self, members) -> tuple[int, int]:
+        start = self.node_offsets[id(members[0])]
+        return start, start + sum(m.num_units for m in members)
+
+    def child_slots(self, n) -> np.ndarray:
+        return np.concatenate([self.node_offsets[id(c)] + np.arange(c.num_units) for c in n.children])
+
+    def weight_block(self, n, num_units: int, num_inputs: int) -> np.ndarray:
+        return self.weight_offsets[id(n.params)] + np.arange(num_units * num_inputs).reshape(num_units, num_inputs)
+
+
+def _input_layer(members, key, layout: _Layout) -> InputLayerSpec:
+    start, stop = layout.span(members)
+    table_key = layout.family_index[id(members[0].family)][0]
+    variables = np.concatenate([np.tile(np.asarray(m.variables, dtype=np.int64), (m.num_units, 1)) for m in members])
+    rows = np.concatenate([layout.family_offsets[table_key][layout.family_index[id(m.family)][1]]
+                           + np.arange(m.num_units) for m in members])
+    return InputLayerSpec(table_key[0], table_key, start, stop, variables, rows, members)
+
+
+def _product_layer(members, key, layout: _Layout) -> ProductLayerSpec:
+    start, stop = layout.span(members)
+    arity = max(len(m.children) for m in members)
+    inputs = np.full((stop - start, arity), layout.zero_slot, dtype=np.int64)
+    row = 0
+    for m in members:
+        offsets = np.array([layout.node_offsets[id(c)] for c in m.children], dtype=np.int64)
+        inputs[row:row + m.num_units, :len(m.children)] = m.table + offsets[None, :]
+        row += m.num_units
+    return ProductLayerSpec(start, stop, inputs, layout.zero_slot)
+
+
+def _fused_sum_layer(members, key, layout: _Layout) -> FusedSumLayerSpec:
+    start, stop = layout.span(members)
+    _, num_units_each, num_splits, left_units, right_units = key[2]
+    left = np.stack([[layout.node_offsets[id(p.children[0])] + np.arange(left_units) for p in m.children]
+                     for m in members])
+    right = np.stack([[layout.node_offsets[id(p.children[1])] + np.arange(right_units) for p in m.children]
+                      for m in members])
+    num_inputs = num_splits * left_units * right_units
+    slots = np.stack([layout.weight_block(m, num_units_each, num_inputs) for m in members])
+    return FusedSumLayerSpec(start, stop, left, right, slots, len(members), num_units_each, num_splits,
+                             left_units, right_units)
+
+
+def _gather_sum_layer(members, key, layout: _Layout) -> SumLayerSpec:
+    start, stop = layout.span(members)
+    arity = max((m.params.mask.sum(axis=1).max() if m.params.mask is not None else m.num_inputs) for m in members)
+    inputs = np.full((stop - start, arity), layout.zero_slot, dtype=np.int64)
+    slots = np.full((stop - start, arity), -1, dtype=np.int64)
+    row = 0
+    for m in members:
+        cs = layout.child_slots(m)
+        base = layout.weight_offsets[id(m.params)]
+        mask = m.params.mask if m.params.mask is not None else np.ones(m.params.shape, dtype=bool)
+        counts = mask.sum(axis=1)
+        ragged = np.arange(arity)[None, :] < counts[:, None]
+        unit_idx, input_idx = np.nonzero(mask)
+        inputs[row:row + m.num_units][ragged] = cs[input_idx]
+        slots[row:row + m.num_units][ragged] = base + unit_idx * m.num_inputs + input_idx
+        row += m.num_units
+    return SumLayerSpec(start, stop, inputs, slots)
+
+
+def _dense_sum_layer(members, key, layout: _Layout) -> DenseSumLayerSpec:
+    start, stop = layout.span(members)
+    num_units_each, num_inputs = key[2]
+    inputs = np.stack([layout.child_slots(m) for m in members])
+    slots = np.stack([layout.weight_block(m, num_units_each, num_inputs) for m in members])
+    return DenseSumLayerSpec(start, stop, inputs, slots, len(members), num_units_each, num_inputs)
+
+
+#: The rule that makes the spec of each layer kind: ``rule(members, group key, layout)``.
+LAYER_RULES = {"input": _input_layer, "product": _product_layer, "fused-sum": _fused_sum_layer,
+               "gather-sum": _gather_sum_layer, "dense-sum": _dense_sum_layer}
