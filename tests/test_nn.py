@@ -158,6 +158,18 @@ def test_each_stacked_network_equals_the_same_network_run_alone():
             np.testing.assert_allclose(grads_l[name], grads[name][l:l + 1], rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("out", [1, 3, 16, 300])
+def test_bias_is_added_to_every_example_for_any_batch_size(out):
+    rng = np.random.default_rng(17)
+    layer = nn.StackedDense(2, 3, out)
+    params = layer.init(0, dtype="float64")
+    params["bias"] = rng.normal(size=(2, out))
+    for batch in (1, 2, 7, 12, 100):
+        x = rng.normal(size=(2, batch, 3))
+        y, _ = layer.forward(params, x)
+        np.testing.assert_allclose(y, x @ params["weight"] + params["bias"][:, None, :], rtol=1e-14, atol=1e-15)
+
+
 def test_changing_one_networks_weights_changes_only_its_output():
     rng = np.random.default_rng(9)
     net = nn.mlp(5, [3, 4, 2])
