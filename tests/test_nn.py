@@ -248,6 +248,44 @@ def params_of(net, params, layer):
     return {name.split(".", 1)[1]: value for name, value in params.items() if name.startswith(f"{position}.")}
 
 
+def stacked_elbo(encoder, decoder, enc_params, dec_params, x, eps, flows):
+    """The VAE-leaf pattern (docs/nn.md): ELBO of binary ``x`` under L stacked VAEs with a
+    Bernoulli decoder, and the gradients of ``sum(flows * elbo)`` by reparameterization."""
+    latent = eps.shape[-1]
+    code, enc_cache = encoder.forward(enc_params, x)                   # (L, B, 2 * latent)
+    mean, log_var = code[..., :latent], code[..., latent:]
+    std = np.exp(0.5 * log_var)
+    z = mean + std * eps
+    logits, dec_cache = decoder.forward(dec_params, z)                 # (L, B, D)
+    softplus = np.logaddexp(0, logits)
+    elbo = (x * logits - softplus).sum(-1) - 0.5 * (mean ** 2 + std ** 2 - log_var - 1).sum(-1)
+    w = flows[..., None]
+    dec_grads, grad_z = decoder.backward(dec_params, dec_cache, w * (x - np.exp(logits - softplus)))
+    grad_code = np.concatenate([grad_z - w * mean, grad_z * eps * 0.5 * std - w * 0.5 * (std ** 2 - 1)], axis=-1)
+    enc_grads, _ = encoder.backward(enc_params, enc_cache, grad_code, input_grad=False)
+    return elbo, enc_grads, dec_grads
+
+
+def test_stacked_vae_elbo_gradients_equal_finite_differences():
+    rng = np.random.default_rng(18)
+    networks, batch, pixels, latent = 3, 5, 4, 2
+    encoder = nn.mlp(networks, [pixels, 6, 2 * latent], activation="tanh")
+    decoder = nn.mlp(networks, [latent, 6, pixels], activation="softplus")
+    enc_params, dec_params = encoder.init(0, dtype="float64"), decoder.init(1, dtype="float64")
+    x = (rng.random((networks, batch, pixels)) < 0.5).astype(np.float64)
+    eps = rng.normal(size=(networks, batch, latent))
+    flows = rng.random((networks, batch))
+    _, enc_grads, dec_grads = stacked_elbo(encoder, decoder, enc_params, dec_params, x, eps, flows)
+
+    def objective():
+        return float((flows * stacked_elbo(encoder, decoder, enc_params, dec_params, x, eps, flows)[0]).sum())
+
+    for params, grads in ((enc_params, enc_grads), (dec_params, dec_grads)):
+        for name in params:
+            np.testing.assert_allclose(grads[name], numeric_gradient(objective, params[name]), rtol=1e-6,
+                                       atol=1e-8, err_msg=name)
+
+
 # ---- initialization ----------------------------------------------------------------------
 @pytest.mark.parametrize("init", nn.INITIALIZERS)
 @pytest.mark.parametrize("gain", [1.0, math.sqrt(2)])
@@ -412,7 +450,7 @@ def test_wrong_parameters_and_gradients_name_the_layer():
     net = nn.mlp(2, [3, 4, 1])
     params = net.init(0, dtype="float64")
     x = np.zeros((2, 5, 3))
-    with pytest.raises(ValueError, match=r"layer 2 StackedDense\(2, 4, 1\): parameters missing \['bias'\]"):
+    with pytest.raises(ValueError, match=r"layer 2 StackedDense\(2, 4, 1\): parameters missing \['bias'\]; expected"):
         net.forward(params={k: v for k, v in params.items() if k != "2.bias"}, x=x)
     with pytest.raises(ValueError, match=r"layer 0 StackedDense\(2, 3, 4\): parameter 'weight' has shape \(2, 4, 3\)"):
         net.forward({**params, "0.weight": np.zeros((2, 4, 3))}, x)

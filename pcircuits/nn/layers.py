@@ -116,14 +116,15 @@ class Layer:
 
     def check_params(self, params: dict, *, where: str = ""):
         """Raise ValueError naming the layer when a parameter is missing, unknown or misshapen."""
-        where = where or repr(self)
+        where = where or self._label()
         if not isinstance(params, dict):
             raise TypeError(f"{where}: params must be a dict of named arrays, got {type(params).__name__}")
         shapes = self.param_shapes()
         missing = [name for name in shapes if name not in params]
         unknown = [name for name in params if name not in shapes]
         if missing or unknown:
-            raise ValueError(f"{where}: parameters missing {missing}, unknown {unknown}; expected {sorted(shapes)}")
+            problems = [f"{what} {names}" for what, names in (("missing", missing), ("unknown", unknown)) if names]
+            raise ValueError(f"{where}: parameters {' and '.join(problems)}; expected {sorted(shapes)}")
         for name, shape in shapes.items():
             got = tuple(getattr(params[name], "shape", ()))
             if got != shape:
@@ -149,7 +150,7 @@ class Layer:
         cache : object
             Opaque; pass it to :meth:`backward` unchanged. It holds references, not copies.
         """
-        where = repr(self)
+        where = self._label()
         self._check_input(x, where)
         self.check_params(params, where=where)
         _check_dtypes(params, x, where)
@@ -177,7 +178,7 @@ class Layer:
             One gradient per parameter, with the parameter's name and shape.
         grad_x : array, shape of ``x``, or None
         """
-        where = repr(self)
+        where = self._label()
         if not isinstance(cache, _Cache):
             raise TypeError(f"{where}: cache must be what forward returned, got {type(cache).__name__}")
         if tuple(getattr(grad_y, "shape", ())) != cache.shape or getattr(grad_y, "dtype", None) != cache.dtype:
@@ -218,6 +219,10 @@ class Layer:
         if not ok:
             raise ValueError(f"{where}: input has shape {shape}, expected ({networks}, batch, {features}) or "
                              f"(batch, {features})")
+
+    def _label(self) -> str:
+        """How error messages name the layer."""
+        return repr(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -368,6 +373,8 @@ class Sequential(Layer):
         self.keeps_output = ([True] + [layer.keeps_output for layer in layers if not layer.passes_through])[-1]
         self._prefixes = [f"{i}." for i in range(len(layers))]
         self._inner_names = [tuple(layer.param_shapes()) for layer in layers]
+        self._shapes = {prefix + name: shape for prefix, layer in zip(self._prefixes, layers)
+                        for name, shape in layer.param_shapes().items()}
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -380,8 +387,7 @@ class Sequential(Layer):
 
     # ---- parameters ---------------------------------------------------------------------
     def param_shapes(self):
-        return {prefix + name: shape for prefix, layer in zip(self._prefixes, self.layers)
-                for name, shape in layer.param_shapes().items()}
+        return dict(self._shapes)
 
     def param_constraints(self):
         return {prefix + name: c for prefix, layer in zip(self._prefixes, self.layers)
@@ -396,6 +402,9 @@ class Sequential(Layer):
         return {name: params[prefix + name] for name in self._inner_names[position]}
 
     def check_params(self, params: dict, *, where: str = ""):
+        if isinstance(params, dict) and params.keys() == self._shapes.keys() \
+                and all(getattr(params[name], "shape", None) == shape for name, shape in self._shapes.items()):
+            return
         where = where or "Sequential"
         if not isinstance(params, dict):
             raise TypeError(f"{where}: params must be a dict of named arrays, got {type(params).__name__}")
@@ -437,6 +446,9 @@ class Sequential(Layer):
 
     def config(self):
         return {"kind": self.kind, "layers": [layer.config() for layer in self.layers]}
+
+    def _label(self):
+        return "Sequential"
 
     @classmethod
     def from_config(cls, settings):
