@@ -6,8 +6,10 @@ latent sample, for the reparameterization), and the encoder backward without an 
 (its input is data). The floor is the same pass's matrix products alone, with the same shapes:
 ``x @ W`` per dense layer, ``x^T @ g`` per dense layer, and ``g @ W^T`` where the pass needs the
 input gradient; so ``ratio`` measures what the biases, activations, checks and allocations add.
-Pass and floor are timed alternately in one run (median of ``--reps`` each), so a busy machine
-slows both alike.
+Pass and floor are timed alternately in one run, ``--reps`` times each. ``ratio`` is the median
+over the rounds of pass time / floor time measured back to back (so a busy machine, which
+slows the two alike, disturbs it least); ``ratio_of_medians`` divides the medians and
+``ratio_of_minima`` the fastest times.
 
 Cases:
 
@@ -95,19 +97,19 @@ def make_floor(backend, networks: int, encoder_shapes, decoder_shapes, batch: in
     return step, forward
 
 
-def alternating_medians(functions, reps: int, sync) -> list[float]:
-    """Median milliseconds of each function, timed in turn ``reps`` times (after one warm-up)."""
+def alternating_times(functions, reps: int, sync) -> np.ndarray:
+    """Milliseconds of each function, timed in turn ``reps`` times after one warm-up: shape (reps, functions)."""
     for fn in functions:
         fn()
     sync()
-    times = [[] for _ in functions]
-    for _ in range(reps):
-        for fn, record in zip(functions, times):
+    times = np.empty((reps, len(functions)))
+    for rep in range(reps):
+        for column, fn in enumerate(functions):
             start = time.perf_counter()
             fn()
             sync()
-            record.append(time.perf_counter() - start)
-    return [float(np.median(record)) * 1e3 for record in times]
+            times[rep, column] = (time.perf_counter() - start) * 1e3
+    return times
 
 
 def run_case(name: str, batch: int, backend, reps: int) -> dict:
@@ -116,14 +118,16 @@ def run_case(name: str, batch: int, backend, reps: int) -> dict:
     step, forward, enc_shapes, dec_shapes, num_params = make_pass(backend, case["networks"], case["encoder"],
                                                                   case["decoder"], batch, rng)
     floor_step, floor_forward = make_floor(backend, case["networks"], enc_shapes, dec_shapes, batch, rng)
-    step_ms, floor_ms, forward_ms, floor_forward_ms = alternating_medians(
-        [step, floor_step, forward, floor_forward], reps, backend.synchronize)
+    times = alternating_times([step, floor_step, forward, floor_forward], reps, backend.synchronize)
+    step_ms, floor_ms, forward_ms, floor_forward_ms = np.median(times, axis=0)
+    minima = times.min(axis=0)
     return {"case": name, "networks": case["networks"], "encoder": case["encoder"], "decoder": case["decoder"],
             "batch": batch, "dtype": backend.dtype.name, "backend": backend.name, "params": num_params,
             "step_ms": round(step_ms, 3), "matmul_floor_ms": round(floor_ms, 3),
-            "ratio": round(step_ms / floor_ms, 3),
+            "ratio": round(float(np.median(times[:, 0] / times[:, 1])), 3),
+            "ratio_of_medians": round(step_ms / floor_ms, 3), "ratio_of_minima": round(minima[0] / minima[1], 3),
             "forward_ms": round(forward_ms, 3), "forward_floor_ms": round(floor_forward_ms, 3),
-            "forward_ratio": round(forward_ms / floor_forward_ms, 3), "reps": reps,
+            "forward_ratio": round(float(np.median(times[:, 2] / times[:, 3])), 3), "reps": reps,
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
 
 

