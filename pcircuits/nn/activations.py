@@ -125,7 +125,7 @@ class Softplus(Activation):
         xp.exp(small, out=small)                       # exp(-|x|) in (0, 1]
         slope = _sigmoid(xp, x, exp_minus_abs=small)
         xp.log1p(small, out=small)
-        y = xp.maximum(x, 0, out=x if overwrite else None)
+        y = xp.maximum(x, _zeros(xp, x.shape, x.dtype), out=x if overwrite else None)
         y += small
         return y, slope
 
