@@ -33,24 +33,24 @@ import numpy as np
 from hypothesis import strategies as st
 
 import pcircuits as pc
+from leaf_contracts import CONTRACTS, VariableKind
+from pcircuits.distributions import FAMILIES
 from pcircuits.nodes import InputNode, Node, ProductNode, SumNode, SumWeights
 
-__all__ = ["DISCRETE_FAMILIES", "ALL_FAMILIES", "INVALID_KINDS", "valid_circuits", "selective_circuits",
+__all__ = ["DISCRETE_FAMILIES", "ALL_FAMILIES", "CONTINUOUS_FAMILIES", "LEARNABLE_FAMILIES", "INVALID_KINDS", "valid_circuits", "selective_circuits",
            "invalid_circuits", "enumerate_assignments", "brute_force_log_likelihood", "leaf_log_values",
            "replace_node", "assert_circuits_equal"]
 
-DISCRETE_FAMILIES = ("bernoulli", "categorical", "indicator", "binomial")
-ALL_FAMILIES = DISCRETE_FAMILIES + ("gaussian",)
+#: Every registered family whose log-density is exact and that has a test contract
+#: (``leaf_contracts.py``): the families the property tests draw from.
+ALL_FAMILIES = tuple(name for name, family in FAMILIES.items() if family.exact and name in CONTRACTS)
+#: Those over a discrete domain, where enumerating every assignment is exact.
+DISCRETE_FAMILIES = tuple(name for name in ALL_FAMILIES if FAMILIES[name].discrete)
+#: Those over continuous variables (input gradients exist).
+CONTINUOUS_FAMILIES = tuple(name for name in ALL_FAMILIES if not FAMILIES[name].discrete)
+#: Those with learnable parameters (gradients and EM updates exist).
+LEARNABLE_FAMILIES = tuple(name for name in ALL_FAMILIES if FAMILIES[name].constraints)
 INVALID_KINDS = ("smoothness", "decomposability", "cycle", "weights", "shape")
-
-
-@dataclass(frozen=True)
-class VariableKind:
-    """The leaf family of one variable and its domain size (None: continuous)."""
-
-    family: str
-    domain: int | None
-    trials: int | None = None
 
 
 class _Builder:
@@ -89,8 +89,9 @@ class _Builder:
                 return shared
         self.budget -= 1
         choices = []
-        gaussian_region = all(self.kinds[v].family == "gaussian" for v in region)
-        if len(region) == 1 or gaussian_region:
+        family = self.kinds[region[0]].family
+        multivariate = CONTRACTS[family].multivariate and all(self.kinds[v].family == family for v in region)
+        if len(region) == 1 or multivariate:
             choices.append("leaf")
         if depth > 0 and self.budget > 0:
             choices += ["product", "sum"]
@@ -143,16 +144,7 @@ class _Builder:
         return InputNode(region, family)
 
     def new_family(self, kind: VariableKind, k: int, num_variables: int):
-        rng = self.rng
-        if kind.family == "bernoulli":
-            return pc.Bernoulli.random(k, rng=rng)
-        if kind.family == "categorical":
-            return pc.Categorical.random(k, kind.domain, rng=rng)
-        if kind.family == "indicator":
-            return pc.Indicator(rng.integers(0, kind.domain, size=k), num_categories=kind.domain)
-        if kind.family == "binomial":
-            return pc.Binomial.random(k, n=kind.trials, rng=rng)
-        return pc.Gaussian.random(k, None if num_variables == 1 else num_variables, rng=rng)
+        return CONTRACTS[kind.family].make(kind, k, num_variables, self.rng)
 
     def product(self, region, depth, units) -> ProductNode:
         parts = self.partition(region)
@@ -186,19 +178,7 @@ class _Builder:
 
 
 def _variable_kinds(draw, num_variables: int, families) -> list[VariableKind]:
-    kinds = []
-    for _ in range(num_variables):
-        family = draw(st.sampled_from(families))
-        if family == "bernoulli":
-            kinds.append(VariableKind(family, 2))
-        elif family in ("categorical", "indicator"):
-            kinds.append(VariableKind(family, draw(st.integers(2, 3))))
-        elif family == "binomial":
-            trials = draw(st.integers(1, 3))
-            kinds.append(VariableKind(family, trials + 1, trials))
-        else:
-            kinds.append(VariableKind(family, None))
-    return kinds
+    return [CONTRACTS[draw(st.sampled_from(families))].variable_kind(draw) for _ in range(num_variables)]
 
 
 def _check_families(families):
@@ -344,17 +324,12 @@ def _fresh_factorized(builder: _Builder, region: tuple[int, ...], k: int) -> tup
 
 
 def _break_leaf_values(family) -> bool:
-    """Make a family's values invalid in place (p > 1, rows not summing to 1, std < 0)."""
-    if family.name in ("bernoulli", "binomial"):
-        family.p = family.p.copy()
-        family.p[0] = 1.5
-    elif family.name == "categorical":
-        family.probs = family.probs * 2.0
-    elif family.name == "gaussian":
-        family.std = family.std.copy()
-        family.std.flat[0] = -1.0
-    else:
+    """Make a family's values invalid in place (p > 1, rows not summing to 1, std < 0); False
+    when the family has no values to break."""
+    breaker = CONTRACTS[family.name].break_values
+    if breaker is None:
         return False
+    breaker(family)
     return True
 
 
@@ -463,42 +438,17 @@ def enumerate_assignments(circuit: pc.Circuit, *, max_assignments: int = 1_000_0
 
 
 def leaf_log_values(node: InputNode, x: np.ndarray) -> np.ndarray:
-    """Log-densities of every unit of an input node, shape (batch, num_units); NaN gives log 1."""
+    """Log-densities of every unit of an input node, shape (batch, num_units); NaN gives log 1.
+
+    The oracle of the node's family contract (``leaf_contracts.py``), in float64.
+    """
     family = node.family
+    if family.name not in CONTRACTS:
+        raise ValueError(f"leaf_log_values: no oracle for the {family.name} family")
     values = x[:, list(node.variables)]
-    missing = np.isnan(values)
+    observed = ~np.isnan(values)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if family.name == "gaussian":
-            mean = np.asarray(family.mean, dtype=np.float64).reshape(family.num_units, -1)
-            std = np.asarray(family.std, dtype=np.float64).reshape(family.num_units, -1)
-            z = (values[:, None, :] - mean[None]) / std[None]
-            per_dim = -0.5 * z * z - np.log(std)[None] - 0.5 * math.log(2 * math.pi)
-            return np.where(missing[:, None, :], 0.0, per_dim).sum(axis=2)
-        v = values[:, :1]
-        is_missing = missing[:, :1]
-        safe = np.where(is_missing, 0.0, v)
-        integral = (safe == np.round(safe)) & (safe >= 0)
-        index = np.where(integral, safe, 0).astype(np.int64)
-        if family.name == "bernoulli":
-            p = family.p[None, :]
-            out = np.where(safe == 1, np.log(p), np.where(safe == 0, np.log1p(-p), -np.inf))
-        elif family.name == "categorical":
-            probs = family.probs
-            inside = integral & (safe < probs.shape[1])
-            out = np.where(inside, np.log(probs[:, np.minimum(index[:, 0], probs.shape[1] - 1)].T), -np.inf)
-        elif family.name == "indicator":
-            out = np.where(safe == family.value[None, :], 0.0, -np.inf)
-        elif family.name == "binomial":
-            n, p = family.n, family.p[None, :]
-            k = index
-            log_choose = np.array([[math.lgamma(n + 1) - math.lgamma(int(c) + 1) - math.lgamma(n - int(c) + 1)
-                                    if c <= n else -np.inf] for c in k[:, 0]])
-            success = np.where(k > 0, k * np.log(p), 0.0)
-            failure = np.where(n - k > 0, (n - k) * np.log1p(-p), 0.0)
-            out = np.where(integral & (safe <= n), log_choose + success + failure, -np.inf)
-        else:
-            raise ValueError(f"leaf_log_values: no oracle for the {family.name} family")
-    return np.where(is_missing, 0.0, out)
+        return CONTRACTS[family.name].oracle(family, np.where(observed, values, 0.0), observed)
 
 
 def _log_sum_exp(a: np.ndarray, axis: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from pcircuits.program import scatter as scatter_module
 from pcircuits.program.layers import DenseSumLayer
 from pcircuits.program.scatter import Scatter
 
-from strategies import valid_circuits
+from strategies import LEARNABLE_FAMILIES, valid_circuits
 
 NUMPY = get_backend("numpy", "float64")
 
@@ -179,7 +179,7 @@ def weight_gradient_by_node(program, circuit):
 
 
 @settings(max_examples=25, deadline=None)
-@given(valid_circuits(families=("bernoulli", "categorical", "binomial", "gaussian")), st.integers(0, 2**31 - 1),
+@given(valid_circuits(families=LEARNABLE_FAMILIES), st.integers(0, 2**31 - 1),
        st.sampled_from([1.0, 30.0, 120.0]))
 def test_dense_and_fused_layers_equal_the_gather_logsumexp(circuit, seed, power):
     circuit = sharpened(circuit, power)

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 import pcircuits as pc
 from pcircuits.backend import cupy_available
 
-from strategies import brute_force_log_likelihood, enumerate_assignments, selective_circuits, valid_circuits
+from strategies import (ALL_FAMILIES, CONTINUOUS_FAMILIES, DISCRETE_FAMILIES, LEARNABLE_FAMILIES,
+                        brute_force_log_likelihood, enumerate_assignments, selective_circuits, valid_circuits)
 
-DISCRETE = ("bernoulli", "categorical", "indicator", "binomial")
+DISCRETE = DISCRETE_FAMILIES
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -48,7 +49,7 @@ def test_all_missing_input_gives_log_one(circuit):
 
 
 @FAST
-@given(valid_circuits(families=DISCRETE + ("gaussian",)), st.integers(0, 2**31 - 1))
+@given(valid_circuits(families=ALL_FAMILIES), st.integers(0, 2**31 - 1))
 def test_log_likelihood_matches_node_by_node_oracle(circuit, seed):
     program = circuit.compile(dtype="float64")
     rng = np.random.default_rng(seed)
@@ -97,7 +98,7 @@ def _numeric_gradient(f, theta, h=1e-6):
 
 
 @FAST
-@given(valid_circuits(families=DISCRETE + ("gaussian",)), st.integers(0, 2**31 - 1))
+@given(valid_circuits(families=ALL_FAMILIES), st.integers(0, 2**31 - 1))
 def test_log_weight_gradient_equals_finite_differences(circuit, seed):
     program = circuit.compile(dtype="float64")
     x = program.sample(4, seed=seed)
@@ -116,7 +117,7 @@ def test_log_weight_gradient_equals_finite_differences(circuit, seed):
 
 
 @FAST
-@given(valid_circuits(families=("bernoulli", "categorical", "binomial", "gaussian")), st.integers(0, 2**31 - 1))
+@given(valid_circuits(families=LEARNABLE_FAMILIES), st.integers(0, 2**31 - 1))
 def test_leaf_parameter_gradient_equals_finite_differences(circuit, seed):
     program = circuit.compile(dtype="float64")
     x = program.sample(4, seed=seed)
@@ -137,7 +138,7 @@ def test_leaf_parameter_gradient_equals_finite_differences(circuit, seed):
 
 
 @FAST
-@given(valid_circuits(families=("gaussian",)), st.integers(0, 2**31 - 1))
+@given(valid_circuits(families=CONTINUOUS_FAMILIES), st.integers(0, 2**31 - 1))
 def test_input_gradient_equals_finite_differences(circuit, seed):
     program = circuit.compile(dtype="float64")
     x = program.sample(3, seed=seed)
@@ -265,7 +266,7 @@ def test_posterior_mean_inpainting_is_the_conditional_expectation(circuit, seed)
 
 
 @FAST
-@given(valid_circuits(families=DISCRETE + ("gaussian",)), st.integers(0, 2**31 - 1))
+@given(valid_circuits(families=ALL_FAMILIES), st.integers(0, 2**31 - 1))
 def test_float32_agrees_with_float64(circuit, seed):
     x = circuit.compile(dtype="float64").sample(8, seed=seed)
     ll64 = circuit.compile(dtype="float64").log_likelihood(x)
@@ -372,7 +373,7 @@ def test_sync_to_circuit_writes_parameters_back():
 @pytest.mark.gpu
 @pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
 @settings(max_examples=15, deadline=None)
-@given(valid_circuits(families=DISCRETE + ("gaussian",)), st.integers(0, 2**31 - 1))
+@given(valid_circuits(families=ALL_FAMILIES), st.integers(0, 2**31 - 1))
 def test_cupy_agrees_with_numpy_on_every_pass(circuit, seed):
     reference = circuit.compile(backend="numpy", dtype="float64")
     gpu = circuit.compile(backend="cupy", dtype="float64")

@@ -48,6 +48,9 @@ class LeafFamily:
     discrete: bool = True
     #: True when ``em_statistics`` / ``em_update`` give the family's M-step.
     supports_em: bool = True
+    #: True when ``log_prob`` is the exact log-density; False for a lower bound (a VAE's
+    #: ELBO), which makes every circuit value over such leaves a bound too.
+    exact: bool = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -381,7 +381,8 @@ class EM(Learner):
             found = {n[len(prefix):]: xp.asarray(v) for n, v in arrays.items() if n.startswith(prefix)}
             if found:
                 leaves[key] = found
-        self.totals = {"weights": xp.asarray(arrays["weights"]), "leaves": leaves, "log_likelihood": 0.0, "count": 0}
+        self.totals = {"weights": xp.asarray(arrays["weights"]), "leaves": leaves, "log_likelihood": 0.0,
+                       "loss_sum": 0.0, "count": 0, "correct": None}
 
 
 def _combine(a: dict, b: dict, weight_a: float, weight_b: float) -> dict:
@@ -390,8 +391,9 @@ def _combine(a: dict, b: dict, weight_a: float, weight_b: float) -> dict:
         return u + v if weight_a == 1.0 and weight_b == 1.0 else weight_a * u + weight_b * v
 
     leaves = {key: {k: mix(a["leaves"][key][k], v) for k, v in stats.items()} for key, stats in b["leaves"].items()}
-    return {"weights": mix(a["weights"], b["weights"]), "leaves": leaves,
-            "log_likelihood": a["log_likelihood"] + b["log_likelihood"], "count": a["count"] + b["count"]}
+    log_likelihood = a["log_likelihood"] + b["log_likelihood"]
+    return {"weights": mix(a["weights"], b["weights"]), "leaves": leaves, "log_likelihood": log_likelihood,
+            "loss_sum": -log_likelihood, "count": a["count"] + b["count"], "correct": None}
 
 
 def _em_learner(kind: str):

@@ -23,7 +23,7 @@ from ..layerize.plan import DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec
 from .context import SUM
 from .scatter import Scatter, add_at
 
-__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "build_layer"]
+__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "COMPILE_RULES", "build_layer"]
 
 # largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
 _MAX_CHUNK_ELEMENTS = 1 << 24
@@ -469,8 +469,14 @@ class FusedSumLayer(DenseSumLayer):
         active[self.right[node, split, rest % self.KR], batch] = True
 
 
+#: The compile rule table: layer spec type -> executable layer class.
+COMPILE_RULES = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
+                 DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer}
+
+
 def build_layer(spec, backend):
-    """The compile rule table: layer spec type -> executable layer class."""
-    rules = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
-             DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer}
-    return rules[type(spec)](spec, backend)
+    """The executable layer of a layer spec (by :data:`COMPILE_RULES`)."""
+    rule = COMPILE_RULES.get(type(spec))
+    if rule is None:
+        raise TypeError(f"no compile rule for layer spec {type(spec).__name__}")
+    return rule(spec, backend)
