@@ -28,7 +28,7 @@ from . import __version__
 from .demo import DEMO_SETTINGS, QUICK_SETTINGS
 from .errors import CheckpointError, CircuitFileError, InvalidCircuitError, OptionalDependencyError
 from .learning import METHODS
-from .workflow import (LEAVES, PREPROCESSINGS, STRUCTURES, build_image_circuit, checkpoint_epochs,
+from .workflow import (LEAVES, PREPROCESSINGS, STRUCTURES, build_image_circuit, check_scorable, checkpoint_epochs,
                        default_valid_size, evaluate_program, history_record, initialize_leaves, load_model,
                        prepare_images, record_path, save_model, write_json)
 
@@ -430,6 +430,7 @@ def _cmd_inpaint(args) -> int:
     model = _Opened(args)
     x, mean, std = model.prepare(_subset(model.data.x_test, args.num_images))
     mask = tasks.make_mask(args.mask, model.shape)
+    check_scorable(x, mask, args.mask, what=f"{model.data.name} test image")
     methods = ("posterior-mean", "mpe") if args.method == "both" else (args.method,)
     completions, metrics = {}, {}
     for method in methods:

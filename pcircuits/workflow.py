@@ -22,7 +22,8 @@ from .errors import CircuitFileError
 
 __all__ = ["PREPROCESSINGS", "STRUCTURES", "LEAVES", "RECORD_SUFFIX", "prepare_images", "leaf_family",
            "build_image_circuit", "initialize_leaves", "default_valid_size", "history_record", "checkpoint_epochs",
-           "record_path", "save_model", "load_model", "read_record", "write_json", "evaluate_program"]
+           "record_path", "save_model", "load_model", "read_record", "write_json", "check_scorable",
+           "evaluate_program"]
 
 #: Preprocessings of the pixels: per-image standardization (P&D) or the grey levels as they are.
 PREPROCESSINGS = ("standardize", "none")
@@ -259,6 +260,21 @@ def load_model(path: os.PathLike):
 
 # ---- scores ----------------------------------------------------------------------------------
 
+def check_scorable(x: np.ndarray, mask: np.ndarray, mask_name: str, *, what: str = "test image") -> None:
+    """Refuse to score completions of ``mask`` where a true pixel under it is missing (NaN).
+
+    ``x`` has shape (n, num_pixels); ``mask`` holds ``num_pixels`` booleans (True = occluded).
+    The completion MSE compares the completed pixels with the true ones, so it would be NaN.
+    """
+    unknown = np.isnan(x[:, np.asarray(mask).reshape(-1)]).any(axis=1)
+    if unknown.any():
+        count = int(unknown.sum())
+        raise ValueError(f"{what} {int(np.argmax(unknown))}{f' (and {count - 1} more)' if count > 1 else ''} has "
+                         f"missing (NaN) pixels in the {mask_name} part, so its completion cannot be scored; fill "
+                         f"or drop such images, or occlude another part")
+
+
+
 def evaluate_program(program, images: np.ndarray, *, preprocess: str, shape: tuple, max_value: int,
                      masks=("left", "bottom"), methods=("posterior-mean",), batch_size: int = 256,
                      progress: bool = False) -> tuple[dict, dict]:
@@ -276,7 +292,8 @@ def evaluate_program(program, images: np.ndarray, *, preprocess: str, shape: tup
     max_value : int
         The largest grey level (the MSE is rescaled to 0..255).
     masks, methods : sequences of str
-        Halves to occlude (:func:`pcircuits.tasks.make_mask`) and completion methods.
+        Halves to occlude (:func:`pcircuits.tasks.make_mask`) and completion methods. A true
+        pixel under a mask must not be missing (:func:`check_scorable`).
 
     Returns
     -------
@@ -298,8 +315,10 @@ def evaluate_program(program, images: np.ndarray, *, preprocess: str, shape: tup
     metrics = {"num_images": len(x), "log_likelihood": float(np.mean(ll)),
                "bits_per_dimension": tasks.bits_per_dimension(ll, num_dims, scale=scale)}
     completions = {"x": x, "mean": mean, "std": std}
-    for mask_name in masks:
-        mask = tasks.make_mask(mask_name, shape)
+    masks = {mask_name: tasks.make_mask(mask_name, shape) for mask_name in masks}
+    for mask_name, mask in masks.items():
+        check_scorable(x, mask, mask_name)
+    for mask_name, mask in masks.items():
         for method in methods:
             done = tasks.complete(program, x, mask, method=method, batch_size=batch_size, progress=progress)
             completions[(mask_name, method)] = done

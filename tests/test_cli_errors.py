@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pcircuits as pc
-from pcircuits import cli
+from pcircuits import cli, viz
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = ["--delta", "4", "--num-sums", "2", "--num-leaves", "2", "--epochs", "1", "--train-size", "60",
@@ -259,3 +259,32 @@ def test_record_fields_of_the_right_type_are_read_back(tmp_path):
     path.write_text(json.dumps({"data": "digits8x8", "shape": [8, 8], "max_value": 16, "preprocess": "none",
                                 "extra": {"anything": [1]}}))
     assert pc.workflow.read_record(path)["extra"] == {"anything": [1]}
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["inpaint", "--mask", "left"]])
+def test_missing_true_pixels_under_the_mask_are_one_line_not_a_nan_score(models, tmp_path, capsys, command):
+    x_test = np.random.default_rng(0).integers(0, 17, (4, 8, 8)).astype(float)
+    x_test[1, 3, 0] = np.nan
+    data = images_file(tmp_path / "holes.npz", x_test=x_test)
+    out = [] if command == ["evaluate"] else ["--out", tmp_path / "picture.png"]
+    assert_one_line_error(run(capsys, *command, models / "gaussian.pcz", "--data", data, *out),
+                          "test image 1", "missing (NaN) pixels in the left part")
+
+
+def test_missing_pixels_outside_the_masks_are_marginalized(models, tmp_path, capsys):
+    x_test = np.random.default_rng(0).integers(0, 17, (4, 8, 8)).astype(float)
+    x_test[1, 0, 7] = np.nan
+    data = images_file(tmp_path / "holes.npz", x_test=x_test)
+    report = tmp_path / "report.json"
+    status, _, err = run(capsys, "evaluate", models / "gaussian.pcz", "--data", data, "--masks", "bottom",
+                         "--report", report, "--quiet", "--no-progress")
+    assert status == 0 and err == ""
+    scores = json.loads(report.read_text())
+    assert np.isfinite(scores["log_likelihood"]) and np.isfinite(scores["mse_bottom_posterior-mean"])
+
+
+def test_warnings_are_one_line(models, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
+    status, _, err = run(capsys, "draw", models / "gaussian.pcz", "--out", tmp_path / "circuit.svg", "--quiet")
+    assert status == 0 and (tmp_path / "circuit.dot").is_file()
+    assert len(err.splitlines()) == 1 and err.startswith("pcircuits draw: warning: Graphviz's `dot` program")
