@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pcircuits as pc
-from pcircuits import cli, viz
+from pcircuits import cli, viz, workflow
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = ["--delta", "4", "--num-sums", "2", "--num-leaves", "2", "--epochs", "1", "--train-size", "60",
@@ -258,7 +258,7 @@ def test_record_fields_of_the_right_type_are_read_back(tmp_path):
     path = tmp_path / "m.pcz.json"
     path.write_text(json.dumps({"data": "digits8x8", "shape": [8, 8], "max_value": 16, "preprocess": "none",
                                 "extra": {"anything": [1]}}))
-    assert pc.workflow.read_record(path)["extra"] == {"anything": [1]}
+    assert workflow.read_record(path)["extra"] == {"anything": [1]}
 
 
 @pytest.mark.parametrize("command", [["evaluate"], ["inpaint", "--mask", "left"]])
