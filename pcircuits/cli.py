@@ -32,7 +32,8 @@ from .workflow import (LEAVES, PREPROCESSINGS, STRUCTURES, build_image_circuit, 
                        default_valid_size, evaluate_program, history_record, initialize_leaves, load_model,
                        prepare_images, record_path, save_model, write_json)
 
-__all__ = ["main", "build_parser", "load_data", "parse_delta", "train_settings", "DATA_SETS", "USER_ERRORS"]
+__all__ = ["main", "build_parser", "load_data", "parse_delta", "train_settings", "describe_error", "DATA_SETS",
+           "USER_ERRORS"]
 
 #: Names accepted by ``--data`` (besides a path to an ``.npz`` file).
 DATA_SETS = ("digits8x8", "mnist", "fashion-mnist", "olivetti")
