@@ -6,13 +6,15 @@ DGC-SPN do) or as a model needs. Files are looked up in :func:`default_data_dir`
 ``PCIRCUITS_DATA`` environment variable, else ``../shared/data`` next to the repository) unless
 a ``path`` is given. Besides the ``.npz`` copies, the original formats are read too: MNIST idx
 files (``*-ubyte``, optionally gzipped), P&D's ``olivetti.raw`` and Caltech ``*.raw.rescale``
-text files. :func:`load_digits_8x8` needs no file at all (scikit-learn's bundled digits).
+text files. :func:`load_digits_8x8` needs no data folder: the 8x8 digits ship inside the
+package (``pcircuits/data/digits8x8.npz``; source and licence in ``pcircuits/data/README.md``).
 """
 from __future__ import annotations
 
 import gzip
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Union
 
@@ -405,24 +407,24 @@ def load_caltech_faces(category: str = "Faces", path: PathLike | None = None) ->
 
 # ---- embedded default -------------------------------------------------------------------
 
+#: The 8x8 digits inside the package (written by ``scripts/make_digits8x8.py``).
+DIGITS_FILE = "digits8x8.npz"
 #: Test images of the fixed 8x8-digits split: the last 360 of 1797 (20 %).
 DIGITS_TEST_SIZE = 360
 
 
 def load_digits_8x8() -> Dataset:
-    """scikit-learn's bundled 8x8 handwritten digits; no download, no data folder needed.
+    """The 8x8 handwritten digits shipped inside the package; no download, no data folder needed.
 
-    1797 images with grey levels 0..16 (uint8) and labels 0..9, in the file's order; the
-    first 1437 are the training set and the last 360 the test set (a fixed 80/20 split).
+    The UCI optical-digits test set as scikit-learn bundles it (Alpaydin & Kaynak, 1998; CC BY
+    4.0, see ``pcircuits/data/README.md``): 1797 images with grey levels 0..16 (uint8) and
+    labels 0..9 (int64), in the file's order; the first 1437 are the training set and the last
+    360 the test set (a fixed 80/20 split).
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise ImportError("load_digits_8x8 needs scikit-learn, a dependency of pcircuits: "
-                          "pip install scikit-learn") from None
-    digits = load_digits()
-    x = digits.images.astype(np.uint8)
-    y = digits.target.astype(np.int64)
+    with resources.files(__package__).joinpath("data").joinpath(DIGITS_FILE).open("rb") as stream:
+        with np.load(stream, allow_pickle=False) as archive:
+            x = archive["images"].astype(np.uint8)
+            y = archive["labels"].astype(np.int64)
     cut = len(x) - DIGITS_TEST_SIZE
     return Dataset("digits_8x8", x[:cut], y[:cut], x[cut:], y[cut:], (8, 8), 16)
 

@@ -1,10 +1,11 @@
-"""``pcircuits demo``: the whole image workflow on the embedded 8x8 digits, in well under a minute.
+"""``pcircuits demo``: the whole image workflow on the 8x8 digits shipped with the package, in seconds.
 
 Builds a Poon-Domingos circuit with quantile-initialized Gaussian leaves over per-image
 standardized digits, checks it, trains it with EM, scores it (test log-likelihood, bits per
 dimension, left- and bottom-half completion MSE on the 0..255 scale), and writes pictures and a
 report. The 8x8 digits have grey levels 0..16: the MSE maps them to 0..255 (times 255 / 16)
-so that it is on the papers' scale.
+so that it is on the papers' scale. ``pcircuits train`` without options trains the same model
+(its defaults are :data:`DEMO_SETTINGS`).
 """
 from __future__ import annotations
 
@@ -47,9 +48,10 @@ def run_demo(out, *, quick: bool = False, epochs: int | None = None, progress: b
         0 (the exit status of ``pcircuits demo``).
     """
     from . import builders, datasets, tasks
-    from .cli import evaluate_program, history_record, initialize_leaves, record_path, save_model
     from .imagegrid import save_completion_grid, save_image_grid
     from .learning import fit
+    from .workflow import (build_image_circuit, default_valid_size, evaluate_program, history_record,
+                           initialize_leaves, prepare_images, record_path, save_model)
 
     started = time.perf_counter()
     settings = dict(QUICK_SETTINGS if quick else DEMO_SETTINGS)
@@ -64,10 +66,11 @@ def run_demo(out, *, quick: bool = False, epochs: int | None = None, progress: b
     data = datasets.load_digits_8x8()
     train_images = data.x_train if settings["train_size"] is None else data.x_train[:settings["train_size"]]
     test_images = data.x_test if settings["test_size"] is None else data.x_test[:settings["test_size"]]
-    x_train, _, _ = datasets.standardize_images(train_images.reshape(len(train_images), -1))
-    valid_size = max(len(x_train) // 10, 1)
+    x_train, _, _ = prepare_images(train_images, "standardize", what="training image")
+    valid_size = default_valid_size(len(x_train))
+    x_train, x_valid = x_train[:-valid_size], x_train[-valid_size:]
     _print(quiet, f"[1/6] data: the embedded 8x8 digits (grey levels 0..{data.max_value}): "
-                  f"{len(x_train) - valid_size} training, {valid_size} validation and {len(test_images)} test "
+                  f"{len(x_train)} training, {valid_size} validation and {len(test_images)} test "
                   f"images, each standardized to mean 0 and std 1")
 
     # a small circuit drawn node by node, and the demo's circuit
@@ -75,8 +78,8 @@ def run_demo(out, *, quick: bool = False, epochs: int | None = None, progress: b
     files["circuit_small"] = small.render(out / "circuit_small.png", report=small.check(),
                                           title="Poon-Domingos circuit over 2x2 pixels (K=2, G=2)")
     tick = time.perf_counter()
-    circuit = builders.poon_domingos(8, 8, delta=settings["delta"], num_sums=settings["num_sums"],
-                                     num_leaves=settings["num_leaves"], seed=seed)
+    circuit = build_image_circuit("pd", data.shape, delta=settings["delta"], num_sums=settings["num_sums"],
+                                  num_leaves=settings["num_leaves"], seed=seed)
     initialize_leaves(circuit, x_train, settings["num_leaves"], settings["leaf_std"])
     report = circuit.check()
     timings["build_and_check"] = time.perf_counter() - tick
@@ -90,9 +93,9 @@ def run_demo(out, *, quick: bool = False, epochs: int | None = None, progress: b
     # training
     tick = time.perf_counter()
     program = circuit.compile("numpy", "float32")
-    history = fit(program, x_train[:-valid_size], method=settings["method"], epochs=settings["epochs"],
+    history = fit(program, x_train, method=settings["method"], epochs=settings["epochs"],
                   batch_size=settings["batch_size"], mode=settings["em_mode"], step_size=settings["step_size"],
-                  freeze_leaves=True, progress=progress, seed=seed, valid=x_train[-valid_size:])
+                  freeze_leaves=True, progress=progress, seed=seed, valid=x_valid)
     timings["train"] = time.perf_counter() - tick
     files["learning_curve"] = str(out / "learning_curve.png")
     history.plot(files["learning_curve"])
@@ -144,7 +147,7 @@ def run_demo(out, *, quick: bool = False, epochs: int | None = None, progress: b
     timings["total"] = time.perf_counter() - started
     summary = {
         "command": "demo", "quick": quick, "seed": seed, "data": "digits8x8",
-        "num_train": len(x_train) - valid_size, "num_valid": valid_size, "num_test": len(test_images),
+        "num_train": len(x_train), "num_valid": valid_size, "num_test": len(test_images),
         "settings": settings,
         "circuit": {"nodes": circuit.num_nodes, "units": circuit.num_units, "edges": circuit.num_edges,
                     "parameters": circuit.num_params, "valid": report.ok},
@@ -167,7 +170,7 @@ def _markdown(s: dict) -> str:
     quick = "\n**Quick run** (`--quick`): tiny settings for tests; the figures mean little.\n" if s["quick"] else ""
     return f"""# pcircuits demo: 8x8 digits
 {quick}
-Data: scikit-learn's embedded 8x8 digits (grey levels 0..16), {s['num_train']} training,
+Data: the 8x8 digits shipped with pcircuits (UCI optical digits, grey levels 0..16), {s['num_train']} training,
 {s['num_valid']} validation and {s['num_test']} test images. Each image is standardized with its
 own mean and standard deviation (Poon & Domingos).
 

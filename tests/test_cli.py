@@ -1,7 +1,11 @@
-"""The ``pcircuits`` command: every subcommand's help, a train -> evaluate/inpaint/sample/draw/check
-round trip on the embedded digits, and the demo end to end (``--quick``)."""
+"""The ``pcircuits`` command: every subcommand's help and defaults, progress bars, a train ->
+evaluate/inpaint/sample/draw/check round trip on the shipped 8x8 digits, resuming from a checkpoint,
+and the demo end to end (``--quick``), which ``train`` reproduces bit for bit.
+
+Mistakes and the error boundary are tested in ``test_cli_errors.py``."""
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -33,6 +37,19 @@ def test_every_subcommand_explains_every_option(command, capsys):
             assert action.option_strings[-1] in text
 
 
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help_states_every_default(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = "".join(capsys.readouterr().out.split())
+    subparser = cli.build_parser()._subparsers._group_actions[0].choices[command]
+    formatter = subparser._get_formatter()
+    for action in subparser._actions:
+        if action.option_strings and action.nargs != 0:
+            rendered = formatter._expand_help(action)
+            assert "default" in rendered and "".join(rendered.split()) in text, f"{action.option_strings}: {rendered}"
+
+
 def test_top_level_help_lists_the_subcommands(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
@@ -44,6 +61,56 @@ def test_command_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "pcircuits.cli", "check", "--help"], capture_output=True,
                             text=True, cwd=REPOSITORY, timeout=60)
     assert result.returncode == 0 and "--report" in result.stdout
+
+
+def test_progress_bars_follow_the_terminal_unless_asked(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_fit(program, x, **options):
+        seen.append(options["progress"])
+        return pc.learning.History({"epoch": [], "train_ll": []})
+
+    monkeypatch.setattr(pc.learning, "fit", fake_fit)
+    tiny = ["train", "--delta", "4", "--num-sums", "2", "--num-leaves", "2", "--train-size", "20", "--quiet",
+            "--out", str(tmp_path / "m.pcz")]
+    for terminal in (False, True):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+        for flag in ([], ["--progress"], ["--no-progress"]):
+            assert cli.main(tiny + flag) == 0
+    assert seen == [False, True, False, True, True, False]
+
+
+def test_readme_names_the_subcommands_with_progress_bars():
+    sentence = next(line for paragraph in (REPOSITORY / "README.md").read_text().split("\n\n")
+                    if "--no-progress" in paragraph for line in [" ".join(paragraph.split())])
+    choices = cli.build_parser()._subparsers._group_actions[0].choices
+    for command, subparser in choices.items():
+        takes_it = any("--no-progress" in action.option_strings for action in subparser._actions)
+        assert takes_it == (f"`{command}`" in sentence), command
+
+
+def test_train_defaults_are_the_demo_settings():
+    from pcircuits.demo import DEMO_SETTINGS
+
+    args = cli.build_parser().parse_args(["train"])
+    assert args.data == "digits8x8"
+    settings = cli.train_settings(args, (8, 8), 1437)
+    for key in ("delta", "num_sums", "num_leaves", "leaf_std", "method", "em_mode", "epochs", "batch_size"):
+        assert settings[key] == DEMO_SETTINGS[key], key
+    assert settings["lr"] == DEMO_SETTINGS["step_size"] and settings["valid_size"] == 143
+    assert settings["learn_leaves"] is False and settings["train_size"] == 1437
+
+
+def test_train_defaults_scale_the_resolution_to_larger_images():
+    settings = cli.train_settings(cli.build_parser().parse_args(["train"]), (28, 28), 60000)
+    assert settings["delta"] == 4 and settings["valid_size"] == 6000
+
+
+def test_demo_and_workflow_never_import_the_command():
+    for name in ("demo.py", "workflow.py"):
+        tree = ast.parse((REPOSITORY / "pcircuits" / name).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "cli" not in imported and "pcircuits.cli" not in imported, name
 
 
 @pytest.mark.parametrize("text, expected", [("4", 4), ("7x4", [[7, 4]]), ("8,4", [8, 4]), ("7x7,1", [[7, 7], 1])])
@@ -141,7 +208,7 @@ def test_sample_draws_samples(model, tmp_path, mask):
     picture, array = tmp_path / "samples.png", tmp_path / "samples.npy"
     options = [] if mask is None else ["--mask", mask]
     assert cli.main(["sample", str(model), "--num", "6", "--out", str(picture), "--save", str(array),
-                     "--no-progress", "--quiet", *options]) == 0
+                     "--quiet", *options]) == 0
     assert png_size(picture)[0] > 0
     assert np.load(array).shape == (6, 8, 8)
 
@@ -171,11 +238,48 @@ def test_a_missing_model_file_is_a_clean_error(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+# ---- resuming ------------------------------------------------------------------------------
+
+def test_rerunning_a_training_command_says_that_it_resumes(tmp_path, capsys):
+    command = ["train", "--delta", "4", "--num-sums", "2", "--num-leaves", "2", "--train-size", "40",
+               "--batch-size", "20", "--no-progress", "--checkpoint", str(tmp_path / "run.npz"),
+               "--out", str(tmp_path / "m.pcz")]
+    assert cli.main(command + ["--epochs", "1"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli.main(command + ["--epochs", "2"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"pcircuits train: resuming from the checkpoint {tmp_path / 'run.npz'} (1 of 2 epochs done); "
+        f"pass --restart to start over"]
+    assert len(json.loads(cli.record_path(tmp_path / "m.pcz").read_text())["history"]["train_ll"]) == 2
+    assert cli.main(command + ["--epochs", "1", "--restart"]) == 0
+    assert capsys.readouterr().err == ""
+    assert len(json.loads(cli.record_path(tmp_path / "m.pcz").read_text())["history"]["train_ll"]) == 1
+
+
 # ---- the demo -------------------------------------------------------------------------------
 
-def test_quick_demo_writes_its_report_and_pictures(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "nested" / "demo"
     assert cli.main(["demo", "--quick", "--out", str(out), "--no-progress", "--quiet"]) == 0
+    return out
+
+
+def test_train_with_the_quick_settings_gives_the_quick_demos_model(quick_demo, tmp_path):
+    from pcircuits.demo import QUICK_SETTINGS as quick
+
+    assert cli.main(["train", "--delta", str(quick["delta"]), "--num-sums", str(quick["num_sums"]), "--num-leaves",
+                     str(quick["num_leaves"]), "--epochs", str(quick["epochs"]), "--train-size",
+                     str(quick["train_size"]), "--out", str(tmp_path / "m.pcz"), "--quiet"]) == 0
+    ours, demos = (pc.Circuit.load(path).compile("numpy", "float64") for path in (tmp_path / "m.pcz",
+                                                                                   quick_demo / "model.pcz"))
+    np.testing.assert_array_equal(pc.to_numpy(ours.weights), pc.to_numpy(demos.weights))
+    x = pc.datasets.standardize_images(pc.datasets.load_digits_8x8().x_test.reshape(-1, 64))[0]
+    np.testing.assert_array_equal(ours.log_likelihood(x), demos.log_likelihood(x))
+
+
+def test_quick_demo_writes_its_report_and_pictures(quick_demo):
+    out = quick_demo
     report = json.loads((out / "report.json").read_text())
     assert report["circuit"]["valid"]
     for key in ("log_likelihood", "bits_per_dimension", "mse_left_posterior-mean", "mse_bottom_posterior-mean"):
