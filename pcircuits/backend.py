@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
+from .errors import OptionalDependencyError
+
 __all__ = ["Backend", "get_backend", "to_numpy", "array_module", "cupy_available"]
 
 
@@ -38,7 +40,7 @@ class Backend:
                 import cupy
                 import cupyx.scipy.special as cupy_special
             except ImportError as err:
-                raise ImportError("backend='cupy' needs CuPy: pip install 'pcircuits[gpu]'") from err
+                raise OptionalDependencyError("backend='cupy' needs CuPy: pip install 'pcircuits[gpu]'") from err
             try:
                 cupy.cuda.runtime.getDeviceCount()
             except Exception as err:

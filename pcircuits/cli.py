@@ -27,7 +27,7 @@ import numpy as np
 from . import __version__
 from .demo import DEMO_SETTINGS, QUICK_SETTINGS
 from .errors import CheckpointError, CircuitFileError, InvalidCircuitError, OptionalDependencyError
-from .learning import METHODS
+from .learning import LEARNERS
 from .workflow import (LEAVES, PREPROCESSINGS, STRUCTURES, build_image_circuit, check_scorable, checkpoint_epochs,
                        default_valid_size, evaluate_program, history_record, initialize_leaves, load_model,
                        prepare_images, record_path, save_model, write_json)
@@ -38,7 +38,6 @@ __all__ = ["main", "build_parser", "load_data", "parse_delta", "train_settings",
 #: Names accepted by ``--data`` (besides a path to an ``.npz`` file).
 DATA_SETS = ("digits8x8", "mnist", "fashion-mnist", "olivetti")
 #: The training methods that take a learning rate; the others are EM variants with a step size.
-GRADIENT_METHODS = ("adam", "sgd")
 MASK_NAMES = ("left", "bottom", "top", "right", "center")
 #: Suffixes of pictures of images (completions, samples) and learning curves.
 PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -247,7 +246,7 @@ def train_settings(args, shape: tuple, num_images: int) -> dict:
     full-batch EM, a validation set that leaves no training images) and raises
     :class:`CommandError`.
     """
-    gradient = args.method in GRADIENT_METHODS
+    gradient = LEARNERS[args.method].family == "gradient"
     if args.lr is not None and not gradient:
         if args.em_mode == "full-batch":
             raise CommandError("--lr is the step size of online EM; drop it, or use --em-mode online")
@@ -284,7 +283,7 @@ def _fit_options(settings: dict) -> dict:
     """The keyword arguments of :func:`pcircuits.learning.fit` for the ``train`` settings."""
     options = dict(method=settings["method"], epochs=settings["epochs"], batch_size=settings["batch_size"],
                    seed=settings["seed"])
-    if settings["method"] in GRADIENT_METHODS:
+    if LEARNERS[settings["method"]].family == "gradient":
         options.update(learn_leaves=settings["learn_leaves"], lr=settings["lr"])
     else:
         options.update(freeze_leaves=not settings["learn_leaves"], mode=settings["em_mode"],
@@ -645,9 +644,10 @@ def _add_train(sub) -> None:
     leaves.add_argument("--freeze-leaves", dest="learn_leaves", action="store_false",
                         help="keep the leaves as initialized (default for gaussian leaves, which start at the "
                              "quantile means, as in DGC-SPN's generative setup)")
-    train.add_argument("--method", choices=METHODS, default=demo["method"],
-                       help=f"training method: {', '.join(METHODS)} (em: soft EM; hard-em: hard EM; usi: hard EM "
-                            f"with unweighted sum inputs; adam, sgd: gradient steps on the log-likelihood)")
+    methods = [m for m, entry in LEARNERS.items() if entry.family in ("em", "gradient")]
+    train.add_argument("--method", choices=methods, default=demo["method"],
+                       help="training method: " + "; ".join(f"{m}: {LEARNERS[m].description}" for m in methods)
+                            + f" (default {demo['method']})")
     train.add_argument("--em-mode", choices=("online", "full-batch"), default=demo["em_mode"],
                        help="EM schedule: one update per batch, blended in with step size --lr, or one per epoch "
                             "from all batches' statistics")

@@ -409,6 +409,6 @@ def _em_learner(kind: str):
     return make
 
 
-register_learner("em", _em_learner("soft"), description="soft EM (expected counts from the backward pass)")
-register_learner("hard-em", _em_learner("hard"), description="hard EM (counts of each example's winning inputs)")
-register_learner("usi", _em_learner("usi"), description="hard EM with unweighted sum inputs (DGC-SPN)")
+register_learner("em", _em_learner("soft"), family="em", description="soft EM (expected counts from the backward pass)")
+register_learner("hard-em", _em_learner("hard"), family="em", description="hard EM (counts of each example's winning inputs)")
+register_learner("usi", _em_learner("usi"), family="em", description="hard EM with unweighted sum inputs (DGC-SPN)")

@@ -24,6 +24,7 @@ import numpy as np
 from ..arguments import (Anything, Argument, Boolean, CallableValue, FolderOf, Integer, Options, Rule,
                          check_arguments, document_arguments)
 from ..backend import to_numpy
+from ..errors import CheckpointError
 from .checkpoint import read_checkpoint, write_checkpoint
 from .em import EM_OPTIONS, table_order
 from .gradient import GRADIENT_OPTIONS
@@ -265,11 +266,11 @@ class TrainingRun:
         arrays, meta = read_checkpoint(path, format_name=_FORMAT, version=_VERSION)
         saved, config = meta["config"], self.config(learner)
         if saved["method"] != config["method"]:
-            raise ValueError(f"fit: checkpoint {path} was written by method {saved['method']!r}, this run uses "
+            raise CheckpointError(f"fit: checkpoint {path} was written by method {saved['method']!r}, this run uses "
                              f"{config['method']!r}; pass resume=False to start over")
         for key in ("num_weights", "tables", "num_examples", "batch_size", "seed", "objective", "mode"):
             if saved.get(key) != config[key]:
-                raise ValueError(f"fit: checkpoint {path} was written with {key}={saved.get(key)!r}, this run has "
+                raise CheckpointError(f"fit: checkpoint {path} was written with {key}={saved.get(key)!r}, this run has "
                                  f"{key}={config[key]!r}; resuming would not continue the same run (pass "
                                  f"resume=False to start over)")
         program, be = self.program, self.program.backend

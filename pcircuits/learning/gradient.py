@@ -308,7 +308,7 @@ def _gradient_learner(optimizer: str):
     return make
 
 
-register_learner("adam", _gradient_learner("adam"), objectives=OBJECTIVES,
+register_learner("adam", _gradient_learner("adam"), family="gradient", objectives=OBJECTIVES,
                  description="Adam on log-space weights and unconstrained leaf parameters")
-register_learner("sgd", _gradient_learner("sgd"), objectives=OBJECTIVES,
+register_learner("sgd", _gradient_learner("sgd"), family="gradient", objectives=OBJECTIVES,
                  description="(momentum) SGD on log-space weights and unconstrained leaf parameters")

@@ -93,22 +93,31 @@ class LearnerEntry:
         The objectives it optimizes (the first is its default without labels).
     description : str
         One line for listings (the CLI's ``--help``).
+    family : {"em", "gradient", "sampling"}
+        What kind of update it makes: EM's (whose online rate is a step size in (0, 1]), a
+        gradient step (whose rate is a learning rate), or a sample-based objective's.
     """
 
     make: Callable
     objectives: tuple
     description: str
+    family: str
 
 
 #: The learning methods by name (``fit(method=...)``).
 LEARNERS: dict[str, LearnerEntry] = {}
 
 
-def register_learner(name: str, make: Callable, *, objectives=("nll",), description: str = ""):
+LEARNER_FAMILIES = ("em", "gradient", "sampling")
+
+
+def register_learner(name: str, make: Callable, *, family: str, objectives=("nll",), description: str = ""):
     """Make ``fit(method=name)`` build its learner with ``make(program, options)``."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"register_learner: name must be a non-empty string, got {name!r}")
-    LEARNERS[name] = LearnerEntry(make, tuple(objectives), description)
+    if family not in LEARNER_FAMILIES:
+        raise ValueError(f"register_learner: family must be one of {LEARNER_FAMILIES}, got {family!r}")
+    LEARNERS[name] = LearnerEntry(make, tuple(objectives), description, family)
 
 
 def make_learner(method: str, program, options: dict) -> Learner:
