@@ -1,0 +1,60 @@
+"""The package's layering: no module imports another that imports it back.
+
+Read from the source (``ast``), so the property holds for imports at module level and inside
+functions alike. The one allowed exception is documented in ``ALLOWED``.
+"""
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pcircuits"
+#: Lazy imports that close a loop on purpose: ``Circuit.save``/``load``/``to_networkx`` are
+#: one-line delegations to the serialization module, which builds circuits.
+ALLOWED = {frozenset({"pcircuits.circuit", "pcircuits.serialization"})}
+
+
+def _modules() -> dict:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def _import_graph(*, module_level_only: bool) -> nx.DiGraph:
+    modules = _modules()
+    graph = nx.DiGraph()
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        nodes = tree.body if module_level_only else ast.walk(tree)
+        for node in nodes:
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                candidates = [f"{target}.{alias.name}" for alias in node.names] + [target]
+            elif isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            else:
+                continue
+            for candidate in candidates:
+                if candidate in modules and candidate != name and not modules[candidate].name == "__init__.py":
+                    graph.add_edge(name, candidate)
+                    break
+    return graph
+
+
+def test_module_level_imports_between_modules_form_no_cycle():
+    graph = _import_graph(module_level_only=True)
+    assert nx.is_directed_acyclic_graph(graph), nx.find_cycle(graph)
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    graph = _import_graph(module_level_only=False)
+    mutual = {frozenset((a, b)) for a, b in graph.edges if graph.has_edge(b, a)}
+    assert mutual <= ALLOWED, sorted(tuple(sorted(pair)) for pair in mutual - ALLOWED)
