@@ -1,8 +1,10 @@
 """Array-module selection: the same pass code runs on NumPy and on CuPy.
 
 A :class:`Backend` bundles the array module (``numpy`` or ``cupy``), the special functions
-the leaf math needs, a random generator and conversions. Everything in ``program/`` and
-``distributions/`` gets its arrays through one of these objects and never imports CuPy itself.
+the leaf math needs, a random generator, conversions and the scatter operations whose NumPy and
+CuPy spellings differ. Everything in ``program/`` and ``distributions/`` gets its arrays through
+one of these objects and never imports CuPy itself. ``"strict"`` is NumPy behind CuPy's rules
+(:mod:`pcircuits.strict_device`), for testing the GPU path on machines without a GPU.
 """
 from __future__ import annotations
 
@@ -19,14 +21,15 @@ class Backend:
 
     Parameters
     ----------
-    name : {"numpy", "cupy"}
+    name : {"numpy", "cupy", "strict"}
+        ``"strict"`` runs on the CPU with CuPy's rules enforced (tests only).
     dtype : {"float32", "float64"}
         The floating dtype of values, flows and parameters.
     """
 
     def __init__(self, name: str = "numpy", dtype: str = "float32"):
-        if name not in ("numpy", "cupy"):
-            raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
+        if name not in ("numpy", "cupy", "strict"):
+            raise ValueError(f"backend must be 'numpy', 'cupy' or 'strict', got {name!r}")
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.name = name
@@ -35,6 +38,12 @@ class Backend:
             self.xp = np
             self.gammaln = scipy.special.gammaln
             self.logsumexp = scipy.special.logsumexp
+        elif name == "strict":
+            from . import strict_device
+            self.xp = strict_device.strict_module
+            self.gammaln = scipy.special.gammaln
+            self.logsumexp = lambda *args, **kwargs: strict_device.call_on_host(scipy.special.logsumexp, *args,
+                                                                                **kwargs)
         else:
             try:
                 import cupy
@@ -48,6 +57,16 @@ class Backend:
             self.xp = cupy
             self.gammaln = cupy_special.gammaln
             self.logsumexp = cupy_special.logsumexp
+
+    @property
+    def on_host(self) -> bool:
+        """True when arrays live in host memory as NumPy arrays (NumPy-only routines allowed)."""
+        return self.name == "numpy"
+
+    def maybe_any(self, mask) -> bool:
+        """False only when ``mask`` is certainly all False: asks the array on the host; on a device,
+        where asking costs a synchronization, answers True so the caller takes its branch-free path."""
+        return bool(mask.any()) if self.on_host else True
 
     def asarray(self, a, dtype=None):
         """Move/convert ``a`` (NumPy, CuPy or any DLPack producer) onto this backend."""
@@ -64,6 +83,22 @@ class Backend:
     def rng(self, seed) -> "RandomSource":
         return RandomSource(self, seed)
 
+    def scatter_add(self, dst, index, values) -> None:
+        """Unbuffered ``dst[index] += values`` along the first axis; repeated indices accumulate."""
+        if self.name == "cupy":
+            import cupyx
+            cupyx.scatter_add(dst, index, values)
+        else:
+            self.xp.add.at(dst, index, values)
+
+    def scatter_max(self, dst, index, values) -> None:
+        """Unbuffered ``dst[index] = maximum(dst[index], values)``; repeated indices take the largest."""
+        if self.name == "cupy":
+            import cupyx
+            cupyx.scatter_max(dst, index, values)
+        else:
+            self.xp.maximum.at(dst, index, values)
+
     def synchronize(self):
         if self.name == "cupy":
             self.xp.cuda.Stream.null.synchronize()
@@ -79,6 +114,9 @@ class RandomSource:
         self.backend = backend
         if backend.name == "numpy":
             self._gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        elif backend.name == "strict":
+            from .strict_device import StrictGenerator
+            self._gen = StrictGenerator(seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed))
         else:
             import cupy
             if isinstance(seed, np.random.Generator):
@@ -105,8 +143,6 @@ class RandomSource:
         xp = self.backend.xp
         n = xp.asarray(n).astype(np.int64)
         p = xp.clip(xp.asarray(p, dtype=np.float64), 0.0, 1.0)
-        if self.backend.name == "numpy":
-            return self._gen.binomial(n, p).astype(self.backend.dtype)
         return self._gen.binomial(n, p).astype(self.backend.dtype)
 
 
@@ -133,13 +169,17 @@ def to_numpy(a) -> np.ndarray:
 
 
 def array_module(a):
-    """The array module of ``a``: ``numpy`` for NumPy arrays and scalars, ``cupy`` for CuPy arrays."""
+    """The array module of ``a``: ``numpy`` for NumPy arrays and scalars, ``cupy`` for CuPy arrays,
+    the strict stand-in's module for its arrays."""
     if isinstance(a, (np.ndarray, np.generic)):
         return np
-    module = type(a).__module__.split(".")[0]
-    if module == "cupy":
+    module = type(a).__module__
+    if module.split(".")[0] == "cupy":
         import cupy
         return cupy
+    if module == "pcircuits.strict_device":
+        from .strict_device import strict_module
+        return strict_module
     return np
 
 

@@ -16,9 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcircuits as pc
+from pcircuits.learning.learner import LEARNERS
 from pcircuits.learning import EM, GradientLearner, WeightRows, additive_smoothing, fit
 from pcircuits.program import PassContext
 
+from devices import DEVICE_BACKENDS
 from strategies import ALL_FAMILIES, valid_circuits
 
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -649,12 +651,13 @@ def test_several_roots_need_labels_for_likelihood_training():
         fit(circuit.compile(), np.zeros((5, 4)), method="em", progress=False)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("method", ["em", "adam"])
-def test_fit_on_cupy_matches_numpy(method):
+@pytest.mark.parametrize("device", DEVICE_BACKENDS)
+@pytest.mark.parametrize("method", [name for name, entry in LEARNERS.items() if entry.family in ("em", "gradient")])
+def test_fit_on_a_device_backend_matches_numpy(device, method):
     x, _ = digits()
+    x = x[:300]
     cpu = small_pd().compile(dtype="float64")
-    gpu = small_pd().compile(backend="cupy", dtype="float64")
+    gpu = small_pd().compile(backend=device, dtype="float64")
     expected = fit(cpu, x, method=method, epochs=2, batch_size=100, valid=x[:50], progress=False)
     history = fit(gpu, x, method=method, epochs=2, batch_size=100, valid=x[:50], progress=False)
     assert np.allclose(pc.to_numpy(gpu.weights), cpu.weights, atol=1e-8)
@@ -720,3 +723,14 @@ def test_dgc_spn_generative_setup_trains_with_fixed_quantile_leaves():
     assert history["train_ll"][-1] > history["train_ll"][0]
     for key, table in program.leaf_tables.items():
         assert all(np.array_equal(v, before[key][n]) for n, v in table.items())
+
+
+def test_dropout_training_on_the_strict_device_matches_numpy():
+    x, _ = digits()
+    x = x[:200]
+    cpu = small_pd().compile(dtype="float64")
+    device = small_pd().compile(backend="strict", dtype="float64")
+    options = dict(method="adam", epochs=2, batch_size=50, product_dropout=0.2, input_dropout=0.1, progress=False)
+    fit(cpu, x, **options)
+    fit(device, x, **options)
+    assert np.allclose(pc.to_numpy(device.weights), cpu.weights, atol=1e-10)

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from pcircuits import nn
+from pcircuits.backend import get_backend, to_numpy
 from pcircuits.errors import CheckpointError
 from pcircuits.optim import Adam
+
+from devices import DEVICE_BACKENDS
 
 ACTIVATION_NAMES = sorted(nn.ACTIVATIONS)
 ACTIVATION_LAYERS = [nn.ReLU(), nn.LeakyReLU(0.2), nn.Tanh(), nn.Sigmoid(), nn.Softplus(), nn.ELU(0.7),
@@ -493,20 +496,20 @@ def test_loss_shape_mismatch_is_refused():
         nn.mean_squared_error(np.zeros((2, 3)), np.zeros((3, 2)))
 
 
-@pytest.mark.gpu
-def test_cupy_passes_agree_with_numpy():
-    import cupy
+@pytest.mark.parametrize("device", DEVICE_BACKENDS)
+def test_device_passes_agree_with_numpy(device):
     rng = np.random.default_rng(16)
     net = nn.mlp(4, [6, 8, 3], activation="softplus", output_activation="tanh")
     p_cpu = net.init(0, dtype="float64")
-    p_gpu = net.init(0, backend="cupy", dtype="float64")
+    p_gpu = net.init(0, backend=device, dtype="float64")
+    xp = get_backend(device, "float64").xp
     x = rng.normal(size=(4, 10, 6))
     y_cpu, c_cpu = net.forward(p_cpu, x)
-    y_gpu, c_gpu = net.forward(p_gpu, cupy.asarray(x))
-    np.testing.assert_allclose(cupy.asnumpy(y_gpu), y_cpu, rtol=1e-12)
+    y_gpu, c_gpu = net.forward(p_gpu, xp.asarray(x))
+    np.testing.assert_allclose(to_numpy(y_gpu), y_cpu, rtol=1e-12)
     g = rng.normal(size=y_cpu.shape)
     grads_cpu, gx_cpu = net.backward(p_cpu, c_cpu, g)
-    grads_gpu, gx_gpu = net.backward(p_gpu, c_gpu, cupy.asarray(g))
-    np.testing.assert_allclose(cupy.asnumpy(gx_gpu), gx_cpu, rtol=1e-11)
+    grads_gpu, gx_gpu = net.backward(p_gpu, c_gpu, xp.asarray(g))
+    np.testing.assert_allclose(to_numpy(gx_gpu), gx_cpu, rtol=1e-11)
     for name in grads_cpu:
-        np.testing.assert_allclose(cupy.asnumpy(grads_gpu[name]), grads_cpu[name], rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(to_numpy(grads_gpu[name]), grads_cpu[name], rtol=1e-11, atol=1e-14)

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcircuits as pc
-from pcircuits.backend import cupy_available
 
+from devices import DEVICE_BACKENDS
 from strategies import (ALL_FAMILIES, CONTINUOUS_FAMILIES, DISCRETE_FAMILIES, LEARNABLE_FAMILIES,
                         brute_force_log_likelihood, enumerate_assignments, selective_circuits, valid_circuits)
 
@@ -369,14 +369,13 @@ def test_sync_to_circuit_writes_parameters_back():
     assert np.allclose(again.weights, w[::-1])
 
 
-# ---- NumPy vs CuPy ---------------------------------------------------------------------------
-@pytest.mark.gpu
-@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
+# ---- NumPy vs the device backends (strict stand-in, CuPy) -------------------------------------
+@pytest.mark.parametrize("device", DEVICE_BACKENDS)
 @settings(max_examples=15, deadline=None)
 @given(valid_circuits(families=ALL_FAMILIES), st.integers(0, 2**31 - 1))
-def test_cupy_agrees_with_numpy_on_every_pass(circuit, seed):
+def test_device_backend_agrees_with_numpy_on_every_pass(device, circuit, seed):
     reference = circuit.compile(backend="numpy", dtype="float64")
-    gpu = circuit.compile(backend="cupy", dtype="float64")
+    gpu = circuit.compile(backend=device, dtype="float64")
     x = reference.sample(8, seed=seed)
     x[np.random.default_rng(seed).random(x.shape) < 0.3] = np.nan
     assert np.allclose(pc.to_numpy(gpu.log_likelihood(x)), reference.log_likelihood(x), atol=1e-8)
@@ -388,3 +387,33 @@ def test_cupy_agrees_with_numpy_on_every_pass(circuit, seed):
     assert np.allclose(pc.to_numpy(g_gpu.unit_flows), g_ref.unit_flows, atol=1e-8)
     assert np.allclose(pc.to_numpy(gpu.mpe(x)), reference.mpe(x), equal_nan=True)
     assert np.allclose(pc.to_numpy(gpu.inpaint(x)), reference.inpaint(x), atol=1e-8)
+
+
+@settings(max_examples=10, deadline=None)
+@given(valid_circuits(families=ALL_FAMILIES), st.integers(0, 2**31 - 1))
+def test_strict_device_draws_the_numpy_samples_from_the_same_seed(circuit, seed):
+    reference = circuit.compile(dtype="float64")
+    device = circuit.compile(backend="strict", dtype="float64")
+    assert np.array_equal(pc.to_numpy(device.sample(6, seed=seed)), reference.sample(6, seed=seed))
+    evidence = reference.sample(6, seed=seed + 1)
+    evidence[np.random.default_rng(seed).random(evidence.shape) < 0.5] = np.nan
+    assert np.array_equal(pc.to_numpy(device.sample(evidence=evidence, seed=seed)),
+                          reference.sample(evidence=evidence, seed=seed))
+
+
+def test_device_passes_pull_no_scalars_except_one_underflow_check_per_dense_sum_layer():
+    from pcircuits.strict_device import TRANSFERS, reset_transfers
+    device = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, leaf="gaussian", seed=0).compile(
+        backend="strict", dtype="float64")
+    x = np.random.default_rng(0).normal(size=(16, 16))
+    x[::3, ::2] = np.nan
+    x = device.backend.asarray(x)
+    dense_sums = sum(1 for layer in device.layers if type(layer).__name__ in ("DenseSumLayer", "FusedSumLayer"))
+    reset_transfers()
+    device.forward(x, mode="sum")
+    device.backward()
+    device.forward(x, mode="max")
+    device.top_down(x, mode="sample", seed=0)
+    assert TRANSFERS["copy"] == 0
+    # the two sum-mode forwards check each dense layer for underflow; each public pass checks its input once
+    assert TRANSFERS["scalar"] <= 2 * dense_sums + 3

@@ -82,8 +82,8 @@ class Gaussian(LeafFamily):
         z *= -0.5
         z += const[None]
         missing = xp.isnan(x)
-        if bool(missing.any()):
-            z[missing] = 0
+        if be.maybe_any(missing):
+            xp.putmask(z, missing, 0)
         return z[:, :, 0] if z.shape[2] == 1 else z.sum(axis=2)
 
     @staticmethod
@@ -93,9 +93,9 @@ class Gaussian(LeafFamily):
         z = (x - params["mean"][None]) * inv_std
         gw = g[..., None]
         missing = xp.isnan(x)
-        has_missing = bool(missing.any())
+        has_missing = be.maybe_any(missing)
         if has_missing:
-            z[missing] = 0
+            xp.putmask(z, missing, 0)
         gz = gw * z
         grad_mean = (gz * inv_std).sum(axis=0)
         grad_log_std = (gz * z).sum(axis=0) - (xp.where(missing, 0.0, gw) if has_missing else gw).sum(axis=0)

@@ -118,7 +118,7 @@ class WeightRows:
             return xp.zeros(0, dtype=values.dtype)
         if self.runs is not None:
             return xp.concatenate([v.sum(axis=1) for (v,) in self._views(values)])
-        if self.backend.name == "numpy":
+        if self.backend.on_host:
             return np.add.reduceat(values, self.starts_np)
         return xp.bincount(self.rows, weights=values, minlength=self.num_rows).astype(values.dtype)
 
@@ -136,11 +136,10 @@ class WeightRows:
         masked = xp.where(self.allowed, values, -xp.inf) if self.masked else values
         if self.runs is not None:
             return self._rowwise(masked, lambda v: v.max(axis=1, keepdims=True))
-        if self.backend.name == "numpy":
+        if self.backend.on_host:
             return np.maximum.reduceat(masked, self.starts_np)[self.rows]
-        import cupyx
         top = xp.full(self.num_rows, -xp.inf, dtype=values.dtype)
-        cupyx.scatter_max(top, self.rows, masked)
+        self.backend.scatter_max(top, self.rows, masked)
         return top[self.rows]
 
     # ---- normalizations ---------------------------------------------------------------------

@@ -48,10 +48,17 @@ class InputDomain:
 
         Refuses, with a message naming the problem: wrong number of variables, non-numeric
         dtype, infinite values, non-integer or out-of-range values of discrete variables.
-        Arrays of more than two dimensions (images) are flattened per example.
+        Arrays of more than two dimensions (images) are flattened per example. A device array
+        already in the backend's dtype and shape is checked where it lies (one synchronization,
+        no copy); only a bad one is copied to the host, to name the problem.
         """
+        if (not backend.on_host and isinstance(x, backend.xp.ndarray) and x.dtype == backend.dtype
+                and x.ndim == 2 and x.shape[1] == self.num_variables):
+            if not self._has_problems_on_device(x, backend, allow_nan):
+                return x
+            x = to_numpy(x)
         if not isinstance(x, np.ndarray):
-            if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):      # a CuPy array
+            if hasattr(x, "get") and callable(x.get):                             # a device array
                 x = to_numpy(x)
             elif hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):       # another DLPack producer
                 x = np.from_dlpack(x)
@@ -83,3 +90,17 @@ class InputDomain:
                 raise ValueError(f"{what}[{r}, {var}] = {x[r, var]:g} is outside the domain of variable {var} "
                                  f"(integers 0..{int(self.max_values[var])})")
         return backend.asarray(x)
+
+    def _has_problems_on_device(self, x, backend, allow_nan: bool) -> bool:
+        """Whether a device array breaks any rule :meth:`prepare` checks (one synchronization)."""
+        xp = backend.xp
+        nan = xp.isnan(x)
+        bad = xp.isinf(x).any()
+        if not allow_nan:
+            bad = bad | nan.any()
+        if self.discrete.any():
+            columns = backend.index(np.flatnonzero(self.discrete))
+            xd = xp.where(nan[:, columns], 0, x[:, columns])
+            limits = backend.asarray(self.max_values[self.discrete])
+            bad = bad | ((xd != xp.round(xd)) | (xd < 0) | (xd > limits[None, :])).any()
+        return bool(bad)

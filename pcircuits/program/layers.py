@@ -80,7 +80,7 @@ class InputLayer:
         if context.mode == "max":
             # a missing variable takes the leaf's most probable value
             missing = be.xp.isnan(xg).any(axis=2)
-            if bool(missing.any()):
+            if be.maybe_any(missing):
                 mode_x = self.family.mode(be, params)[None]
                 filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
                 logp = be.xp.where(missing, self.family.log_prob(be, params, filled), logp)

@@ -5,8 +5,8 @@ exact. Otherwise, on NumPy, the sources are split into *rounds*: round ``r`` hol
 source of every target, so the targets of one round are unique and each round is one
 fancy-index add (a loop over the largest multiplicity, never over targets). A target hit by
 very many sources makes rounds wasteful; then the sources are permuted so equal targets are
-adjacent and summed with one segmented reduction (``add.reduceat``). On CuPy the add is
-CuPy's atomic ``scatter_add``.
+adjacent and summed with one segmented reduction (``add.reduceat``). On a device the add is the
+backend's atomic ``scatter_add``.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class Scatter:
             np.zeros(0, dtype=np.int64)
         self.unique = len(starts) == len(targets)
         self.rounds = None
-        if self.unique or backend.name != "numpy":
+        if self.unique or not backend.on_host:
             self.targets = backend.index(targets)
             return
         rank = np.arange(len(targets)) - np.repeat(starts, np.diff(np.r_[starts, len(targets)]))
@@ -59,17 +59,12 @@ class Scatter:
         elif self.rounds is not None:
             for targets, sources in self.rounds:
                 dst[targets] += np.take(src, sources, axis=0)
-        elif self.backend.name == "numpy":
+        elif self.backend.on_host:
             dst[self.targets] += np.add.reduceat(src[self.order], self.starts, axis=0)
         else:
-            import cupyx
-            cupyx.scatter_add(dst, self.targets, src)
+            self.backend.scatter_add(dst, self.targets, src)
 
 
 def add_at(backend, dst, index, values):
     """Unbuffered ``dst[index] += values`` (repeated indices accumulate) for rare, small updates."""
-    if backend.name == "numpy":
-        np.add.at(dst, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(dst, index, values)
+    backend.scatter_add(dst, index, values)
