@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pcircuits.backend import cupy_available
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -41,3 +43,26 @@ def test_nn_stacked_benchmark_reports_the_pass_against_its_matmul_floor(capsys):
         assert record["ratio_of_medians"] == pytest.approx(record["step_ms"] / record["matmul_floor_ms"], rel=0.01)
         assert record["ratio"] > 0 and record["ratio_of_minima"] > 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_gpu_anchor_benchmark_times_every_workload_on_the_strict_device(tmp_path):
+    out = tmp_path / "anchor.jsonl"
+    _script("gpu_anchor").main(["--backend", "strict", "--batch", "4", "--size", "4", "--reps", "1",
+                                "--which", "pd32", "rat", "hclt", "--out", str(out)])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["structure"] for r in records] == ["pd32", "rat", "hclt"]
+    for record in records:
+        assert "error" not in record, record
+        assert 0 < record["fwd_ms"] <= record["fwd_bwd_ms"] and record["em_step_ms"] > 0
+        assert record["mean_ll"] < 0
+
+
+@pytest.mark.skipif(cupy_available(), reason="this machine has a GPU: scripts/gpu-check would run in full")
+def test_gpu_check_without_a_gpu_says_what_is_missing_and_exits_2(tmp_path):
+    import subprocess
+    import sys
+    script = SCRIPTS.parent / "scripts" / "gpu-check"
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "OUT": str(tmp_path)})
+    assert result.returncode == 2
+    assert "gpu-check: CuPy or a CUDA GPU is missing" in result.stderr
