@@ -282,7 +282,8 @@ class TrainingRun:
         return History(meta["history"]), int(meta["epoch"])
 
 
-def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: int = 1024) -> dict:
+def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: int = 1024,
+             client=None) -> dict:
     """Mean log-likelihood, loss and accuracy of ``program`` on a data set, in batches.
 
     Parameters
@@ -292,6 +293,10 @@ def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: 
         The label (root) of each example: required by cross-entropy and by circuits with
         several roots.
     objective : {"nll", "cross-entropy"}
+    client : dask.distributed.Client or "local", optional
+        Split the data into partitions on the client's workers (``"local"``: a LocalCluster on
+        this machine) and add up their sums; the result equals the single-process one up to
+        the order of additions.
 
     Returns
     -------
@@ -302,6 +307,22 @@ def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: 
     check_arguments("evaluate", {"objective": Argument(Options(*OBJECTIVES), ""),
                                  "batch_size": Argument(Integer(1), "")},
                     {"objective": objective, "batch_size": batch_size})
+    if client is not None:
+        from .distributed import evaluate_on_client
+        loss, counted, correct = evaluate_on_client(_evaluation_sums, program, data, labels, objective=objective,
+                                                    batch_size=batch_size, client=client)
+    else:
+        loss, counted, correct = _evaluation_sums(program, data, labels, objective, batch_size)
+    result = {"loss": loss / max(counted, 1)}
+    if objective == "nll":
+        result["ll"] = -result["loss"]
+    if labels is not None and program.num_outputs > 1:
+        result["acc"] = correct / max(len(labels), 1)
+    return result
+
+
+def _evaluation_sums(program, data, labels, objective: str, batch_size: int) -> tuple[float, int, int]:
+    """The summed loss, the number of counted examples and of correct predictions, over ``data``."""
     be = program.backend
     x = program.prepare(data)
     n = x.shape[0]
@@ -316,12 +337,7 @@ def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: 
         loss += value.loss * value.counted
         counted += value.counted
         correct += value.correct or 0
-    result = {"loss": loss / max(counted, 1)}
-    if objective == "nll":
-        result["ll"] = -result["loss"]
-    if y is not None and program.num_outputs > 1:
-        result["acc"] = correct / max(n, 1)
-    return result
+    return loss, counted, correct
 
 
 def _table_keys(program) -> list:
