@@ -14,6 +14,7 @@ _MODULES = {
     "dgcspn": "dgcspn",
     "hclt": "hclt",
     "figure1_spn": "examples",
+    "dcgmm": "dcgmm",
 }
 
 __all__ = sorted(_MODULES)
