@@ -495,3 +495,13 @@ def test_exported_layer_circuit_ties_parameters_across_positions():
     x = np.random.default_rng(15).normal(size=(3, 2, 2, 3))
     np.testing.assert_allclose(circuit.compile(dtype="float64").log_likelihood(x.reshape(3, -1)),
                                layer.log_likelihood(x), rtol=1e-10)
+
+
+def test_a_product_over_overlapping_folded_positions_is_not_decomposable():
+    stack = Stack([Folding(2, 1), CGMM(3), Folding(2, 1), CGMM(2)], (3, 3), dtype="float64")
+    pixels = stack.layers[0].forward(np.arange(9.0).reshape(1, 3, 3, 1))[0]
+    layer = cgmm_circuit(stack.layers[1], variables=pixels)
+    assert layer.check().ok
+    whole = pc.Circuit(pc.ProductNode(layer.roots, "cartesian"))
+    kinds = {violation.kind for violation in whole.check().violations}
+    assert kinds == {"decomposability"}

@@ -22,7 +22,7 @@ from .layers import CGMM
 __all__ = ["cgmm_circuit"]
 
 
-def cgmm_circuit(layer: CGMM, position: tuple[int, int] | None = None) -> Circuit:
+def cgmm_circuit(layer: CGMM, position: tuple[int, int] | None = None, *, variables=None) -> Circuit:
     """Export a built cGMM layer as a :class:`~pcircuits.Circuit`.
 
     Parameters
@@ -34,6 +34,10 @@ def cgmm_circuit(layer: CGMM, position: tuple[int, int] | None = None) -> Circui
         Default: every position, one root each, over the layer's flattened input
         ``(row * W' + column) * C' + channel``; with shared parameters the roots hold the same
         leaf families and sum weights.
+    variables : array of int, shape (H', W', C'), optional
+        The variable of each input entry of the layer (default: the flat index above). For a
+        cGMM layer right above a folding layer on the images, ``fold.forward`` of the pixel
+        indices names the pixels each position sees, so overlapping patches share variables.
 
     Returns
     -------
@@ -49,6 +53,13 @@ def cgmm_circuit(layer: CGMM, position: tuple[int, int] | None = None) -> Circui
     means = to_numpy(layer.means).astype(np.float64)
     stds = 1.0 / to_numpy(layer.precisions).astype(np.float64)
     weights = to_numpy(layer.weights()).astype(np.float64)
+    if variables is None:
+        variables = np.arange(h * w * d).reshape(h, w, d)
+    variables = np.asarray(to_numpy(variables))
+    if variables.shape != (h, w, d) or variables.dtype.kind not in "iuf" or np.any(variables != np.round(variables)):
+        raise ValueError(f"cgmm_circuit: variables must be integers of shape {(h, w, d)}, got {variables.dtype} "
+                         f"{variables.shape}")
+    variables = variables.astype(np.int64)
     if position is not None:
         row, col = (int(v) for v in position)
         if not (0 <= row < h and 0 <= col < w):
@@ -56,21 +67,21 @@ def cgmm_circuit(layer: CGMM, position: tuple[int, int] | None = None) -> Circui
         p = 0 if layer.shared else row * w + col
         return Circuit(_mixture(means[p], stds[p], SumWeights(weights[p][None]), list(range(d)),
                                 f"{layer.name}[{row},{col}]"))
+    variables = variables.reshape(h * w, d)
     roots = []
     shared = None
     if layer.shared:
         shared = ([Gaussian(means[0][:, c], stds[0][:, c]) for c in range(d)], SumWeights(weights[0][None]))
     for p in range(h * w):
-        variables = list(range(p * d, (p + 1) * d))
         label = f"{layer.name}[{p // w},{p % w}]"
         if shared is None:
-            roots.append(_mixture(means[p], stds[p], SumWeights(weights[p][None]), variables, label))
+            roots.append(_mixture(means[p], stds[p], SumWeights(weights[p][None]), variables[p].tolist(), label))
         else:
-            leaves = [InputNode(v, family) for v, family in zip(variables, shared[0])]
+            leaves = [InputNode(int(v), family) for v, family in zip(variables[p], shared[0])]
             roots.append(SumNode([ProductNode(leaves, "elementwise")], weights=shared[1], label=label))
     return Circuit(roots)
 
 
 def _mixture(means, stds, weights: SumWeights, variables: list[int], label: str) -> SumNode:
-    leaves = [InputNode(v, Gaussian(means[:, c], stds[:, c])) for c, v in enumerate(variables)]
+    leaves = [InputNode(int(v), Gaussian(means[:, c], stds[:, c])) for c, v in enumerate(variables)]
     return SumNode([ProductNode(leaves, "elementwise")], weights=weights, label=label)

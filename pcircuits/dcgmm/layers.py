@@ -495,9 +495,9 @@ class CGMM(Layer):
             scores += rows @ linear[0].T
             if has_missing:
                 scores += observed.reshape(n * p, d) @ per_dim[0].T
+                scores += log_pi[0]
             else:
-                scores += per_dim[0].sum(-1)
-            scores += log_pi[0]
+                scores += per_dim[0].sum(-1) + log_pi[0]
             return scores.reshape(n, p, -1)
         by_position = flat.transpose(1, 0, 2)                                   # (P, N, d)
         scores = xp.matmul(by_position * by_position, quadratic.transpose(0, 2, 1))
@@ -512,8 +512,10 @@ class CGMM(Layer):
     def responsibilities(self, scores):
         """Softmax of log-scores over the components (the activities, eq. 4)."""
         xp = self.backend.xp
-        e = xp.exp(scores - scores.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
+        e = scores - scores.max(-1, keepdims=True)
+        xp.exp(e, out=e)
+        e /= e.sum(-1, keepdims=True)
+        return e
 
     def forward(self, x):
         n = x.shape[0]
