@@ -122,7 +122,7 @@ def _vae_oracle(family, values, observed):
             enc_in = np.concatenate([np.where(seen, values[b], 0) * scale, seen.astype(float)])
             stats = act(enc_in @ family.encoder_w1[u] + family.encoder_b1[u]) @ family.encoder_w2[u] \
                 + family.encoder_b2[u]
-            mu, log_sigma = stats[:k], stats[k:]
+            mu, log_sigma = stats[:k], np.clip(stats[k:], -8, 8)
             log_w = []
             for s in range(samples):
                 z = mu + np.exp(log_sigma) * noise[u, b, s]

@@ -38,6 +38,7 @@ _DECODER = ("decoder_w1", "decoder_b1", "decoder_w2", "decoder_b2")
 _NN_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias")
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_STD_RANGE = (-7.0, 7.0)          # a Gaussian pixel's log standard deviation is clipped into it
+_LOG_SIGMA_RANGE = (-8.0, 8.0)        # so is the log std of the posterior (no overflow after a large step)
 
 
 class VAE(LeafFamily):
@@ -237,7 +238,7 @@ class VAE(LeafFamily):
             d_out = xp.concatenate([xp.where(observed, d_mean, 0), xp.where(observed, d_log_std, 0)], axis=-1)
             return xp.where(observed, lp, 0), d_out
         softplus = xp.maximum(out, 0) + xp.log1p(xp.exp(-xp.abs(out)))
-        prob = 1.0 / (1.0 + xp.exp(-out))
+        prob = xp.exp(out - softplus)
         if params["pixel"] == "bernoulli":
             lp = values * out - softplus
             d_out = values - prob
@@ -262,7 +263,8 @@ class VAE(LeafFamily):
         inputs, observed, filled = cls._encoder_input(xp, params, x)
         stats, enc_cache = encoder.forward(enc_params, inputs)
         latent = stats.shape[2] // 2
-        mu, log_sigma = stats[..., :latent], stats[..., latent:]
+        mu, raw_log_sigma = stats[..., :latent], stats[..., latent:]
+        log_sigma = raw_log_sigma.clip(*_LOG_SIGMA_RANGE)
         sigma = xp.exp(log_sigma)
         units, batch, samples, _ = noise.shape
         z = mu[:, :, None, :] + sigma[:, :, None, :] * noise                     # (U, B, S, k)
@@ -289,7 +291,8 @@ class VAE(LeafFamily):
             return value, None
         return value, dict(encoder=encoder, enc_params=enc_params, enc_cache=enc_cache, decoder=decoder,
                            dec_params=dec_params, dec_cache=dec_cache, mu=mu, log_sigma=log_sigma, sigma=sigma,
-                           z=z, d_out=d_out, weights=weights, seen=seen, observed=observed, out=out)
+                           z=z, d_out=d_out, weights=weights, seen=seen, observed=observed, out=out,
+                           sigma_inside=(raw_log_sigma > _LOG_SIGMA_RANGE[0]) & (raw_log_sigma < _LOG_SIGMA_RANGE[1]))
 
     @classmethod
     def log_prob(cls, be, params, x, noise=None):
@@ -321,6 +324,7 @@ class VAE(LeafFamily):
             grad_log_sigma = grad_log_sigma - g[:, :, None] * (c["sigma"] * c["sigma"] - 1.0)
         else:                                                                      # -log q(z | x)
             grad_log_sigma = grad_log_sigma + per_sample.sum(axis=2)[:, :, None]
+        grad_log_sigma = xp.where(c["sigma_inside"], grad_log_sigma, 0)
         grad_stats = xp.concatenate([grad_mu, grad_log_sigma], axis=2).astype(be.dtype)
         gaussian = params["pixel"] == "gaussian"
         enc_grads, grad_inputs = c["encoder"].backward(c["enc_params"], c["enc_cache"], grad_stats,
@@ -351,7 +355,7 @@ class VAE(LeafFamily):
         if rng is None:
             z = mu
         else:
-            sigma = xp.where(seen, xp.exp(stats[..., latent:]), 1)
+            sigma = xp.where(seen, xp.exp(stats[..., latent:].clip(*_LOG_SIGMA_RANGE)), 1)
             z = mu + sigma * rng.normal(mu.shape).astype(mu.dtype)
         out, _ = decoder.forward(dec_params, xp.ascontiguousarray(z.astype(be.dtype)))
         return out
@@ -361,7 +365,7 @@ class VAE(LeafFamily):
         xp = be.xp
         if params["pixel"] == "gaussian":
             return out[..., :out.shape[2] // 2]
-        prob = 1.0 / (1.0 + xp.exp(-out))
+        prob = xp.exp(out - (xp.maximum(out, 0) + xp.log1p(xp.exp(-xp.abs(out)))))
         return prob * params["trials"] if params["pixel"] == "binomial" else prob
 
     @classmethod
