@@ -15,6 +15,8 @@ _MODULES = {
     "hclt": "hclt",
     "figure1_spn": "examples",
     "dcgmm": "dcgmm",
+    "vae_spn": "vae_spn",
+    "vae_spn_size": "vae_spn",
 }
 
 __all__ = sorted(_MODULES)
