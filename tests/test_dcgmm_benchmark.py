@@ -42,4 +42,5 @@ def test_sample_run_writes_its_grids(shared_data, tmp_path, monkeypatch):
 def test_timing_run_compares_the_forward_pass_with_its_matmuls(tmp_path):
     record = script().main(["timing", "--batch-size", "4", "--reps", "1", "--out", str(tmp_path)])
     for case in record["forward"].values():
-        assert case["ratio"] > 0 and case["bare_matmuls_ms"] > 0
+        assert case["ratio_of_minima"] > 0 and case["bare_matmuls_min_ms"] > 0
+        assert case["ratio_of_medians"] == case["cgmm_forward_median_ms"] / case["bare_matmuls_median_ms"]
