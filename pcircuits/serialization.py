@@ -20,21 +20,17 @@ read. Every entry is read with pickling disabled after its ``.npy`` header has b
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import struct
-import tokenize
 import zipfile
-import zlib
-from collections import Counter
 from pathlib import Path
 from typing import Union
 
 import networkx as nx
 import numpy as np
 
+from .archive import ARCHIVE_ERRORS, ArchiveProblem, entry_infos, read_entry
 from .atomic import atomic_write
 from .circuit import Circuit
 from .distributions import FAMILIES, family_from_parameters
@@ -64,11 +60,6 @@ _MAX_ARRAY_VALUES = 1 << 40
 _NUMERIC_KINDS = "biuf"
 
 PathLike = Union[str, os.PathLike]
-#: What the zip reader raises on damaged archives (bad headers, bad CRC, bad compressed data,
-#: flags such as encryption that a damaged header may announce).
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-                   RuntimeError, UnicodeDecodeError, OverflowError, struct.error)
-
 
 class _SpecError(Exception):
     """Internal: a problem found while validating a spec; callers add where it came from."""
@@ -757,13 +748,13 @@ def load(path: PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, max_units: int =
         raise CircuitFileError(f"{path}: not a file")
     try:
         archive = zipfile.ZipFile(path)
-    except _ARCHIVE_ERRORS as err:
+    except ARCHIVE_ERRORS as err:
         raise CircuitFileError(f"{path}: not a pcircuits circuit file (not a readable zip archive: {err})") from None
     try:
         with archive:
             structure, arrays = _read_archive(archive, limits["max_bytes"])
         return _spec_to_circuit(structure, arrays, limits)
-    except _FileProblem as err:
+    except (_FileProblem, ArchiveProblem) as err:
         raise CircuitFileError(f"{path}: {err}") from None
     except _SpecError as err:
         raise CircuitFileError(f"{path}: invalid circuit file: {err}") from None
@@ -790,11 +781,11 @@ def _read_archive(archive: zipfile.ZipFile, max_bytes: int) -> tuple[dict, dict[
     how many values each data entry must hold, so an entry is refused on its header alone when it
     holds more (unused data, a decompression bomb) or fewer values than the table uses.
     """
-    infos = _entry_infos(archive, max_bytes)
+    infos = entry_infos(archive, max_bytes, "a circuit file")
     for required in ("format_version", "structure"):
         if required not in infos:
             raise _FileProblem(f"not a pcircuits circuit file (the entry {required!r} is missing)")
-    version = _read_entry(archive, infos.pop("format_version"), "format_version")
+    version = read_entry(archive, infos.pop("format_version"), "format_version")
     if version.shape != () or version.dtype.kind not in "iu":
         raise _FileProblem(f"format_version must be an integer scalar, got {version.dtype} of shape {version.shape}")
     if int(version) != FORMAT_VERSION:
@@ -805,7 +796,7 @@ def _read_archive(archive: zipfile.ZipFile, max_bytes: int) -> tuple[dict, dict[
         raise _FileProblem(f"the structure entry unpacks to {structure_info.file_size} bytes, more than "
                            f"max_bytes // {_STRUCTURE_SHARE} = {max_bytes // _STRUCTURE_SHARE} (raise max_bytes "
                            f"to load it)")
-    raw = _read_entry(archive, structure_info, "structure")
+    raw = read_entry(archive, structure_info, "structure")
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _FileProblem(f"the structure entry must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
     try:
@@ -828,29 +819,11 @@ def _read_archive(archive: zipfile.ZipFile, max_bytes: int) -> tuple[dict, dict[
         if key is None or key not in extents:
             raise _FileProblem(f"unexpected entry {name!r}" + ("" if key is None else
                                " (the array table uses no array of that data entry)"))
-        blobs[key] = _read_entry(archive, info, name, extents[key])
+        blobs[key] = read_entry(archive, info, name, check=_data_entry_check(name, extents[key]))
     arrays = {}
     for name, (key, offset, shape) in places.items():
         arrays[name] = blobs[key][offset:offset + math.prod(shape)].reshape(shape).copy()
     return structure, arrays
-
-
-def _entry_infos(archive: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
-    """The archive's members by entry name: only ``.npy`` files, each name once, within ``max_bytes``."""
-    infos = archive.infolist()
-    counts = Counter(info.filename for info in infos)
-    duplicates = sorted(name for name, count in counts.items() if count > 1)
-    if duplicates:
-        raise _FileProblem(f"the archive holds {len(duplicates)} name(s) more than once ({duplicates[0]!r}); a "
-                           f"circuit file holds each entry once")
-    for info in infos:
-        if not info.filename.endswith(".npy"):
-            raise _FileProblem(f"unexpected entry {info.filename!r}; a circuit file holds only .npy arrays")
-    total = sum(info.file_size for info in infos)
-    if total > max_bytes:
-        raise _FileProblem(f"the entries would unpack to {total} bytes, more than max_bytes={max_bytes} (raise "
-                           f"max_bytes to load it)")
-    return {info.filename[:-4]: info for info in infos}
 
 
 def _array_places(table) -> tuple[dict[str, tuple[str, int, list[int]]], dict[str, int]]:
@@ -876,70 +849,19 @@ def _array_places(table) -> tuple[dict[str, tuple[str, int, list[int]]], dict[st
     return places, extents
 
 
-def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, count: int | None = None) -> np.ndarray:
-    """One ``.npy`` member, its header checked before its data is read.
-
-    Only scalars and 1-D arrays of bool, int or float are accepted; a data entry must be named
-    after its dtype and, when ``count`` is given, hold exactly ``count`` values.
-    """
-    try:
-        with archive.open(info) as stream:
-            shape, dtype, header_size = _npy_header(stream, name)
-            size = math.prod(shape)
-            if count is not None:
-                if dtype.name != name[len("data."):]:
-                    raise _FileProblem(f"the entry {name!r} holds {dtype.name} values; a data entry is named after "
-                                       f"its dtype")
-                if size < count:
-                    raise _FileProblem(f"the entry {name!r} holds only {size} values but the array table places "
-                                       f"arrays up to {count}")
-                if size > count:
-                    raise _FileProblem(f"the entry {name!r} holds {size} values but the array table uses only "
-                                       f"{count}; a circuit file holds no unused data")
-            expected = size * dtype.itemsize
-            if info.file_size - header_size != expected:
-                raise _FileProblem(f"the entry {name!r} holds {info.file_size - header_size} data bytes but its "
-                                   f"header announces shape {shape} of {dtype} ({expected} bytes): truncated or "
-                                   f"corrupted")
-            buffer = bytearray(expected)
-            view = memoryview(buffer)
-            filled = 0
-            while filled < expected:
-                got = stream.readinto(view[filled:])
-                if not got:
-                    break
-                filled += got
-            if filled != expected or stream.read(1):
-                raise _FileProblem(f"the entry {name!r} does not hold the {expected} data bytes its header announces: "
-                                   f"truncated or corrupted")
-    except _ARCHIVE_ERRORS as err:
-        raise _FileProblem(f"the entry {name!r} is corrupted or truncated ({str(err)[:120]})") from None
-    array = np.frombuffer(buffer, dtype=dtype, count=size).reshape(shape)
-    if not dtype.isnative:
-        array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
-    return array
-
-
-def _npy_header(stream, name: str) -> tuple[tuple, np.dtype, int]:
-    """Shape, dtype and header length of a ``.npy`` stream, refused unless a numeric scalar or 1-D array."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version in ((2, 0), (3, 0)):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except _ARCHIVE_ERRORS + (SyntaxError, TypeError, tokenize.TokenError, MemoryError, RecursionError) as err:
-        raise _FileProblem(f"the entry {name!r} is not a valid array ({str(err)[:120]})") from None
-    if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS or dtype.subdtype is not None:
-        raise _FileProblem(f"the entry {name!r} has dtype {dtype}; only bool, int and float arrays are allowed "
-                           f"(no objects, no pickle)")
-    if len(shape) > 1:
-        raise _FileProblem(f"the entry {name!r} must be 1-D or a scalar, got {len(shape)} dimensions")
-    if any(s < 0 for s in shape):
-        raise _FileProblem(f"the entry {name!r} has a negative size in its shape {shape}")
-    return shape, dtype, stream.tell()
+def _data_entry_check(name: str, count: int):
+    """The check of a data entry's header: named after its dtype, exactly ``count`` values."""
+    def check(shape: tuple, dtype: np.dtype):
+        size = math.prod(shape)
+        if dtype.name != name[len("data."):]:
+            raise ArchiveProblem(f"the entry {name!r} holds {dtype.name} values; a data entry is named after its dtype")
+        if size < count:
+            raise ArchiveProblem(f"the entry {name!r} holds only {size} values but the array table places arrays up "
+                                 f"to {count}")
+        if size > count:
+            raise ArchiveProblem(f"the entry {name!r} holds {size} values but the array table uses only {count}; a "
+                                 f"circuit file holds no unused data")
+    return check
 
 
 def _pack_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
