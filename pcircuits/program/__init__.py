@@ -1,5 +1,6 @@
-"""The compiled Program and its passes (forward, backward, top-down)."""
+"""The compiled Program and its passes (forward, backward, top-down, relaxed top-down)."""
 from .context import PassContext
 from .program import Gradients, Program
+from .relaxed import RelaxedGradients, RelaxedNoise
 
-__all__ = ["Program", "Gradients", "PassContext"]
+__all__ = ["Program", "Gradients", "PassContext", "RelaxedNoise", "RelaxedGradients"]

@@ -211,7 +211,7 @@ class SumLayer:
         if choose.weighted:
             scores = scores + self.log_weights(program)[units]
         scores = xp.where(self.padding_b[units], -xp.inf, scores)
-        j = choose(scores)
+        j = choose(scores, self, units, batch)
         active[self.inputs[units, j], batch] = True
         if choose.counts is not None:
             choose.counts.append(self.slots[units, j])
@@ -382,7 +382,7 @@ class DenseSumLayer:
         if choose.weighted:
             with np.errstate(divide="ignore"):
                 scores = scores + xp.log(self.weights(program)[node, unit])
-        j = choose(scores)
+        j = choose(scores, self, rows, batch)
         self._activate(active, node, j, batch)
         if choose.counts is not None:
             choose.counts.append(self.slots[node, unit, j])

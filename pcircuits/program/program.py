@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import Backend, get_backend, to_numpy
+from ..distributions.relaxations import relaxation_of
 from .context import SUM, PassContext
 from .inputs import InputDomain
 from .layers import DenseSumLayer, FusedSumLayer, InputLayer, ProductLayer, SumLayer, build_layer
@@ -53,19 +54,27 @@ class Gradients:
 class _Chooser:
     """How a top-down pass picks one input of an active sum unit."""
 
-    def __init__(self, backend, mode: str, rng, weighted: bool, counts: bool, ties: str = "first"):
+    def __init__(self, backend, mode: str, rng, weighted: bool, counts: bool, ties: str = "first", noise=None):
         self.backend = backend
+        self.noise = noise
         self.mode = mode
         self.rng = rng
         self.weighted = weighted
         self.ties = ties
         self.counts = [] if counts else None
 
-    def __call__(self, scores):
-        """Index of the chosen input per row of ``scores``, shape (n, num_inputs) -> (n,)."""
+    def __call__(self, scores, layer, rows, batch):
+        """Index of the chosen input per row of ``scores``, shape (n, num_inputs) -> (n,).
+
+        ``rows`` (n,) are the active units' rows within ``layer`` and ``batch`` (n,) their
+        examples: where the Gumbel noise is fixed (``noise``), it is read there.
+        """
         xp = self.backend.xp
         if self.mode == "sample":
-            scores = scores + self.rng.gumbel(scores.shape)
+            if self.noise is None:
+                scores = scores + self.rng.gumbel(scores.shape)
+            else:
+                scores = scores + self.noise.sums[layer.start][rows, :, batch]
         elif self.ties == "random":
             best = scores.max(axis=1, keepdims=True)
             tied = (scores == best) & (scores > -xp.inf)
@@ -98,6 +107,7 @@ class Program:
         self._cache = {}
         self._x = None
         self._buffers = {}
+        self._relaxed = None
 
     def _mark_root_inputs(self):
         """Give each product layer the rows of its units that feed a root directly (``None`` when
@@ -138,6 +148,7 @@ class Program:
         self._buffers = {}
         self._values = None
         self._cache = {}
+        self._relaxed = None
 
     # ---- parameters ------------------------------------------------------------------
     def _load_parameters(self):
@@ -243,13 +254,17 @@ class Program:
         """Log-values of the last forward pass, shape (num_units + 1, batch)."""
         return self._values
 
-    def backward(self, grad_root=None, *, leaves: bool = True, inputs: bool = False) -> Gradients:
+    def backward(self, grad_root=None, *, grad_units=None, leaves: bool = True, inputs: bool = False) -> Gradients:
         """Vector-Jacobian product of the last forward pass (which must be in ``"sum"`` mode).
 
         Parameters
         ----------
         grad_root : array, shape (batch, num_outputs), optional
-            Weights of the root log-values (default 1 for every root unit and example).
+            Weights of the root log-values (default 1 for every root unit and example, unless
+            ``grad_units`` is given).
+        grad_units : array, shape (num_units, batch), optional
+            Weights of the log-values of every unit (added to ``grad_root``'s): the VJP of a
+            loss that reads inner units too (the relaxed sampler's choices under evidence).
         leaves, inputs : bool
             Whether to compute leaf-parameter and input gradients.
         """
@@ -260,8 +275,14 @@ class Program:
         batch = values.shape[1]
         grads = self.buffer("grads", values.shape)
         grads.fill(0)
+        if grad_units is not None:
+            gu = be.asarray(grad_units)
+            if gu.shape != (self.num_units, batch):
+                raise ValueError(f"backward: grad_units must have shape ({self.num_units}, {batch}), got {gu.shape}")
+            grads[:self.num_units] = gu
         if grad_root is None:
-            grads[self._output_slots_b] = 1
+            if grad_units is None:
+                grads[self._output_slots_b] = 1
         else:
             g = be.asarray(grad_root)
             if g.ndim == 1:
@@ -296,7 +317,7 @@ class Program:
 
     def top_down(self, x, mode: str = "argmax", *, forward_mode: str | None = None, root=0,
                  seed=None, weighted: bool = True, ties: str = "first", counts: bool = False,
-                 return_active: bool = False):
+                 return_active: bool = False, noise=None):
         """Select an induced tree per example and fill the missing values of ``x``.
 
         Parameters
@@ -323,6 +344,11 @@ class Program:
         return_active : bool
             Also return the mask of units in each example's induced tree, shape
             (num_units + 1, batch) (hard EM leaf statistics).
+        noise : RelaxedNoise, optional
+            Sample mode: fixed noise (:class:`~pcircuits.program.relaxed.RelaxedNoise` of
+            ``batch`` samples) instead of ``seed``: the Gumbel noise of the sums' choices and the
+            leaves' exact draws from their noise, the draws that :meth:`sample_relaxed` hardens
+            to (binomial leaves have none).
 
         Returns
         -------
@@ -346,7 +372,13 @@ class Program:
         if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
             raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
         active[be.index(self.output_slots[root_idx]), xp.arange(batch)] = True
-        chooser = _Chooser(be, mode, rng, weighted, counts, ties)
+        if noise is not None:
+            if mode != "sample":
+                raise ValueError("top_down: noise is for mode='sample'")
+            if noise.batch != batch:
+                raise ValueError(f"top_down: the noise is for {noise.batch} samples, x has {batch} rows")
+            noise.check(self)
+        chooser = _Chooser(be, mode, rng, weighted, counts, ties, noise)
         for layer in reversed(self.inner_layers):
             layer.select(self, values, active, chooser)
         out = x.copy()
@@ -358,6 +390,8 @@ class Program:
             params = {k: v[layer.rows[units]] for k, v in table.items()}
             if mode == "argmax":
                 vals = layer.family.mode(be, params)
+            elif noise is not None:
+                vals = relaxation_of(layer.family).exact(be, params, noise.leaves[layer.start][rows, units])
             else:
                 vals = layer.family.sample(be, params, rng)
             variables = layer.variables[units]                      # (n, d)
@@ -370,6 +404,62 @@ class Program:
         if return_active:
             results.append(active)
         return results[0] if len(results) == 1 else tuple(results)
+
+    def sample_relaxed(self, num_samples: int | None = None, temperature: float = 1.0, *, hard: bool = False,
+                       evidence=None, seed=None, noise=None, root: int = 0):
+        """Differentiable samples: the relaxed top-down pass (Lang et al. 2022, section 3.2).
+
+        Every sum unit draws ``y = softmax((log w + v + g) / temperature)`` over its inputs
+        (Gumbel noise ``g``; ``v`` the inputs' log-values under ``evidence``, 0 without) and its
+        sample interpolates its inputs' samples with ``y``; products concatenate; leaves draw
+        reparameterized samples (:mod:`pcircuits.distributions.relaxations`: Gaussian ``mean +
+        std * eps``, binomial by its Gaussian approximation, Bernoulli and categorical by the
+        binary Concrete and Gumbel-softmax relaxations returning the expected value).
+        :meth:`backward_relaxed` is its vector-Jacobian product.
+
+        Parameters
+        ----------
+        num_samples : int, optional
+            Samples to draw (default: the rows of ``evidence`` or the batch of ``noise``).
+        temperature : float
+            ``tau > 0``; as it goes to 0 the soft choices become one-hot.
+        hard : bool
+            Straight-through: one-hot choices (``argmax``) and hard leaf draws forward, the soft
+            choices' gradient backward. The forward is then an exact sample of the circuit
+            (binomial leaves: rounded Gaussian approximation).
+        evidence : array, shape (num_samples, num_variables), optional
+            Observed values (NaN where free); observed variables keep them, the choices follow
+            ``w * value`` under the evidence as in :meth:`top_down`.
+        seed : int or Generator, optional
+            Seeds the noise when ``noise`` is not given.
+        noise : RelaxedNoise, optional
+            Fixed noise (``RelaxedNoise.draw(program, n, seed)``): the pass is then a
+            deterministic function of the parameters and the temperature.
+        root : int
+            The output unit to sample from.
+
+        Returns
+        -------
+        array, shape (num_samples, num_variables)
+        """
+        from .relaxed import relaxed_sample
+        self._relaxed = relaxed_sample(self, num_samples, temperature, hard=hard, evidence=evidence, seed=seed,
+                                       noise=noise, root=root)
+        return self._relaxed.samples
+
+    def backward_relaxed(self, grad):
+        """Gradients of ``sum(grad * samples)`` of the last :meth:`sample_relaxed` with its noise
+        held fixed: a :class:`~pcircuits.program.relaxed.RelaxedGradients` (log-weights, leaf
+        parameters in their unconstrained forms, temperature).
+
+        Parameters
+        ----------
+        grad : array, shape (num_samples, num_variables)
+            d(loss)/d(samples).
+        """
+        if self._relaxed is None:
+            raise RuntimeError("backward_relaxed needs a preceding sample_relaxed")
+        return self._relaxed.backward(grad)
 
     # ---- convenience -------------------------------------------------------------------
     def statistics(self) -> dict:
