@@ -14,6 +14,8 @@ _MODULES = {
     "dgcspn": "dgcspn",
     "hclt": "hclt",
     "figure1_spn": "examples",
+    "vae_spn": "vae_spn",
+    "vae_spn_size": "vae_spn",
 }
 
 __all__ = sorted(_MODULES)
