@@ -212,42 +212,84 @@ class VAE(LeafFamily):
                 decoder, dict(zip(_NN_NAMES, (params[n] for n in _DECODER))))
 
     @staticmethod
-    def _encoder_input(xp, params, x):
-        """(U, B, 2d) encoder inputs from x (B, U, d), the mask (U, B, d) and the zero-filled x."""
-        observed = ~xp.isnan(x)
-        filled = xp.where(observed, x, 0).astype(x.dtype)
-        scale = 1.0 / params["trials"] if params["pixel"] == "binomial" else 1.0
-        inputs = xp.concatenate([filled * scale, observed.astype(x.dtype)], axis=2)
-        return (xp.ascontiguousarray(inputs.transpose(1, 0, 2)), observed.transpose(1, 0, 2),
-                filled.transpose(1, 0, 2))
+    def _encoder_input(be, params, x):
+        """Encoder inputs (U, B, 2d) from x (B, U, d); the observation mask (U, B, d), or None when
+        nothing is missing; and the zero-filled values (U, B, d)."""
+        xp = be.xp
+        units, d = x.shape[1], x.shape[2]
+        missing = xp.isnan(x)
+        observed = None
+        values = xp.ascontiguousarray(x.transpose(1, 0, 2))
+        inputs = xp.empty((units, x.shape[0], 2 * d), dtype=x.dtype)
+        if be.maybe_any(missing):
+            observed = ~missing.transpose(1, 0, 2)
+            values = xp.where(observed, values, 0).astype(x.dtype)
+            inputs[..., d:] = observed
+        else:
+            inputs[..., d:] = 1
+        inputs[..., :d] = values
+        if params["pixel"] == "binomial":
+            inputs[..., :d] *= 1.0 / params["trials"]
+        return inputs, observed, values
 
     @staticmethod
-    def _pixel_log_prob(be, params, out, values, observed):
-        """Per-pixel log-probabilities (U, N, d) of ``values`` under the decoder outputs ``out``,
-        and their derivative with respect to ``out``; both zero where not observed."""
+    def _softplus(xp, a):
+        """``log(1 + exp(a))`` without overflow, in a new array (log, not log1p: NumPy's float32
+        log1p is not vectorized, and the difference is below the float's resolution of the sum)."""
+        out = xp.abs(a)
+        xp.negative(out, out=out)
+        xp.exp(out, out=out)
+        out += 1
+        xp.log(out, out=out)
+        out += xp.maximum(a, 0)
+        return out
+
+    @classmethod
+    def _reconstruction(cls, be, params, out, values, observed):
+        """``sum_d log p(values | out)`` over the observed pixels, shape (U, N), for decoder
+        outputs ``out`` (U, N, p d), values (U, N, d) and the mask (U, N, d) or None."""
+        xp = be.xp
+        d = values.shape[2]
+        if params["pixel"] == "gaussian":
+            mean, log_std = out[..., :d], out[..., d:].clip(*_LOG_STD_RANGE)
+            z = values - mean
+            z *= xp.exp(-log_std)
+            lp = z * z
+            lp *= -0.5
+            lp -= log_std
+            lp -= 0.5 * _LOG_2PI
+        else:
+            lp = values * out
+            lp -= params["trials"] * cls._softplus(xp, out) if params["pixel"] == "binomial" \
+                else cls._softplus(xp, out)
+            if params["pixel"] == "binomial":
+                n = float(params["trials"])
+                lp += be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
+        if observed is not None:
+            lp *= observed
+        return lp.sum(axis=2)
+
+    @classmethod
+    def _reconstruction_grad(cls, be, params, out, values, observed):
+        """The derivative of the per-pixel log-probabilities with respect to ``out`` (U, N, p d)."""
         xp = be.xp
         d = values.shape[2]
         if params["pixel"] == "gaussian":
             mean, log_std = out[..., :d], out[..., d:]
             inside = (log_std > _LOG_STD_RANGE[0]) & (log_std < _LOG_STD_RANGE[1])
-            log_std = log_std.clip(*_LOG_STD_RANGE)
-            z = (values - mean) * xp.exp(-log_std)
-            lp = -0.5 * z * z - log_std - 0.5 * _LOG_2PI
-            d_mean = z * xp.exp(-log_std)
-            d_log_std = xp.where(inside, z * z - 1.0, 0.0)
-            d_out = xp.concatenate([xp.where(observed, d_mean, 0), xp.where(observed, d_log_std, 0)], axis=-1)
-            return xp.where(observed, lp, 0), d_out
-        softplus = xp.maximum(out, 0) + xp.log1p(xp.exp(-xp.abs(out)))
-        prob = xp.exp(out - softplus)
-        if params["pixel"] == "bernoulli":
-            lp = values * out - softplus
-            d_out = values - prob
-        else:
-            n = float(params["trials"])
-            log_choose = be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
-            lp = log_choose + values * out - n * softplus
-            d_out = values - n * prob
-        return xp.where(observed, lp, 0), xp.where(observed, d_out, 0).astype(out.dtype)
+            inv_std = xp.exp(-log_std.clip(*_LOG_STD_RANGE))
+            z = (values - mean) * inv_std
+            d_out = xp.concatenate([z * inv_std, xp.where(inside, z * z - 1.0, 0.0)], axis=-1)
+            if observed is not None:
+                d_out *= xp.concatenate([observed, observed], axis=-1)
+            return d_out.astype(out.dtype)
+        prob = xp.exp(out - cls._softplus(xp, out))
+        if params["pixel"] == "binomial":
+            prob *= params["trials"]
+        d_out = values - prob
+        if observed is not None:
+            d_out *= observed
+        return d_out.astype(out.dtype)
 
     @classmethod
     def draw_noise(cls, be, params, batch, rng):
@@ -260,7 +302,7 @@ class VAE(LeafFamily):
         """The bound (U, B) and, with ``keep``, what :meth:`grad` needs."""
         xp = be.xp
         encoder, enc_params, decoder, dec_params = cls._networks(params)
-        inputs, observed, filled = cls._encoder_input(xp, params, x)
+        inputs, observed, values = cls._encoder_input(be, params, x)
         stats, enc_cache = encoder.forward(enc_params, inputs)
         latent = stats.shape[2] // 2
         mu, raw_log_sigma = stats[..., :latent], stats[..., latent:]
@@ -269,10 +311,10 @@ class VAE(LeafFamily):
         units, batch, samples, _ = noise.shape
         z = mu[:, :, None, :] + sigma[:, :, None, :] * noise                     # (U, B, S, k)
         out, dec_cache = decoder.forward(dec_params, z.reshape(units, batch * samples, latent))
-        rep_values = xp.repeat(filled, samples, axis=1)
-        rep_observed = xp.repeat(observed, samples, axis=1)
-        lp, d_out = cls._pixel_log_prob(be, params, out, rep_values, rep_observed)
-        recon = lp.sum(axis=2).reshape(units, batch, samples)
+        if samples > 1:
+            values = xp.repeat(values, samples, axis=1)
+            observed = None if observed is None else xp.repeat(observed, samples, axis=1)
+        recon = cls._reconstruction(be, params, out, values, observed).reshape(units, batch, samples)
         if samples == 1:
             kl = 0.5 * (mu * mu + sigma * sigma - 1.0 - 2.0 * log_sigma).sum(axis=2)
             value = recon[:, :, 0] - kl
@@ -285,13 +327,17 @@ class VAE(LeafFamily):
             total = shifted.sum(axis=2, keepdims=True)
             value = (top + xp.log(total))[:, :, 0] - math.log(samples)
             weights = shifted / total                                              # (U, B, S)
-        seen = observed.any(axis=2)                                                # (U, B)
-        value = xp.where(seen, value, 0)
+        seen = None
+        if observed is not None:
+            seen = observed.reshape(units, batch, samples, -1)[:, :, 0].any(axis=2)   # (U, B)
+            value = xp.where(seen, value, 0)
         if not keep:
             return value, None
+        d_out = cls._reconstruction_grad(be, params, out, values, observed)
         return value, dict(encoder=encoder, enc_params=enc_params, enc_cache=enc_cache, decoder=decoder,
                            dec_params=dec_params, dec_cache=dec_cache, mu=mu, log_sigma=log_sigma, sigma=sigma,
-                           z=z, d_out=d_out, weights=weights, seen=seen, observed=observed, out=out,
+                           z=z, d_out=d_out, weights=weights, seen=seen,
+                           observed=None if observed is None else observed.reshape(units, batch, samples, -1)[:, :, 0],
                            sigma_inside=(raw_log_sigma > _LOG_SIGMA_RANGE[0]) & (raw_log_sigma < _LOG_SIGMA_RANGE[1]))
 
     @classmethod
@@ -310,7 +356,8 @@ class VAE(LeafFamily):
             noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
         _, c = cls._bound(be, params, x, noise, keep=True)
         units, batch, samples, latent = noise.shape
-        g = xp.where(c["seen"], g.T, 0).astype(be.dtype)                          # (U, B)
+        g = g.T if c["seen"] is None else xp.where(c["seen"], g.T, 0)
+        g = g.astype(be.dtype)                                                     # (U, B)
         per_sample = g[:, :, None] if c["weights"] is None else g[:, :, None] * c["weights"]   # (U, B, S)
         grad_out = c["d_out"] * per_sample.reshape(units, batch * samples, 1)
         dec_grads, grad_z = c["decoder"].backward(c["dec_params"], c["dec_cache"], grad_out.astype(be.dtype))
@@ -337,7 +384,8 @@ class VAE(LeafFamily):
         # the reconstruction term's own dependence on x: -d/d mean of the pixel log-density
         d_mean = c["d_out"][..., :d] * per_sample.reshape(units, batch * samples, 1)
         grad_x = -d_mean.reshape(units, batch, samples, d).sum(axis=2) + grad_inputs[..., :d]
-        grad_x = xp.where(c["observed"], grad_x, 0)
+        if c["observed"] is not None:
+            grad_x = xp.where(c["observed"], grad_x, 0)
         return grads, grad_x.transpose(1, 0, 2)
 
     # ---- top-down values ----------------------------------------------------------------
@@ -347,10 +395,10 @@ class VAE(LeafFamily):
         ``rng``); units with no observed input use the prior (mean 0, or a prior draw)."""
         xp = be.xp
         encoder, enc_params, decoder, dec_params = cls._networks(params)
-        inputs, observed, _ = cls._encoder_input(xp, params, x)
+        inputs, observed, _ = cls._encoder_input(be, params, x)
         stats, _ = encoder.forward(enc_params, inputs)
         latent = stats.shape[2] // 2
-        seen = observed.any(axis=2)[:, :, None]
+        seen = True if observed is None else observed.any(axis=2)[:, :, None]
         mu = xp.where(seen, stats[..., :latent], 0)
         if rng is None:
             z = mu
@@ -365,7 +413,7 @@ class VAE(LeafFamily):
         xp = be.xp
         if params["pixel"] == "gaussian":
             return out[..., :out.shape[2] // 2]
-        prob = xp.exp(out - (xp.maximum(out, 0) + xp.log1p(xp.exp(-xp.abs(out)))))
+        prob = xp.exp(out - cls._softplus(xp, out))
         return prob * params["trials"] if params["pixel"] == "binomial" else prob
 
     @classmethod
