@@ -117,7 +117,7 @@ def run_samples(args) -> dict:
         written.append(save_image_grid(out / f"{stem}_centroids.png", centroids,
                                        ncols=int(np.ceil(np.sqrt(len(centroids)))),
                                        title=f"DCGMM-{args.instance} lowest cGMM layer centroids"))
-    written.append(stack.render(out / f"{stem}_layers.svg"))
+    written.append(stack.render(out / f"{stem}_layers.png"))
     return {"history": history, "train_seconds": seconds, "train_images": len(x_train), "files": written,
             "sampling_seconds": timings, "top_s": args.top_s, "divisor": args.divisor,
             "sharpen_iterations": args.sharpen_iterations, "sharpen_step": args.sharpen_step}
