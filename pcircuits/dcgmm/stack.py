@@ -289,9 +289,12 @@ class Stack:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Stack.fit: {name} must be a positive int, got {value!r}")
-        if not (isinstance(delay, (int, float)) and delay >= 0 and max(self.delays(delay)) < 1):
-            raise ValueError(f"Stack.fit: delay must be >= 0 and let every layer start before the end of training "
-                             f"(largest delay fraction {max(self.delays(float(delay))):.3g} >= 1), got {delay!r}")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+            raise ValueError(f"Stack.fit: delay must be a number >= 0, got {delay!r}")
+        if max(self.delays(delay)) >= 1:
+            raise ValueError(f"Stack.fit: with delay={delay!r} the highest trainable layer would start after "
+                             f"{max(self.delays(delay)):.0%} of training; choose delay < "
+                             f"{1 / max(1, len(self.cgmm_layers) - (self.classifier is None)):.3g}")
         data = self._prepare(x, "x")
         n = int(data.shape[0])
         if self.classifier is not None and labels is None:
