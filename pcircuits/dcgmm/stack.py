@@ -28,6 +28,8 @@ from .layers import CGMM, Classifier, Folding, Layer, MaxPooling
 
 __all__ = ["Stack"]
 
+#: Sharpening steps are taken on the mean objective of a batch of this many samples (the paper's code).
+SHARPEN_BATCH = 100
 _FORMAT = "pcircuits-dcgmm-checkpoint"
 _VERSION = 1
 
@@ -420,11 +422,11 @@ class Stack:
         max-component objective (eq. 8), which pulls overlapping patches towards agreeing with
         the target's components. The paper (V-D) uses I = 300, eps = 1.0.
 
-        The step is ``step_size`` in units of the inverse curvature bound: an input entry copied
-        into ``J`` patches of a target with ``P`` positions and precisions at most ``D_max``
-        has a second derivative of at most ``J D_max^2 / P`` in magnitude, so the gradient is
-        multiplied by ``step_size * P / (J D_max^2)``. ``step_size = 1`` is then a Newton step
-        where the bound is reached and never overshoots; larger steps than 2 can diverge.
+        The ascent is on the paper's loss: the target layer's objective averaged over a
+        sampling batch of ``SHARPEN_BATCH = 100`` examples (the batch the paper's code samples
+        in) and over positions. Each example therefore moves by ``step_size / 100`` times the
+        gradient of its own objective, whatever the number of samples. Larger steps pull
+        more and more patches onto the target's most probable (blank) component.
 
         Parameters
         ----------
@@ -441,8 +443,7 @@ class Stack:
             return control
         target = targets[0]
         between = self.layers[layer_index:target]
-        coverage = int(np.prod([layer.max_coverage for layer in between]))
-        scale = step_size * self.layers[target].num_positions / (coverage * self.layers[target].max_precision ** 2)
+        scale = step_size / SHARPEN_BATCH
         for _ in range(iterations):
             acts = [control]
             for layer in between:
