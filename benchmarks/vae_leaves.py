@@ -165,11 +165,12 @@ def main(argv=None):
         if model != "vae":
             pictures(circuit, x_test, model, args)
         circuit.save(os.path.join(args.out, f"{model}.pcz"))
-    summary = {"data": f"binarized MNIST ({binarize})", "lr": args.lr, "seed": args.seed, "batch_size": args.batch_size,
-               "train_size": len(x_train), "test_size_per_epoch": args.test_size, "models": records}
-    with open(os.path.join(args.out, "vae_leaves.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    plot_curves(records, os.path.join(args.out, "curves.png"))
+        summary = {"data": f"binarized MNIST ({binarize})", "lr": args.lr, "seed": args.seed,
+                   "batch_size": args.batch_size, "train_size": len(x_train), "test_size_per_epoch": args.test_size,
+                   "models": records}
+        with open(os.path.join(args.out, "vae_leaves.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        plot_curves(records, os.path.join(args.out, "curves.png"))
     return summary
 
 
