@@ -218,3 +218,15 @@ def test_a_worker_killed_during_an_epoch_leaves_the_result_unchanged():
         pc.learning.fit(got, data, client=client, partitions=4, **options)
         assert killer.finished > killer.count and victim not in client.run(os.getpid).values()
     _assert_same_parameters(got, expected)
+
+
+# ---- the command line -----------------------------------------------------------------------
+def test_train_on_two_local_workers_writes_the_one_process_model(tmp_path):
+    from pcircuits import cli
+    common = ["train", "--data", "digits8x8", "--structure", "pd", "--delta", "4", "--num-sums", "2",
+              "--num-leaves", "2", "--epochs", "2", "--train-size", "120", "--valid-size", "0", "--batch-size", "30",
+              "--em-mode", "online", "--dtype", "float64", "--no-progress", "--quiet"]
+    assert cli.main(common + ["--out", str(tmp_path / "one.pcz")]) == 0
+    assert cli.main(common + ["--workers", "2", "--out", str(tmp_path / "two.pcz")]) == 0
+    one, two = (pc.Circuit.load(tmp_path / name).compile(dtype="float64") for name in ("one.pcz", "two.pcz"))
+    _assert_same_parameters(two, one)
