@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backend import RandomSource
 from ..distributions.relaxations import relaxation_of
 from .context import SUM
 from .layers import DenseSumLayer, FusedSumLayer, ProductLayer, SumLayer
@@ -52,10 +53,11 @@ class RelaxedNoise:
 
     @classmethod
     def draw(cls, program, batch: int, seed=None) -> "RelaxedNoise":
-        """Fresh noise for ``batch`` samples of ``program`` from ``seed`` (on its backend)."""
+        """Fresh noise for ``batch`` samples of ``program`` from ``seed`` (an int, a NumPy
+        Generator or a backend :class:`~pcircuits.backend.RandomSource`, which it draws from)."""
         if not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"RelaxedNoise: batch must be a positive integer, got {batch!r}")
-        rng = program.backend.rng(seed)
+        rng = seed if isinstance(seed, RandomSource) else program.backend.rng(seed)
         sums = {}
         for layer in program.inner_layers:
             rule = RELAXED_RULES.get(type(layer))
