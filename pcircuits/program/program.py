@@ -63,18 +63,18 @@ class _Chooser:
         self.ties = ties
         self.counts = [] if counts else None
 
-    def __call__(self, scores, layer, rows, batch):
+    def __call__(self, scores, layer, nodes, batch):
         """Index of the chosen input per row of ``scores``, shape (n, num_inputs) -> (n,).
 
-        ``rows`` (n,) are the active units' rows within ``layer`` and ``batch`` (n,) their
-        examples: where the Gumbel noise is fixed (``noise``), it is read there.
+        ``nodes`` (n,) are the active units' sum nodes within ``layer`` and ``batch`` (n,) their
+        examples: where the Gumbel noise is fixed (``noise``, one vector per node), it is read there.
         """
         xp = self.backend.xp
         if self.mode == "sample":
             if self.noise is None:
                 scores = scores + self.rng.gumbel(scores.shape)
             else:
-                scores = scores + self.noise.sums[layer.start][rows, :, batch]
+                scores = scores + self.noise.sums[layer.start][nodes, :, batch]
         elif self.ties == "random":
             best = scores.max(axis=1, keepdims=True)
             tied = (scores == best) & (scores > -xp.inf)

@@ -41,8 +41,9 @@ class RelaxedNoise:
     Attributes
     ----------
     batch : int
-    sums : dict int -> array, shape (layer units, inputs per unit, batch)
-        Standard Gumbel noise of every sum unit's inputs, by the sum layer's first slot.
+    sums : dict int -> array, shape (sum nodes of the layer, inputs per node, batch)
+        Standard Gumbel noise of every sum node's inputs (shared by its units), by the sum
+        layer's first slot.
     leaves : dict int -> array, shape (batch, layer units, width)
         Every input layer's leaf noise (see the relaxation of its family), by its first slot.
     """
@@ -62,7 +63,7 @@ class RelaxedNoise:
         for layer in program.inner_layers:
             rule = RELAXED_RULES.get(type(layer))
             if rule is not None and rule.is_sum:
-                sums[layer.start] = rng.gumbel((layer.stop - layer.start, rule.num_inputs(layer), int(batch)))
+                sums[layer.start] = rng.gumbel((rule.shape(layer)[0], rule.num_inputs(layer), int(batch)))
         leaves = {}
         for layer in program.input_layers:
             relax = relaxation_of(layer.family)
@@ -75,7 +76,7 @@ class RelaxedNoise:
             rule = RELAXED_RULES.get(type(layer))
             if rule is not None and rule.is_sum:
                 g = self.sums.get(layer.start)
-                want = (layer.stop - layer.start, rule.num_inputs(layer), self.batch)
+                want = (rule.shape(layer)[0], rule.num_inputs(layer), self.batch)
                 if g is None or tuple(g.shape) != want:
                     raise ValueError(f"RelaxedNoise: the sum layer at slot {layer.start} needs Gumbel noise of shape "
                                      f"{want}, got {None if g is None else tuple(g.shape)} (noise of another circuit?)")
@@ -211,6 +212,11 @@ def _rule(layer):
     return rule
 
 
+def _safe_max(xp, a, axis):
+    m = a.max(axis=axis)
+    return xp.where(xp.isfinite(m), m, 0)
+
+
 def _softmax(xp, z, axis):
     """Softmax along ``axis``; all zeros where every score is -inf (a unit that the evidence
     makes impossible, which then receives no flow)."""
@@ -250,18 +256,14 @@ class RelaxedTape:
             if not rule.is_sum:
                 layer.backward(program, None, flows, None)          # each input gets the product's flow
                 continue
-            N, K, I = rule.shape(layer)
-            scores = rule.log_weights(layer, program)[..., None]                # (N, K, I, 1)
+            scores = self.noise.sums[layer.start]                                # (N, I, B)
             if values is not None:
-                scores = scores + rule.gather(layer, values)[:, None]           # (N, 1, I, B)
-            z = (scores + self.noise.sums[layer.start].reshape(N, K, I, batch)) / self.tau
-            soft = _softmax(xp, z, axis=2)
-            y = soft
-            if self.hard:
-                y = (xp.arange(I)[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]).astype(be.dtype)
-            units = flows[layer.start:layer.stop].reshape(N, K, 1, batch)
-            rule.spread(layer, flows, (y * units).sum(axis=1))
-            self.saved[layer.start] = (soft, y)
+                scores = scores + rule.gather(layer, values)
+            units = flows[layer.start:layer.stop]
+            saved = None if self.hard else self._factored_forward(layer, rule, scores, units, flows)
+            if saved is None:
+                saved = self._explicit_forward(layer, rule, scores, units, flows)
+            self.saved[layer.start] = saved
         self.flows = flows
         out = xp.zeros((program.num_variables, batch), dtype=be.dtype)
         for layer in program.input_layers:
@@ -273,6 +275,84 @@ class RelaxedTape:
         if self.evidence is not None:
             x = xp.where(xp.isnan(self.evidence), x, self.evidence)
         return x
+
+    # ---- one sum layer ---------------------------------------------------------------------
+    # A sum node's K units share one Gumbel vector over its I inputs (each induced tree holds at
+    # most one unit of a node, so the hard draws are exact either way), and so do the inputs'
+    # values under the evidence: the scores are ``log w[k, j] + S[j, b]`` with S = g + v. The
+    # soft choices then factor, ``y[k, j, b] = W[k, j] E[j, b] / Z[k, b]`` with ``W = w^(1/tau)``,
+    # ``E = exp(S / tau)`` and ``Z = W @ E``, and the pass and its adjoint are batched matrix
+    # products, like the forward and backward of the dense sum layers ("factored"). Where ``Z``
+    # underflows (small temperatures), and for straight-through choices, the layer is done with
+    # explicit (N, K, I, B) arrays instead ("explicit").
+
+    def _factored_forward(self, layer, rule, scores, units, flows):
+        """The soft layer as matrix products; None when Z underflows somewhere."""
+        xp, tau = self.program.backend.xp, self.tau
+        N, K, I = rule.shape(layer)
+        batch = scores.shape[-1]
+        log_w = rule.log_weights(layer, self.program)                             # (N, K, I)
+        E = xp.exp((scores - _safe_max(xp, scores, axis=1)[:, None, :]) / tau)    # (N, I, B)
+        W = xp.exp((log_w - _safe_max(xp, log_w, axis=2)[:, :, None]) / tau)      # (N, K, I)
+        Z = xp.matmul(W, E)                                                        # (N, K, B)
+        finfo = np.finfo(Z.dtype)
+        if Z.size and float(Z.min()) < finfo.tiny / finfo.eps:
+            return None
+        R = units.reshape(N, K, batch) / Z
+        rule.spread(layer, flows, E * xp.matmul(W.transpose(0, 2, 1), R))
+        return ("factored", log_w, scores, W, E, Z)
+
+    def _factored_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads):
+        xp, tau = self.program.backend.xp, self.tau
+        _, log_w, scores, W, E, Z = saved
+        N, K, I = rule.shape(layer)
+        batch = E.shape[-1]
+        A = rule.gather(layer, adjoint)                                           # (N, I, B) children's adjoints
+        EA = E * A
+        mean = xp.matmul(W, EA) / Z                                               # (N, K, B): sum_j y_kj A_j
+        adjoint[layer.start:layer.stop] = mean.reshape(N * K, batch)
+        # dz[k, j, b] = y[k, j, b] a[k, b] (A[j, b] - mean[k, b]): sums over b and over k by matmuls
+        R = flows[layer.start:layer.stop].reshape(N, K, batch) / Z
+        RM = R * mean
+        g_log_w = W * (xp.matmul(R, EA.transpose(0, 2, 1)) - xp.matmul(RM, E.transpose(0, 2, 1))) / tau
+        rule.add_weight_gradient(layer, grad_log_weights, g_log_w)
+        Wt = W.transpose(0, 2, 1)
+        g_scores = E * (A * xp.matmul(Wt, R) - xp.matmul(Wt, RM)) / tau          # (N, I, B)
+        if value_grads is not None:
+            rule.spread(layer, value_grads, g_scores)
+        # d/dtau = -(1/tau) sum dz * z = -(1/tau) (sum log_w * g_log_w + sum scores * g_scores)
+        finite = xp.isfinite(log_w)
+        return -((xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
+                 + (xp.where(xp.isfinite(scores), scores, 0) * g_scores).sum()) / tau
+
+    def _explicit_forward(self, layer, rule, scores, units, flows):
+        xp, tau = self.program.backend.xp, self.tau
+        N, K, I = rule.shape(layer)
+        batch = scores.shape[-1]
+        z = (rule.log_weights(layer, self.program)[..., None] + scores[:, None]) / tau       # (N, K, I, B)
+        soft = _softmax(xp, z, axis=2)
+        y = soft
+        if self.hard:
+            y = (xp.arange(I)[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]).astype(soft.dtype)
+        rule.spread(layer, flows, (y * units.reshape(N, K, 1, batch)).sum(axis=1))
+        return ("explicit", soft, y)
+
+    def _explicit_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads):
+        xp, tau = self.program.backend.xp, self.tau
+        _, soft, y = saved
+        N, K, I = rule.shape(layer)
+        batch = soft.shape[-1]
+        inputs = rule.gather(layer, adjoint)[:, None]                             # (N, 1, I, B)
+        adjoint[layer.start:layer.stop] = (y * inputs).sum(axis=2).reshape(N * K, batch)
+        dy = flows[layer.start:layer.stop].reshape(N, K, 1, batch) * inputs       # (N, K, I, B)
+        dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))               # d/dz, z = scores / tau
+        with np.errstate(divide="ignore"):
+            log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
+        rule.add_weight_gradient(layer, grad_log_weights, dz.sum(axis=3) / tau)
+        if value_grads is not None:
+            rule.spread(layer, value_grads, dz.sum(axis=1) / tau)
+        # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
+        return -(dz * log_soft).sum() / tau
 
     # ---- backward ------------------------------------------------------------------------
     def backward(self, grad) -> RelaxedGradients:
@@ -320,19 +400,9 @@ class RelaxedTape:
                 for column in layer.columns:
                     out += adjoint[column]
                 continue
-            N, K, I = rule.shape(layer)
-            soft, y = self.saved[layer.start]
-            inputs = rule.gather(layer, adjoint)[:, None]                         # (N, 1, I, B)
-            adjoint[layer.start:layer.stop] = (y * inputs).sum(axis=2).reshape(N * K, batch)
-            dy = flows[layer.start:layer.stop].reshape(N, K, 1, batch) * inputs   # (N, K, I, B)
-            dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))           # d/dz, z = scores / tau
-            with np.errstate(divide="ignore"):
-                log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
-            # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
-            dtau = dtau - (dz * log_soft).sum() / tau
-            rule.add_weight_gradient(layer, grad_log_weights, dz.sum(axis=3) / tau)
-            if value_grads is not None:
-                rule.spread(layer, value_grads, dz.sum(axis=1) / tau)
+            saved = self.saved[layer.start]
+            backward = self._factored_backward if saved[0] == "factored" else self._explicit_backward
+            dtau = dtau + backward(layer, rule, saved, adjoint, flows, grad_log_weights, value_grads)
         if value_grads is not None:
             program._forward(self.evidence, SUM, cache=True)
             through = program.backward(grad_units=value_grads[:program.num_units], leaves=bool(program.input_layers))
