@@ -113,9 +113,13 @@ def inpaint(program, x, *, method: str = "posterior-mean", root=0):
     denominator = xp.zeros((program.num_variables, batch), dtype=be.dtype)
     for layer in program.input_layers:
         f = flows[layer.start:layer.stop]                                  # (U, B)
-        means = layer.family.mean(be, layer.params(program.leaf_tables[layer.table_key]))  # (U, d)
+        params = layer.params(program.leaf_tables[layer.table_key])
+        if layer.family.conditional:                                       # (U, d, B): given the evidence
+            means = layer.family.conditional_mean(be, params, layer.gather_inputs(xb)).transpose(1, 2, 0)
+        else:
+            means = layer.family.mean(be, params)[:, :, None]              # (U, d, 1)
         d = means.shape[1]
-        layer.input_scatter.add(numerator, (means[:, :, None] * f[:, None, :]).reshape(-1, batch))
+        layer.input_scatter.add(numerator, (means * f[:, None, :]).reshape(-1, batch))
         layer.input_scatter.add(denominator, xp.repeat(f[:, None, :], d, axis=1).reshape(-1, batch))
     with np.errstate(invalid="ignore", divide="ignore"):
         estimate = (numerator / denominator).T

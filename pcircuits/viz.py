@@ -136,6 +136,8 @@ def _family_text(family) -> str:
         return f"{text} n={family.n}"
     if family.name == "gaussian" and family.num_variables > 1:
         return f"{text} d={family.num_variables}"
+    if family.name == "vae":
+        return f"{text} d={family.num_variables}, latent {family.latent_dim}, {family.pixel}"
     return text
 
 

@@ -105,6 +105,50 @@ def _gaussian_oracle(family, values, observed):
     return np.where(observed[:, None, :], per_dim, 0.0).sum(axis=2)
 
 
+def _vae_oracle(family, values, observed):
+    """The bound of a lone VAE node (its layer's only units) from the textbook formulas, one unit
+    and one example at a time: the noise is the Program's seed-0 draw of shape (U, batch, S, k)."""
+    units, batch, k, samples = family.num_units, values.shape[0], family.latent_dim, family.num_samples
+    noise = np.random.default_rng(0).standard_normal((units, batch, samples, k))
+    act = {"relu": lambda a: np.maximum(a, 0), "tanh": np.tanh}[family.activation]
+    scale = 1.0 / family.trials if family.pixel == "binomial" else 1.0
+    d = family.num_variables
+    out = np.zeros((batch, units))
+    for u in range(units):
+        for b in range(batch):
+            seen = observed[b]
+            if not seen.any():
+                continue
+            enc_in = np.concatenate([np.where(seen, values[b], 0) * scale, seen.astype(float)])
+            stats = act(enc_in @ family.encoder_w1[u] + family.encoder_b1[u]) @ family.encoder_w2[u] \
+                + family.encoder_b2[u]
+            mu, log_sigma = stats[:k], np.clip(stats[k:], -8, 8)
+            log_w = []
+            for s in range(samples):
+                z = mu + np.exp(log_sigma) * noise[u, b, s]
+                dec = act(z @ family.decoder_w1[u] + family.decoder_b1[u]) @ family.decoder_w2[u] + family.decoder_b2[u]
+                if family.pixel == "gaussian":
+                    mean, log_std = dec[:d], np.clip(dec[d:], -7, 7)
+                    per_pixel = -0.5 * ((values[b] - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+                else:
+                    n = family.trials
+                    prob = 1 / (1 + np.exp(-dec))
+                    log_choose = np.array([math.lgamma(n + 1) - math.lgamma(v + 1) - math.lgamma(n - v + 1)
+                                           for v in np.where(seen, values[b], 0)])
+                    per_pixel = log_choose + values[b] * np.log(prob) + (n - values[b]) * np.log1p(-prob)
+                recon = per_pixel[seen].sum()
+                if samples == 1:
+                    kl = 0.5 * np.sum(mu ** 2 + np.exp(2 * log_sigma) - 1 - 2 * log_sigma)
+                    log_w.append(recon - kl)
+                else:
+                    log_prior = -0.5 * np.sum(z ** 2)
+                    log_posterior = -0.5 * np.sum(noise[u, b, s] ** 2) - np.sum(log_sigma)
+                    log_w.append(recon + log_prior - log_posterior)
+            log_w = np.array(log_w)
+            out[b, u] = log_w.max() + math.log(np.mean(np.exp(log_w - log_w.max())))
+    return out
+
+
 def _break_p(family):
     family.p = family.p.copy()
     family.p[0] = 1.5
@@ -141,4 +185,7 @@ CONTRACTS: dict[str, LeafContract] = {
     "gaussian": LeafContract(lambda draw: VariableKind("gaussian", None),
                              lambda kind, k, d, rng: pc.Gaussian.random(k, None if d == 1 else d, rng=rng),
                              _gaussian_oracle, _break_std, multivariate=True),
+    "vae": LeafContract(lambda draw: VariableKind("vae", 2),
+                        lambda kind, k, d, rng: pc.VAE.random(k, d, latent_dim=2, hidden=3, rng=rng),
+                        _vae_oracle, multivariate=True),
 }

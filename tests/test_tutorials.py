@@ -28,3 +28,14 @@ def test_tutorial_01_builds_checks_breaks_and_draws(tmp_path):
     assert drawing(tmp_path, "figure1").stat().st_size > 0
     assert "decomposability" in drawing(tmp_path, "figure1_broken").read_text()
     assert (tmp_path / "figure1.pcz").is_file()
+
+
+def test_tutorial_03_trains_vae_leaves_beside_a_vanilla_spn_and_completes_digits(tmp_path):
+    result = run_tutorial("03_vae_leaves.py", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "exact log-likelihoods: False" in result.stdout
+    assert "log p(nothing observed): [0.]" in result.stdout
+    assert "saved and loaded: identical bounds True" in result.stdout
+    for picture in ("completions.png", "samples.png", "learning_curves.png"):
+        assert (tmp_path / picture).stat().st_size > 0
+    assert drawing(tmp_path, "vae_spn").stat().st_size > 0

@@ -11,7 +11,7 @@ from typing import Union
 
 import numpy as np
 
-from ..distributions import FAMILIES, Gaussian, Indicator, LeafFamily
+from ..distributions import FAMILIES, Indicator, LeafFamily
 from ..nodes import InputNode
 
 __all__ = ["LeafSpec", "make_leaf_family", "check_leaf", "pixel_factors", "family_names", "supports_multivariate"]
@@ -63,7 +63,7 @@ def _family_class(leaf: LeafSpec) -> type | None:
 def supports_multivariate(leaf: LeafSpec) -> bool:
     """Whether one unit of the family can be a (diagonal) distribution over several variables."""
     cls = _family_class(leaf)
-    return cls is not None and issubclass(cls, Gaussian)
+    return cls is not None and cls.multivariate
 
 
 def make_leaf_family(leaf: LeafSpec, num_units: int, *, variables: Sequence[int], rng: np.random.Generator,
@@ -101,7 +101,7 @@ def make_leaf_family(leaf: LeafSpec, num_units: int, *, variables: Sequence[int]
                 raise TypeError(f"unexpected keyword argument(s) {sorted(extra)}")
             num_categories = int(params.get("num_categories", 2))
             return cls(np.arange(num_units) % num_categories, num_categories=num_categories)
-        if issubclass(cls, Gaussian) and len(variables) > 1:
+        if cls.multivariate and len(variables) > 1:
             return cls.random(num_units, num_variables=len(variables), rng=rng, **params)
         return cls.random(num_units, rng=rng, **params)
     except TypeError as error:

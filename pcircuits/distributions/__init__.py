@@ -2,6 +2,7 @@
 from .base import FAMILIES, LeafFamily, family_from_parameters
 from .discrete import Bernoulli, Binomial, Categorical, Indicator
 from .gaussian import Gaussian
+from .vae import VAE
 
 __all__ = ["LeafFamily", "FAMILIES", "family_from_parameters",
-           "Indicator", "Bernoulli", "Categorical", "Binomial", "Gaussian"]
+           "Indicator", "Bernoulli", "Categorical", "Binomial", "Gaussian", "VAE"]

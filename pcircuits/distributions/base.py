@@ -18,6 +18,20 @@ The protocol a family implements (see :class:`LeafFamily`):
   pass writes into the missing variables;
 * ``em_statistics(be, params, x, flows)`` and ``em_update(params, stats, *, eps, **settings)``
   when ``supports_em`` (sufficient statistics weighted by the leaf flows, and the M-step).
+
+Neural leaves (:class:`~pcircuits.distributions.vae.VAE`) extend it in three ways, each
+switched on by a class flag so that the other families keep the plain protocol:
+
+* ``layer_settings()``: plain settings (an activation name, a number of samples) that every
+  unit of one layer shares. They are part of the parameter-table key and are handed to the math
+  inside ``params`` next to the arrays.
+* ``stochastic``: ``log_prob`` is a Monte Carlo bound. The Program draws the noise once per
+  forward pass with ``draw_noise(be, params, batch, rng)`` (from the pass's random source,
+  or from seed 0 when the pass has none, so evaluations are repeatable) and hands the same
+  noise to ``log_prob(..., noise=)`` and ``grad(..., noise=)``.
+* ``conditional``: the value a unit writes into missing variables depends on the observed ones
+  (a VAE encodes them). The Program then calls ``conditional_mode``, ``conditional_mean`` and
+  ``conditional_sample`` with the unit's inputs of shape (batch, U, d).
 """
 from __future__ import annotations
 
@@ -51,6 +65,12 @@ class LeafFamily:
     #: True when ``log_prob`` is the exact log-density; False for a lower bound (a VAE's
     #: ELBO), which makes every circuit value over such leaves a bound too.
     exact: bool = True
+    #: True when ``log_prob`` and ``grad`` take the ``noise`` that ``draw_noise`` returns.
+    stochastic: bool = False
+    #: True when the top-down values depend on the observed part of a unit's variables.
+    conditional: bool = False
+    #: True when one unit can be a distribution over several variables.
+    multivariate: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -92,6 +112,11 @@ class LeafFamily:
     def config(self) -> dict:
         """Non-array settings needed to rebuild the family (JSON-serializable)."""
         return {}
+
+    def layer_settings(self) -> tuple:
+        """Settings the math needs besides the arrays, as sorted ``(name, value)`` pairs; units
+        with different settings never share a layer."""
+        return ()
 
     @classmethod
     def from_parameters(cls, arrays: dict, config: dict) -> "LeafFamily":
@@ -161,6 +186,27 @@ class LeafFamily:
     def sample(be, params: dict, rng):
         """One draw from every unit, shape (U, d)."""
         raise NotImplementedError
+
+    @classmethod
+    def draw_noise(cls, be, params: dict, batch: int, rng):
+        """The random numbers one forward pass of a ``stochastic`` family uses."""
+        return None
+
+    @classmethod
+    def conditional_mode(cls, be, params: dict, x):
+        """Most probable value of every unit given its observed inputs ``x`` (batch, U, d):
+        shape (batch, U, d). Unconditional families ignore ``x``."""
+        return be.xp.broadcast_to(cls.mode(be, params)[None], x.shape)
+
+    @classmethod
+    def conditional_mean(cls, be, params: dict, x):
+        """Expected value of every unit given its observed inputs, shape (batch, U, d)."""
+        return be.xp.broadcast_to(cls.mean(be, params)[None], x.shape)
+
+    @classmethod
+    def conditional_sample(cls, be, params: dict, x, rng):
+        """One draw from every unit given its observed inputs, shape (batch, U, d)."""
+        return be.xp.broadcast_to(cls.sample(be, params, rng)[None], x.shape)
 
     @staticmethod
     def em_statistics(be, params: dict, x, flows) -> dict:

@@ -35,6 +35,7 @@ class Gaussian(LeafFamily):
     param_names = ("mean", "std")
     constraints = {"mean": real, "std": positive(floor="min_std")}
     discrete = False
+    multivariate = True
 
     def __init__(self, mean, std=1.0):
         mean = as_float_array(mean, "Gaussian: mean", (1, 2))

@@ -25,7 +25,7 @@ class InputLayerSpec:
     """All input units of one leaf family. ``variables[u]`` are unit ``u``'s variable ids."""
 
     family: type
-    table_key: tuple               # (family class, variables per unit, shapes): one parameter table each
+    table_key: tuple               # (family class, variables per unit, shapes, settings): one table each
     start: int
     stop: int
     variables: np.ndarray          # (U, d) int64
@@ -102,9 +102,10 @@ class Plan:
 
 
 def _table_key(family) -> tuple:
-    """Families whose parameter arrays stack into one table: same class and trailing shapes."""
+    """Families whose parameter arrays stack into one table: same class, trailing shapes and
+    layer settings (``(family class, variables per unit, shapes, settings)``)."""
     shapes = tuple((name, np.shape(a)[1:]) for name, a in family.table_arrays().items())
-    return (type(family), family.num_variables, shapes)
+    return (type(family), family.num_variables, shapes, tuple(family.layer_settings()))
 
 
 def _heights(nodes) -> dict:

@@ -196,6 +196,10 @@ class EM(Learner):
         self.ties, self.counts, self.seed = ties, counts, int(seed)
         self.frozen = frozen_parameters(program, freeze_leaves)
         self.leaf_keys = trainable_tables(program, self.frozen)
+        no_em = sorted({key[0].name for key in self.leaf_keys if not key[0].supports_em})
+        if no_em:
+            raise ValueError(f"EM: the {', '.join(no_em)} leaves have no EM update; train them with a gradient "
+                             f"method (method='adam') or keep them fixed (freeze_leaves={no_em!r})")
         self.constraints = resolved_constraints(self.leaf_keys, {"min_std": min_std})
         self.rows = WeightRows(program)
         self._output_slots = program.backend.index(program.output_slots)

@@ -213,7 +213,8 @@ class GradientLearner(Learner):
         elif self.objective == "cross-entropy":
             raise ValueError("GradientLearner: the cross-entropy objective needs labels")
         context = PassContext("sum")
-        if train and (self.input_dropout > 0 or self.product_dropout > 0):
+        stochastic = any(key[0].stochastic for key in program.leaf_tables)
+        if train and (self.input_dropout > 0 or self.product_dropout > 0 or stochastic):
             if rng is None:
                 if self._default_rng is None:
                     self._default_rng = be.rng(None)
@@ -221,9 +222,9 @@ class GradientLearner(Learner):
             if self.input_dropout > 0 and self.input_dropout_unit == "variable":
                 x = xp.where(rng.bernoulli_mask(x.shape, self.input_dropout), xp.nan, x)
             leaf_dropout = self.input_dropout if self.input_dropout_unit == "component" else 0.0
-            if self.product_dropout > 0 or leaf_dropout > 0:
-                context = PassContext("sum", product_dropout=self.product_dropout, leaf_dropout=leaf_dropout,
-                                      spare_root_inputs=not self.product_dropout_at_roots, rng=rng)
+            # stochastic leaves (VAE) draw their reparameterization noise from the same source
+            context = PassContext("sum", product_dropout=self.product_dropout, leaf_dropout=leaf_dropout,
+                                  spare_root_inputs=not self.product_dropout_at_roots, rng=rng)
         out = program._forward(x, context, cache=True)
         value = (negative_log_likelihood if self.objective == "nll" else cross_entropy)(be, out, y)
         grads = program.backward(value.grad_root, leaves=bool(self.leaf_keys))

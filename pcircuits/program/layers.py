@@ -60,13 +60,31 @@ class InputLayer:
         self.contiguous = bool(np.array_equal(spec.rows, np.arange(spec.rows[0], spec.rows[0] + len(spec.rows))))
         self.row_scatter = Scatter(backend, spec.rows)
         self.input_scatter = Scatter(backend, spec.variables.ravel())
+        self.settings = dict(spec.table_key[3]) if len(spec.table_key) > 3 else {}
         self.num_edges = 0
 
     def params(self, table: dict) -> dict:
+        """The parameters of this layer's units (rows of the family table) and the layer settings."""
         if self.contiguous:
             lo = int(self.rows_np[0])
-            return {k: v[lo:lo + len(self.rows_np)] for k, v in table.items()}
-        return {k: v[self.rows] for k, v in table.items()}
+            return {**{k: v[lo:lo + len(self.rows_np)] for k, v in table.items()}, **self.settings}
+        return {**{k: v[self.rows] for k, v in table.items()}, **self.settings}
+
+    def params_at(self, table: dict, units) -> dict:
+        """The parameters of the layer units ``units`` (an index array, repeats allowed)."""
+        return {**{k: v[self.rows[units]] for k, v in table.items()}, **self.settings}
+
+    def log_prob(self, params: dict, x, noise=None):
+        """The family's log-densities at ``x`` (batch, U, d), with ``noise`` for a stochastic family."""
+        if self.family.stochastic:
+            return self.family.log_prob(self.backend, params, x, noise=noise)
+        return self.family.log_prob(self.backend, params, x)
+
+    def noise(self, params: dict, batch: int, rng):
+        """What a stochastic family draws for one pass (None for the others); seed 0 without ``rng``."""
+        if not self.family.stochastic:
+            return None
+        return self.family.draw_noise(self.backend, params, batch, self.backend.rng(0) if rng is None else rng)
 
     def gather_inputs(self, x):
         """``x[:, variables]``: shape (batch, U, d)."""
@@ -76,14 +94,20 @@ class InputLayer:
         be = self.backend
         params = self.params(program.leaf_tables[self.table_key])
         xg = self.gather_inputs(x)
-        logp = self.family.log_prob(be, params, xg)
+        noise = self.noise(params, xg.shape[0], context.rng)
+        if noise is not None and cache is not None:
+            cache[("leaf-noise", self.start)] = noise
+        logp = self.log_prob(params, xg, noise)
         if context.mode == "max":
-            # a missing variable takes the leaf's most probable value
+            # a missing variable takes the leaf's most probable value (given the observed ones)
             missing = be.xp.isnan(xg).any(axis=2)
             if be.maybe_any(missing):
-                mode_x = self.family.mode(be, params)[None]
+                if self.family.conditional:
+                    mode_x = self.family.conditional_mode(be, params, xg)
+                else:
+                    mode_x = self.family.mode(be, params)[None]
                 filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
-                logp = be.xp.where(missing, self.family.log_prob(be, params, filled), logp)
+                logp = be.xp.where(missing, self.log_prob(params, filled, noise), logp)
         if context.leaf_dropout:
             dropped = context.rng.bernoulli_mask(logp.shape, context.leaf_dropout)
             be.xp.putmask(logp, dropped, 0)

@@ -178,6 +178,12 @@ class Program:
             self.log_weights = self.backend.asarray(log_weights)
 
     @property
+    def exact(self) -> bool:
+        """False when some leaf family computes a lower bound (VAE leaves): every log-value of
+        the circuit, log-likelihoods and marginals included, is then a lower bound too."""
+        return all(key[0].exact for key in self.leaf_tables)
+
+    @property
     def num_weights(self) -> int:
         return int(self.weights.shape[0])
 
@@ -304,7 +310,14 @@ class Program:
                 dropped = self._cache.get(("leaf-dropout", layer.start))
                 if dropped is not None:
                     g = xp.where(dropped, 0, g)
-                pg, xg = layer.family.grad(be, params, layer.gather_inputs(x), g)
+                xg_in = layer.gather_inputs(x)
+                if layer.family.stochastic:
+                    noise = self._cache.get(("leaf-noise", layer.start))
+                    if noise is None:       # the pass kept no cache: its noise came from seed 0
+                        noise = layer.noise(params, batch, None)
+                    pg, xg = layer.family.grad(be, params, xg_in, g, noise=noise)
+                else:
+                    pg, xg = layer.family.grad(be, params, xg_in, g)
                 if leaves:
                     table = self.leaf_tables[layer.table_key]
                     acc = leaf_grads.setdefault(layer.table_key, {k: xp.zeros_like(table[k]) for k in pg})
@@ -386,16 +399,20 @@ class Program:
             units, rows = xp.nonzero(active[layer.start:layer.stop])
             if len(units) == 0:
                 continue
-            table = self.leaf_tables[layer.table_key]
-            params = {k: v[layer.rows[units]] for k, v in table.items()}
-            if mode == "argmax":
+            params = layer.params_at(self.leaf_tables[layer.table_key], units)
+            variables = layer.variables[units]                      # (n, d)
+            current = out[rows[:, None], variables]
+            if layer.family.conditional:                            # the unit's observed inputs matter
+                if mode == "argmax":
+                    vals = layer.family.conditional_mode(be, params, current[None])[0]
+                else:
+                    vals = layer.family.conditional_sample(be, params, current[None], rng)[0]
+            elif mode == "argmax":
                 vals = layer.family.mode(be, params)
             elif noise is not None:
                 vals = relaxation_of(layer.family).exact(be, params, noise.leaves[layer.start][rows, units])
             else:
                 vals = layer.family.sample(be, params, rng)
-            variables = layer.variables[units]                      # (n, d)
-            current = out[rows[:, None], variables]
             out[rows[:, None], variables] = xp.where(xp.isnan(current), vals, current)
         results = [out]
         if counts:

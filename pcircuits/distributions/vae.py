@@ -1,0 +1,474 @@
+"""VAE leaves: every unit is a small variational auto-encoder over a set of variables (a superpixel).
+
+Tan, Peharz and Adel (*Sum Product Network with VAE leaves*) stop a dense Poon-Domingos SPN at
+superpixels and model each superpixel with a VAE. Here one unit of a :class:`VAE` family is
+one such VAE: an encoder MLP maps the superpixel (missing entries zero-filled, with the
+observation mask as extra input) to a diagonal Gaussian posterior over ``latent_dim`` latents,
+a decoder MLP maps a latent to Bernoulli, Binomial or Gaussian pixel distributions. All units of
+a layer run as one stacked network pass (:mod:`pcircuits.nn`: weights ``(U, in, out)``, one
+batched matmul per dense layer for all U networks).
+
+The log-value of a unit is a *lower bound* of its log-density: the ELBO for ``num_samples = 1``
+(the reconstruction term from one reparameterized draw, the KL term in closed form) or the
+importance-weighted bound of Burda et al. with ``num_samples`` draws. A circuit over such leaves
+therefore computes a lower bound of ``log p(x)`` (``Program.exact`` is False).
+
+Missing values: a unit whose variables are all missing contributes exactly ``log 1 = 0``, so
+marginals over whole superpixels are exact marginals of the bound. A partly observed unit is
+encoded from its observed entries (the rest zero-filled, the mask as input) and only observed
+entries enter the reconstruction term: the bound of the observed part under the encoder's
+amortized posterior.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..constraints import real
+from .base import LeafFamily, make_rng
+
+__all__ = ["VAE", "PIXELS"]
+
+#: The pixel models of the decoder.
+PIXELS = ("bernoulli", "binomial", "gaussian")
+
+_ENCODER = ("encoder_w1", "encoder_b1", "encoder_w2", "encoder_b2")
+_DECODER = ("decoder_w1", "decoder_b1", "decoder_w2", "decoder_b2")
+_NN_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias")
+_LOG_2PI = math.log(2 * math.pi)
+_LOG_STD_RANGE = (-7.0, 7.0)          # a Gaussian pixel's log standard deviation is clipped into it
+_LOG_SIGMA_RANGE = (-8.0, 8.0)        # so is the log std of the posterior (no overflow after a large step)
+
+
+class VAE(LeafFamily):
+    """``num_units`` variational auto-encoders over the same ``d`` variables, one per leaf unit.
+
+    Parameters
+    ----------
+    encoder_w1, encoder_b1, encoder_w2, encoder_b2 : array_like
+        Shapes ``(U, 2d, hidden)``, ``(U, hidden)``, ``(U, hidden, 2 latent_dim)``,
+        ``(U, 2 latent_dim)``: input ``[x with missing entries 0, observation mask]``, output
+        ``[posterior mean, log posterior std]``.
+    decoder_w1, decoder_b1, decoder_w2, decoder_b2 : array_like
+        Shapes ``(U, latent_dim, hidden)``, ``(U, hidden)``, ``(U, hidden, p d)``, ``(U, p d)``
+        with ``p = 2`` for Gaussian pixels (mean, log std) and 1 otherwise (logits).
+    pixel : {"bernoulli", "binomial", "gaussian"}
+        The decoder's pixel distribution.
+    trials : int
+        Binomial pixels: the number of trials ``n`` (pixel values ``0..n``; 255 for 8-bit grey
+        levels). 1 for the other pixel models.
+    num_samples : int
+        Latent draws per example: 1 gives the ELBO, more the importance-weighted bound.
+    activation : str
+        Hidden activation of both networks (a name of :data:`pcircuits.nn.ACTIVATIONS`).
+
+    Examples
+    --------
+    >>> import pcircuits as pc
+    >>> family = pc.VAE.random(2, 16, latent_dim=2, hidden=16, rng=0)   # 2 VAEs over a 4x4 superpixel
+    >>> leaf = pc.InputNode(range(16), family)
+    """
+
+    name = "vae"
+    param_names = _ENCODER + _DECODER
+    constraints = {name: real for name in _ENCODER + _DECODER}
+    supports_em = False
+    exact = False
+    stochastic = True
+    conditional = True
+    multivariate = True
+
+    def __init__(self, encoder_w1, encoder_b1, encoder_w2, encoder_b2, decoder_w1, decoder_b1, decoder_w2,
+                 decoder_b2, *, pixel: str = "bernoulli", trials: int = 1, num_samples: int = 1,
+                 activation: str = "relu"):
+        from ..nn import ACTIVATIONS
+        if pixel not in PIXELS:
+            raise ValueError(f"VAE: pixel must be one of {PIXELS}, got {pixel!r}")
+        for name, value, low in (("trials", trials, 1), ("num_samples", num_samples, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"VAE: {name} must be a positive int, got {value!r}")
+        if pixel != "binomial" and trials != 1:
+            raise ValueError(f"VAE: trials is the number of trials of binomial pixels; {pixel} pixels need 1, "
+                             f"got {trials}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"VAE: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        arrays = dict(zip(self.param_names, (encoder_w1, encoder_b1, encoder_w2, encoder_b2, decoder_w1,
+                                             decoder_b1, decoder_w2, decoder_b2)))
+        for name, value in arrays.items():
+            try:
+                arr = np.array(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"VAE: {name} must be numeric, got {type(value).__name__}") from None
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"VAE: {name} must be finite")
+            setattr(self, name, arr)
+        self.pixel, self.trials = pixel, int(trials)
+        self.num_samples, self.activation = int(num_samples), activation
+        problems = self.shape_problems()
+        if problems:
+            raise ValueError(f"VAE: {problems[0]}")
+
+    # ---- sizes --------------------------------------------------------------------------
+    @property
+    def num_variables(self) -> int:
+        return int(self.encoder_w1.shape[1]) // 2
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.decoder_w1.shape[1])
+
+    @property
+    def hidden(self) -> tuple[int, int]:
+        """Hidden units of the encoder and of the decoder."""
+        return int(self.encoder_w1.shape[2]), int(self.decoder_w1.shape[2])
+
+    def shape_problems(self) -> list[str]:
+        problems = super().shape_problems()
+        if problems:
+            return problems
+        ranks = {"encoder_w1": 3, "encoder_b1": 2, "encoder_w2": 3, "encoder_b2": 2,
+                 "decoder_w1": 3, "decoder_b1": 2, "decoder_w2": 3, "decoder_b2": 2}
+        for name, rank in ranks.items():
+            if getattr(self, name).ndim != rank:
+                return [f"{name} must have {rank} dimensions, got shape {getattr(self, name).shape}"]
+        units = self.encoder_w1.shape[0]
+        two_d, h_enc = self.encoder_w1.shape[1:]
+        k2 = self.encoder_w2.shape[2]
+        k, h_dec = self.decoder_w1.shape[1:]
+        out = (2 if self.pixel == "gaussian" else 1) * (two_d // 2)
+        expected = {"encoder_w1": (units, two_d, h_enc), "encoder_b1": (units, h_enc),
+                    "encoder_w2": (units, h_enc, 2 * k), "encoder_b2": (units, 2 * k),
+                    "decoder_w1": (units, k, h_dec), "decoder_b1": (units, h_dec),
+                    "decoder_w2": (units, h_dec, out), "decoder_b2": (units, out)}
+        if two_d % 2 or two_d == 0:
+            return [f"encoder_w1 must have 2 d inputs (values and mask), got {two_d}"]
+        if k2 % 2:
+            return [f"encoder_w2 must have 2 latent_dim outputs (mean and log std), got {k2}"]
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                return [f"{name} has shape {getattr(self, name).shape}, expected {shape} for {units} units, "
+                        f"d={two_d // 2}, latent_dim={k}, {self.pixel} pixels"]
+        return []
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def random(cls, num_units: int, num_variables: int | None = None, rng=None, *, latent_dim: int = 2,
+               hidden: int = 16, pixel: str = "bernoulli", trials: int = 1, num_samples: int = 1,
+               activation: str = "relu") -> "VAE":
+        """Glorot-initialized encoders and decoders (zero biases) from ``rng``.
+
+        Parameters
+        ----------
+        num_units : int
+            VAEs in the family.
+        num_variables : int
+            ``d``: variables per VAE (16 for a 4x4 superpixel).
+        rng : int, Generator or None
+        latent_dim, hidden, pixel, trials, num_samples, activation
+            As for :class:`VAE`; ``hidden`` is the width of both networks' hidden layer.
+        """
+        from .. import nn
+        d = 1 if num_variables is None else int(num_variables)
+        for name, value in (("num_units", num_units), ("num_variables", d), ("latent_dim", latent_dim),
+                            ("hidden", hidden)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"VAE.random: {name} must be a positive int, got {value!r}")
+        if pixel not in PIXELS:
+            raise ValueError(f"VAE.random: pixel must be one of {PIXELS}, got {pixel!r}")
+        gen = make_rng(rng)
+        out = (2 if pixel == "gaussian" else 1) * d
+        encoder = nn.mlp(num_units, [2 * d, hidden, 2 * latent_dim]).init(seed=int(gen.integers(2 ** 63)),
+                                                                          dtype="float64")
+        decoder = nn.mlp(num_units, [latent_dim, hidden, out]).init(seed=int(gen.integers(2 ** 63)), dtype="float64")
+        arrays = [encoder[n] for n in _NN_NAMES] + [decoder[n] for n in _NN_NAMES]
+        return cls(*arrays, pixel=pixel, trials=trials, num_samples=num_samples, activation=activation)
+
+    def config(self) -> dict:
+        return {"pixel": self.pixel, "trials": self.trials, "num_samples": self.num_samples,
+                "activation": self.activation}
+
+    def layer_settings(self) -> tuple:
+        return tuple(sorted(self.config().items()))
+
+    def max_value(self) -> int | None:
+        return None if self.pixel == "gaussian" else self.trials
+
+    def __repr__(self) -> str:
+        return (f"VAE(num_units={self.num_units}, d={self.num_variables}, latent_dim={self.latent_dim}, "
+                f"hidden={self.hidden[0]}, pixel={self.pixel!r})")
+
+    # ---- the math: params hold the stacked arrays (U first) and the layer settings ------
+    @staticmethod
+    def _networks(params):
+        from .. import nn
+        units, two_d, hidden = params["encoder_w1"].shape
+        latent = params["decoder_w1"].shape[1]
+        activation = params["activation"]
+        encoder = nn.mlp(units, [two_d, hidden, 2 * latent], activation=activation)
+        decoder = nn.mlp(units, [latent, params["decoder_w1"].shape[2], params["decoder_w2"].shape[2]],
+                         activation=activation)
+        return (encoder, dict(zip(_NN_NAMES, (params[n] for n in _ENCODER))),
+                decoder, dict(zip(_NN_NAMES, (params[n] for n in _DECODER))))
+
+    @staticmethod
+    def _encoder_input(be, params, x):
+        """Encoder inputs (U, B, 2d) from x (B, U, d); the observation mask (U, B, d), or None when
+        nothing is missing; and the zero-filled values (U, B, d)."""
+        xp = be.xp
+        units, d = x.shape[1], x.shape[2]
+        missing = xp.isnan(x)
+        observed = None
+        values = xp.ascontiguousarray(x.transpose(1, 0, 2))
+        inputs = xp.empty((units, x.shape[0], 2 * d), dtype=x.dtype)
+        if be.maybe_any(missing):
+            observed = ~missing.transpose(1, 0, 2)
+            values = xp.where(observed, values, 0).astype(x.dtype)
+            inputs[..., d:] = observed
+        else:
+            inputs[..., d:] = 1
+        inputs[..., :d] = values
+        if params["pixel"] == "binomial":
+            inputs[..., :d] *= 1.0 / params["trials"]
+        return inputs, observed, values
+
+    @staticmethod
+    def _softplus(xp, a):
+        """``log(1 + exp(a))`` without overflow, in a new array (log, not log1p: NumPy's float32
+        log1p is not vectorized, and the difference is below the float's resolution of the sum)."""
+        out = xp.abs(a)
+        xp.negative(out, out=out)
+        xp.exp(out, out=out)
+        out += 1
+        xp.log(out, out=out)
+        out += xp.maximum(a, 0)
+        return out
+
+    @classmethod
+    def _reconstruction(cls, be, params, out, values, observed):
+        """``sum_d log p(values | out)`` over the observed pixels, shape (U, N), for decoder
+        outputs ``out`` (U, N, p d), values (U, N, d) and the mask (U, N, d) or None."""
+        xp = be.xp
+        d = values.shape[2]
+        if params["pixel"] == "gaussian":
+            mean, log_std = out[..., :d], out[..., d:].clip(*_LOG_STD_RANGE)
+            z = values - mean
+            z *= xp.exp(-log_std)
+            lp = z * z
+            lp *= -0.5
+            lp -= log_std
+            lp -= 0.5 * _LOG_2PI
+        else:
+            lp = values * out
+            lp -= params["trials"] * cls._softplus(xp, out) if params["pixel"] == "binomial" \
+                else cls._softplus(xp, out)
+            if params["pixel"] == "binomial":
+                n = float(params["trials"])
+                lp += be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
+        if observed is not None:
+            lp *= observed
+        return lp.sum(axis=2)
+
+    @classmethod
+    def _reconstruction_grad(cls, be, params, out, values, observed):
+        """The derivative of the per-pixel log-probabilities with respect to ``out`` (U, N, p d)."""
+        xp = be.xp
+        d = values.shape[2]
+        if params["pixel"] == "gaussian":
+            mean, log_std = out[..., :d], out[..., d:]
+            inside = (log_std > _LOG_STD_RANGE[0]) & (log_std < _LOG_STD_RANGE[1])
+            inv_std = xp.exp(-log_std.clip(*_LOG_STD_RANGE))
+            z = (values - mean) * inv_std
+            d_out = xp.concatenate([z * inv_std, xp.where(inside, z * z - 1.0, 0.0)], axis=-1)
+            if observed is not None:
+                d_out *= xp.concatenate([observed, observed], axis=-1)
+            return d_out.astype(out.dtype)
+        prob = xp.exp(out - cls._softplus(xp, out))
+        if params["pixel"] == "binomial":
+            prob *= params["trials"]
+        d_out = values - prob
+        if observed is not None:
+            d_out *= observed
+        return d_out.astype(out.dtype)
+
+    @classmethod
+    def draw_noise(cls, be, params, batch, rng):
+        """Standard normal draws, shape (U, batch, num_samples, latent_dim)."""
+        units, latent = params["decoder_w1"].shape[:2]
+        return rng.normal((units, batch, int(params["num_samples"]), latent)).astype(be.dtype)
+
+    @classmethod
+    def _bound(cls, be, params, x, noise, keep: bool):
+        """The bound (U, B) and, with ``keep``, what :meth:`grad` needs."""
+        xp = be.xp
+        encoder, enc_params, decoder, dec_params = cls._networks(params)
+        inputs, observed, values = cls._encoder_input(be, params, x)
+        stats, enc_cache = encoder.forward(enc_params, inputs)
+        latent = stats.shape[2] // 2
+        mu, raw_log_sigma = stats[..., :latent], stats[..., latent:]
+        log_sigma = raw_log_sigma.clip(*_LOG_SIGMA_RANGE)
+        sigma = xp.exp(log_sigma)
+        units, batch, samples, _ = noise.shape
+        z = mu[:, :, None, :] + sigma[:, :, None, :] * noise                     # (U, B, S, k)
+        out, dec_cache = decoder.forward(dec_params, z.reshape(units, batch * samples, latent))
+        if samples > 1:
+            values = xp.repeat(values, samples, axis=1)
+            observed = None if observed is None else xp.repeat(observed, samples, axis=1)
+        recon = cls._reconstruction(be, params, out, values, observed).reshape(units, batch, samples)
+        if samples == 1:
+            kl = 0.5 * (mu * mu + sigma * sigma - 1.0 - 2.0 * log_sigma).sum(axis=2)
+            value = recon[:, :, 0] - kl
+            weights = None
+        else:
+            log_w = recon - 0.5 * (z * z).sum(axis=3) + 0.5 * (noise * noise).sum(axis=3) \
+                + log_sigma.sum(axis=2)[:, :, None]
+            top = log_w.max(axis=2, keepdims=True)
+            shifted = xp.exp(log_w - top)
+            total = shifted.sum(axis=2, keepdims=True)
+            value = (top + xp.log(total))[:, :, 0] - math.log(samples)
+            weights = shifted / total                                              # (U, B, S)
+        seen = None
+        if observed is not None:
+            seen = observed.reshape(units, batch, samples, -1)[:, :, 0].any(axis=2)   # (U, B)
+            value = xp.where(seen, value, 0)
+        if not keep:
+            return value, None
+        d_out = cls._reconstruction_grad(be, params, out, values, observed)
+        return value, dict(encoder=encoder, enc_params=enc_params, enc_cache=enc_cache, decoder=decoder,
+                           dec_params=dec_params, dec_cache=dec_cache, mu=mu, log_sigma=log_sigma, sigma=sigma,
+                           z=z, d_out=d_out, weights=weights, seen=seen,
+                           observed=None if observed is None else observed.reshape(units, batch, samples, -1)[:, :, 0],
+                           sigma_inside=(raw_log_sigma > _LOG_SIGMA_RANGE[0]) & (raw_log_sigma < _LOG_SIGMA_RANGE[1]))
+
+    @classmethod
+    def log_prob(cls, be, params, x, noise=None):
+        """The bound of every unit at ``x`` (batch, U, d), shape (batch, U); seed-0 noise when none is given."""
+        if noise is None:
+            noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
+        return cls._bound(be, params, x, noise, keep=False)[0].T
+
+    @classmethod
+    def grad(cls, be, params, x, g, noise=None):
+        """Gradients of ``sum(g * bound)`` with respect to all network weights (reparameterized
+        through the given noise) and to the inputs (Gaussian pixels; zero for discrete pixels)."""
+        xp = be.xp
+        if noise is None:
+            noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
+        _, c = cls._bound(be, params, x, noise, keep=True)
+        units, batch, samples, latent = noise.shape
+        g = g.T if c["seen"] is None else xp.where(c["seen"], g.T, 0)
+        g = g.astype(be.dtype)                                                     # (U, B)
+        per_sample = g[:, :, None] if c["weights"] is None else g[:, :, None] * c["weights"]   # (U, B, S)
+        grad_out = c["d_out"] * per_sample.reshape(units, batch * samples, 1)
+        dec_grads, grad_z = c["decoder"].backward(c["dec_params"], c["dec_cache"], grad_out.astype(be.dtype))
+        grad_z = grad_z.reshape(units, batch, samples, latent)
+        if c["weights"] is not None:
+            grad_z = grad_z - c["z"] * per_sample[..., None]                       # log p(z)
+        grad_mu = grad_z.sum(axis=2)
+        grad_log_sigma = (grad_z * noise).sum(axis=2) * c["sigma"]
+        if c["weights"] is None:                                                   # closed-form KL
+            grad_mu = grad_mu - g[:, :, None] * c["mu"]
+            grad_log_sigma = grad_log_sigma - g[:, :, None] * (c["sigma"] * c["sigma"] - 1.0)
+        else:                                                                      # -log q(z | x)
+            grad_log_sigma = grad_log_sigma + per_sample.sum(axis=2)[:, :, None]
+        grad_log_sigma = xp.where(c["sigma_inside"], grad_log_sigma, 0)
+        grad_stats = xp.concatenate([grad_mu, grad_log_sigma], axis=2).astype(be.dtype)
+        gaussian = params["pixel"] == "gaussian"
+        enc_grads, grad_inputs = c["encoder"].backward(c["enc_params"], c["enc_cache"], grad_stats,
+                                                       input_grad=gaussian)
+        grads = {name: enc_grads[n] for name, n in zip(_ENCODER, _NN_NAMES)}
+        grads.update({name: dec_grads[n] for name, n in zip(_DECODER, _NN_NAMES)})
+        if not gaussian:
+            return grads, xp.zeros_like(x)
+        d = x.shape[2]
+        # the reconstruction term's own dependence on x: -d/d mean of the pixel log-density
+        d_mean = c["d_out"][..., :d] * per_sample.reshape(units, batch * samples, 1)
+        grad_x = -d_mean.reshape(units, batch, samples, d).sum(axis=2) + grad_inputs[..., :d]
+        if c["observed"] is not None:
+            grad_x = xp.where(c["observed"], grad_x, 0)
+        return grads, grad_x.transpose(1, 0, 2)
+
+    # ---- top-down values ----------------------------------------------------------------
+    @classmethod
+    def _decode_at(cls, be, params, x, rng=None):
+        """Decoder outputs (U, B, p d) at the posterior mean latent (or a posterior draw with
+        ``rng``); units with no observed input use the prior (mean 0, or a prior draw)."""
+        xp = be.xp
+        encoder, enc_params, decoder, dec_params = cls._networks(params)
+        inputs, observed, _ = cls._encoder_input(be, params, x)
+        stats, _ = encoder.forward(enc_params, inputs)
+        latent = stats.shape[2] // 2
+        seen = True if observed is None else observed.any(axis=2)[:, :, None]
+        mu = xp.where(seen, stats[..., :latent], 0)
+        if rng is None:
+            z = mu
+        else:
+            sigma = xp.where(seen, xp.exp(stats[..., latent:].clip(*_LOG_SIGMA_RANGE)), 1)
+            z = mu + sigma * rng.normal(mu.shape).astype(mu.dtype)
+        out, _ = decoder.forward(dec_params, xp.ascontiguousarray(z.astype(be.dtype)))
+        return out
+
+    @classmethod
+    def _pixel_mean(cls, be, params, out):
+        xp = be.xp
+        if params["pixel"] == "gaussian":
+            return out[..., :out.shape[2] // 2]
+        prob = xp.exp(out - cls._softplus(xp, out))
+        return prob * params["trials"] if params["pixel"] == "binomial" else prob
+
+    @classmethod
+    def conditional_mean(cls, be, params, x):
+        """Pixel means decoded at the posterior mean latent given the observed entries, (B, U, d)."""
+        return cls._pixel_mean(be, params, cls._decode_at(be, params, x)).transpose(1, 0, 2).astype(be.dtype)
+
+    @classmethod
+    def conditional_mode(cls, be, params, x):
+        """The decoder's most probable pixels at the posterior mean latent, (B, U, d)."""
+        xp = be.xp
+        out = cls._decode_at(be, params, x)
+        mean = cls._pixel_mean(be, params, out)
+        if params["pixel"] == "bernoulli":
+            mode = (out > 0).astype(be.dtype)
+        elif params["pixel"] == "binomial":
+            n = params["trials"]
+            mode = xp.floor((n + 1) * mean / n).clip(0, n)
+        else:
+            mode = mean
+        return mode.transpose(1, 0, 2).astype(be.dtype)
+
+    @classmethod
+    def conditional_sample(cls, be, params, x, rng):
+        """A posterior latent draw (prior for unobserved units) decoded and sampled, (B, U, d)."""
+        xp = be.xp
+        out = cls._decode_at(be, params, x, rng)
+        mean = cls._pixel_mean(be, params, out)
+        if params["pixel"] == "bernoulli":
+            draw = (rng.uniform(mean.shape) < mean).astype(be.dtype)
+        elif params["pixel"] == "binomial":
+            n = params["trials"]
+            draw = rng.binomial(xp.full(mean.shape, n, dtype=be.dtype), mean / n).astype(be.dtype)
+        else:
+            d = out.shape[2] // 2
+            std = xp.exp(out[..., d:].clip(*_LOG_STD_RANGE))
+            draw = mean + std * rng.normal(mean.shape).astype(be.dtype)
+        return draw.transpose(1, 0, 2)
+
+    @classmethod
+    def _unconditional(cls, be, params):
+        units, two_d = params["encoder_w1"].shape[:2]
+        return be.xp.full((1, units, two_d // 2), np.nan, dtype=be.dtype)
+
+    @classmethod
+    def mode(cls, be, params):
+        """The decoder's most probable pixels at the prior mean latent, (U, d)."""
+        return cls.conditional_mode(be, params, cls._unconditional(be, params))[0]
+
+    @classmethod
+    def mean(cls, be, params):
+        """The decoder's pixel means at the prior mean latent, (U, d)."""
+        return cls.conditional_mean(be, params, cls._unconditional(be, params))[0]
+
+    @classmethod
+    def sample(cls, be, params, rng):
+        """Ancestral draws: latent from the prior, pixels from the decoder, (U, d)."""
+        return cls.conditional_sample(be, params, cls._unconditional(be, params), rng)[0]
