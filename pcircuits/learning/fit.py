@@ -48,7 +48,8 @@ CHECKPOINT_VERSION = 4
 _BOOKKEEPING = frozenset({"epochs", "labels", "valid", "valid_labels", "progress", "checkpoint", "resume",
                           "force_resume", "callback"})
 #: The option tables of each learner family (other families are compared on every option).
-_FAMILY_OPTIONS = {"em": EM_OPTIONS, "gradient": GRADIENT_OPTIONS}
+_FAMILY_OPTIONS = {"em": EM_OPTIONS, "gradient": GRADIENT_OPTIONS,
+                   "sampling": {**GRADIENT_OPTIONS, **SAMPLING_OPTIONS}}
 
 
 class _RegisteredMethod(Rule):

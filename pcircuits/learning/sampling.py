@@ -64,6 +64,9 @@ class Temperature:
     def settings(self) -> dict:
         return {"schedule": type(self).__name__, **vars(self)}
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
 
 class ConstantTemperature(Temperature):
     def __init__(self, tau: float):
