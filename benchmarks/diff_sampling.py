@@ -15,8 +15,8 @@
     The relaxed pass with its backward against the exact sampler on the Poon-Domingos MNIST
     circuit, timed in one run.
 
-    python benchmarks/diff_sampling.py synthetic [--epochs 60] [--out results/diff_sampling]
-    python benchmarks/diff_sampling.py mnist [--train-size 5000] [--epochs 3]
+    python benchmarks/diff_sampling.py synthetic [--epochs 60] [--temperature 0.1] [--out results/diff_sampling]
+    python benchmarks/diff_sampling.py mnist [--train-size 3000] [--epochs 3]
     python benchmarks/diff_sampling.py speed [--batch 512]
 """
 from __future__ import annotations
@@ -96,7 +96,7 @@ def train_synthetic(objective: str, program, train, args, seed: int):
     if objective == "MMD":
         return fit(program, train, method="mmd", lr=args.lr, temperature=args.temperature, hard=args.hard,
                    bandwidths=REPORT_BANDWIDTHS, **common)
-    return fit(program, train, method="adversarial", lr=args.lr, temperature=args.temperature, hard=args.hard,
+    return fit(program, train, method="adversarial", lr=args.adv_lr, temperature=args.temperature, hard=args.hard,
                critic_hidden=(64, 64), critic_lr=args.critic_lr, critic_steps=args.critic_steps, **common)
 
 
@@ -163,31 +163,124 @@ def plot_grid(panels, sets, objectives, path):
     plt.close(fig)
 
 
+# ---- MNIST -----------------------------------------------------------------------------------
+
+def mnist_circuit(args, train: np.ndarray, num_latent: int = 0) -> pc.Circuit:
+    """A RAT-SPN with binomial leaves (n = 255) over the pixels, each component's ``p`` the pixel of
+    a random training image (clipped into [0.05, 0.95]), and standard Gaussian leaves over
+    ``num_latent`` latent variables appended after the pixels."""
+    def leaf(variables, num_units, rng):
+        if variables[0] >= 784:
+            return pc.distributions.Gaussian(rng.normal(size=num_units), np.ones(num_units))
+        pixels = train[rng.integers(0, len(train), num_units), variables[0]]
+        return pc.distributions.Binomial(255, np.clip(pixels / 255.0, 0.05, 0.95))
+
+    return pc.builders.rat_spn(784 + num_latent, depth=args.depth, num_repetitions=args.reps, num_sums=args.sums,
+                               num_leaves=args.leaves, leaf=leaf, seed=args.seed)
+
+
+def bce_per_image(reconstruction, target) -> np.ndarray:
+    """Binary cross-entropy of images in [0, 1] under reconstructions in [0, 1], summed over pixels."""
+    p = np.clip(reconstruction / 255.0, 1e-6, 1 - 1e-6)
+    t = target / 255.0
+    return -(t * np.log(p) + (1 - t) * np.log1p(-p)).sum(axis=1)
+
+
+def mnist(args) -> list[dict]:
+    from pcircuits.imagegrid import save_image_grid
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = pc.datasets.load_mnist()
+    train = data.x_train.reshape(len(data.x_train), -1)[:args.train_size].astype(np.float32)
+    test = data.x_test.reshape(len(data.x_test), -1)[:args.test_size].astype(np.float32)
+    be = get_backend("numpy", "float32")
+    records = []
+    for objective in args.objectives:
+        latent = args.latent if objective == "PAE" else 0
+        program = mnist_circuit(args, train, latent).compile()
+        pad = np.full((len(train), latent), np.nan, dtype=np.float32)
+        common = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=args.progress,
+                      seed=args.seed)
+        started = time.perf_counter()
+        if objective == "LL":
+            fit(program, train, method="adam", **common)
+        elif objective == "MMD":
+            fit(program, train, method="mmd", temperature=args.temperature, **common)
+        else:
+            fit(program, np.hstack([train, pad]), method="pae", temperature=args.temperature,
+                latent=list(range(784, 784 + latent)), **common)
+        seconds = time.perf_counter() - started
+        record = {"objective": objective, "train_images": len(train), "test_images": len(test),
+                  "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                  "temperature": args.temperature, "circuit": f"RAT-SPN D={args.depth} R={args.reps} "
+                  f"S={args.sums} I={args.leaves}, binomial leaves n=255", "seconds": round(seconds, 1)}
+        samples = program.sample(64, seed=args.seed)[:, :784]
+        if objective == "PAE":
+            record.update(pae_scores(program, test, latent, args))
+        else:
+            record["test_ll"] = float(np.mean(program.log_likelihood(test, batch_size=500)))
+            record["test_mmd"] = float(mmd(be, samples[:64].astype(np.float32), test[:500]).loss)
+        save_image_grid(out / f"mnist_{objective.lower()}_samples.png", samples.reshape(-1, 28, 28), ncols=8,
+                        value_range=(0, 255), title=f"{objective}: samples")
+        records.append(record)
+        print(json.dumps(record), flush=True)
+    with open(out / "mnist.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    return records
+
+
+def pae_scores(program, test, latent, args) -> dict:
+    """The reconstruction error of the test images: encode z* = MPE of z given x, reconstruct x by
+    sampling given z* (exactly, and as the conditional mean), BCE summed over pixels."""
+    from pcircuits.imagegrid import save_image_grid
+    x = np.hstack([test, np.full((len(test), latent), np.nan, dtype=np.float32)])
+    code = program.mpe(x)[:, 784:]
+    given = np.full_like(x, np.nan)
+    given[:, 784:] = code
+    sampled = program.sample(evidence=given, seed=args.seed)[:, :784]
+    mean = program.inpaint(given)[:, :784]
+    errors = bce_per_image(sampled, test)
+    mean_errors = bce_per_image(mean, test)
+    pairs = np.stack([test[:16], sampled[:16], mean[:16]], axis=1).reshape(-1, 28, 28)
+    save_image_grid(Path(args.out) / "mnist_pae_reconstructions.png", pairs, ncols=6, value_range=(0, 255),
+                    title="PAE: test image | sampled | conditional mean")
+    return {"latent": latent, "bce_sampled": float(errors.mean()), "bce_sampled_std": float(errors.std()),
+            "bce_conditional_mean": float(mean_errors.mean()),
+            "test_ll": float(np.mean(program.log_likelihood(x, batch_size=500)))}
+
+
 # ---- speed -----------------------------------------------------------------------------------
 
 def speed(args) -> dict:
-    """Median times of the exact sampler and of the relaxed pass + backward, alternated in one run."""
+    """Median times of the exact sampler and of the relaxed pass + backward (without and with the
+    temperature's gradient), alternated round by round in one run."""
     circuit = pc.builders.poon_domingos(28, 28, delta=args.pd_delta, num_sums=args.pd_sums,
-                                        num_leaves=args.pd_leaves, leaf="gaussian", seed=0)
+                                        num_leaves=args.pd_leaves, leaf="gaussian", dense=True, seed=0)
     program = circuit.compile(dtype="float32")
     grad = np.random.default_rng(0).normal(size=(args.batch, 784)).astype(np.float32)
-    exact, relaxed = [], []
+    times = {"exact": [], "relaxed": [], "relaxed_tau": []}
     for rep in range(args.reps + 1):
         t = time.perf_counter()
         program.sample(args.batch, seed=rep)
-        t_exact = time.perf_counter() - t
-        t = time.perf_counter()
-        program.sample_relaxed(args.batch, temperature=0.5, hard=args.hard, seed=rep)
-        program.backward_relaxed(grad)
-        t_relaxed = time.perf_counter() - t
+        exact = time.perf_counter() - t
+        measured = {}
+        for key, with_tau in (("relaxed", False), ("relaxed_tau", True)):
+            t = time.perf_counter()
+            program.sample_relaxed(args.batch, temperature=0.5, hard=args.hard, seed=rep)
+            program.backward_relaxed(grad, temperature=with_tau)
+            measured[key] = time.perf_counter() - t
         if rep:                                 # the first round allocates the buffers
-            exact.append(t_exact)
-            relaxed.append(t_relaxed)
-    record = {"circuit": f"PD 28x28 delta {args.pd_delta} K={args.pd_sums} {args.pd_leaves} Gaussian leaves/pixel",
+            times["exact"].append(exact)
+            for key, value in measured.items():
+                times[key].append(value)
+    exact = np.array(times["exact"])
+    record = {"circuit": f"PD 28x28 delta {args.pd_delta} grid K={args.pd_sums} {args.pd_leaves} Gaussian leaves/pixel",
               "units": int(program.num_units), "edges": int(program.num_edges), "batch": args.batch,
-              "hard": args.hard, "exact_sample_ms": round(1e3 * float(np.median(exact)), 1),
-              "relaxed_fwd_bwd_ms": round(1e3 * float(np.median(relaxed)), 1),
-              "ratio": round(float(np.median(np.array(relaxed) / np.array(exact))), 2)}
+              "hard": args.hard, "reps": args.reps, "exact_sample_ms": round(1e3 * float(np.median(exact)), 1),
+              "relaxed_fwd_bwd_ms": round(1e3 * float(np.median(times["relaxed"])), 1),
+              "relaxed_fwd_bwd_with_tau_grad_ms": round(1e3 * float(np.median(times["relaxed_tau"])), 1),
+              "ratio": round(float(np.median(np.array(times["relaxed"]) / exact)), 2),
+              "ratio_with_tau_grad": round(float(np.median(np.array(times["relaxed_tau"]) / exact)), 2)}
     print(json.dumps(record), flush=True)
     return record
 
@@ -205,12 +298,29 @@ def main(argv=None):
     s.add_argument("--epochs", type=int, default=60)
     s.add_argument("--batch-size", type=int, default=200)
     s.add_argument("--lr", type=float, default=0.03)
+    s.add_argument("--adv-lr", type=float, default=0.01, help="the circuit's learning rate under ADV")
     s.add_argument("--critic-lr", type=float, default=1e-3)
     s.add_argument("--critic-steps", type=int, default=1)
-    s.add_argument("--temperature", default="exponential")
+    s.add_argument("--temperature", default="0.1", help="a number or a schedule name")
     s.add_argument("--hard", action="store_true", help="straight-through samples")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="results/diff_sampling")
+    m = sub.add_parser("mnist")
+    m.add_argument("--objectives", nargs="+", default=["LL", "MMD", "PAE"], choices=["LL", "MMD", "PAE"])
+    m.add_argument("--train-size", type=int, default=3000)
+    m.add_argument("--test-size", type=int, default=1000)
+    m.add_argument("--epochs", type=int, default=3)
+    m.add_argument("--batch-size", type=int, default=100)
+    m.add_argument("--lr", type=float, default=0.03)
+    m.add_argument("--temperature", type=float, default=0.5)
+    m.add_argument("--depth", type=int, default=4)
+    m.add_argument("--reps", type=int, default=4)
+    m.add_argument("--sums", type=int, default=10)
+    m.add_argument("--leaves", type=int, default=10)
+    m.add_argument("--latent", type=int, default=16)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--progress", action="store_true")
+    m.add_argument("--out", default="results/diff_sampling")
     p = sub.add_parser("speed")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--reps", type=int, default=3)
@@ -225,6 +335,8 @@ def main(argv=None):
         except ValueError:
             pass
         return synthetic(args)
+    if args.command == "mnist":
+        return mnist(args)
     return speed(args)
 
 

@@ -269,7 +269,7 @@ class SampleLearner(GradientLearner):
                 for _ in range(self.critic_steps):
                     self.critic.train_step(x, samples)
                 value = self.critic.generator_loss(samples)
-        relaxed = program.backward_relaxed(value.grad)
+        relaxed = program.backward_relaxed(value.grad, temperature=self.log_temperature is not None)
         grads = {}
         if "weights" in self.theta:
             grads["weights"] = self.rows.logit_gradient(relaxed.log_weights, program.weights)

@@ -464,7 +464,7 @@ class Program:
                                        noise=noise, root=root)
         return self._relaxed.samples
 
-    def backward_relaxed(self, grad):
+    def backward_relaxed(self, grad, *, temperature: bool = True):
         """Gradients of ``sum(grad * samples)`` of the last :meth:`sample_relaxed` with its noise
         held fixed: a :class:`~pcircuits.program.relaxed.RelaxedGradients` (log-weights, leaf
         parameters in their unconstrained forms, temperature).
@@ -473,10 +473,12 @@ class Program:
         ----------
         grad : array, shape (num_samples, num_variables)
             d(loss)/d(samples).
+        temperature : bool
+            Also the gradient with respect to the temperature (False skips its work; it is then 0).
         """
         if self._relaxed is None:
             raise RuntimeError("backward_relaxed needs a preceding sample_relaxed")
-        return self._relaxed.backward(grad)
+        return self._relaxed.backward(grad, temperature=temperature)
 
     # ---- convenience -------------------------------------------------------------------
     def statistics(self) -> dict:

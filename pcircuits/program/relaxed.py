@@ -63,7 +63,7 @@ class RelaxedNoise:
         for layer in program.inner_layers:
             rule = RELAXED_RULES.get(type(layer))
             if rule is not None and rule.is_sum:
-                sums[layer.start] = rng.gumbel((rule.shape(layer)[0], rule.num_inputs(layer), int(batch)))
+                sums[layer.start] = rng.gumbel_fast((rule.shape(layer)[0], rule.num_inputs(layer), int(batch)))
         leaves = {}
         for layer in program.input_layers:
             relax = relaxation_of(layer.family)
@@ -292,38 +292,55 @@ class RelaxedTape:
         N, K, I = rule.shape(layer)
         batch = scores.shape[-1]
         log_w = rule.log_weights(layer, self.program)                             # (N, K, I)
-        E = xp.exp((scores - _safe_max(xp, scores, axis=1)[:, None, :]) / tau)    # (N, I, B)
+        E = scores - _safe_max(xp, scores, axis=1)[:, None, :]                    # (N, I, B)
+        E *= 1.0 / tau
+        xp.exp(E, out=E)
         W = xp.exp((log_w - _safe_max(xp, log_w, axis=2)[:, :, None]) / tau)      # (N, K, I)
         Z = xp.matmul(W, E)                                                        # (N, K, B)
         finfo = np.finfo(Z.dtype)
         if Z.size and float(Z.min()) < finfo.tiny / finfo.eps:
             return None
         R = units.reshape(N, K, batch) / Z
-        rule.spread(layer, flows, E * xp.matmul(W.transpose(0, 2, 1), R))
+        inputs = xp.matmul(W.transpose(0, 2, 1), R)
+        inputs *= E
+        rule.spread(layer, flows, inputs)
         return ("factored", log_w, scores, W, E, Z)
 
-    def _factored_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads):
+    def _factored_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature):
         xp, tau = self.program.backend.xp, self.tau
         _, log_w, scores, W, E, Z = saved
         N, K, I = rule.shape(layer)
         batch = E.shape[-1]
         A = rule.gather(layer, adjoint)                                           # (N, I, B) children's adjoints
         EA = E * A
-        mean = xp.matmul(W, EA) / Z                                               # (N, K, B): sum_j y_kj A_j
+        mean = xp.matmul(W, EA)
+        mean /= Z                                                                 # (N, K, B): sum_j y_kj A_j
         adjoint[layer.start:layer.stop] = mean.reshape(N * K, batch)
         # dz[k, j, b] = y[k, j, b] a[k, b] (A[j, b] - mean[k, b]): sums over b and over k by matmuls
         R = flows[layer.start:layer.stop].reshape(N, K, batch) / Z
         RM = R * mean
-        g_log_w = W * (xp.matmul(R, EA.transpose(0, 2, 1)) - xp.matmul(RM, E.transpose(0, 2, 1))) / tau
+        g_log_w = xp.matmul(R, EA.transpose(0, 2, 1))
+        g_log_w -= xp.matmul(RM, E.transpose(0, 2, 1))
+        g_log_w *= W
+        g_log_w *= 1.0 / tau
         rule.add_weight_gradient(layer, grad_log_weights, g_log_w)
+        if value_grads is None and not temperature:
+            return 0.0
         Wt = W.transpose(0, 2, 1)
-        g_scores = E * (A * xp.matmul(Wt, R) - xp.matmul(Wt, RM)) / tau          # (N, I, B)
+        g_scores = xp.matmul(Wt, R)                                               # (N, I, B)
+        g_scores *= EA
+        g_scores -= E * xp.matmul(Wt, RM)
+        g_scores *= 1.0 / tau
         if value_grads is not None:
             rule.spread(layer, value_grads, g_scores)
+        if not temperature:
+            return 0.0
         # d/dtau = -(1/tau) sum dz * z = -(1/tau) (sum log_w * g_log_w + sum scores * g_scores)
         finite = xp.isfinite(log_w)
+        if self.evidence is not None:
+            scores = xp.where(xp.isfinite(scores), scores, 0)
         return -((xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
-                 + (xp.where(xp.isfinite(scores), scores, 0) * g_scores).sum()) / tau
+                 + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
 
     def _explicit_forward(self, layer, rule, scores, units, flows):
         xp, tau = self.program.backend.xp, self.tau
@@ -337,7 +354,7 @@ class RelaxedTape:
         rule.spread(layer, flows, (y * units.reshape(N, K, 1, batch)).sum(axis=1))
         return ("explicit", soft, y)
 
-    def _explicit_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads):
+    def _explicit_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature):
         xp, tau = self.program.backend.xp, self.tau
         _, soft, y = saved
         N, K, I = rule.shape(layer)
@@ -355,13 +372,15 @@ class RelaxedTape:
         return -(dz * log_soft).sum() / tau
 
     # ---- backward ------------------------------------------------------------------------
-    def backward(self, grad) -> RelaxedGradients:
+    def backward(self, grad, *, temperature: bool = True) -> RelaxedGradients:
         """Gradients of ``sum(grad * samples)`` with the noise held fixed.
 
         Parameters
         ----------
         grad : array, shape (batch, num_variables)
             d(loss)/d(samples); entries of observed variables are ignored.
+        temperature : bool
+            Also the temperature's gradient (False skips its work and reports 0).
         """
         program, be = self.program, self.program.backend
         xp = be.xp
@@ -402,7 +421,7 @@ class RelaxedTape:
                 continue
             saved = self.saved[layer.start]
             backward = self._factored_backward if saved[0] == "factored" else self._explicit_backward
-            dtau = dtau + backward(layer, rule, saved, adjoint, flows, grad_log_weights, value_grads)
+            dtau = dtau + backward(layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature)
         if value_grads is not None:
             program._forward(self.evidence, SUM, cache=True)
             through = program.backward(grad_units=value_grads[:program.num_units], leaves=bool(program.input_layers))
@@ -411,7 +430,7 @@ class RelaxedTape:
                 acc = leaf_grads.setdefault(key, {k: xp.zeros_like(v) for k, v in grads.items()})
                 for k, v in grads.items():
                     acc[k] = acc.get(k, 0) + v
-        return RelaxedGradients(grad_log_weights, leaf_grads, float(dtau))
+        return RelaxedGradients(grad_log_weights, leaf_grads, float(dtau) if temperature else 0.0)
 
 
 def relaxed_sample(program, num_samples: int | None, temperature: float, *, hard: bool = False, evidence=None,
