@@ -15,14 +15,14 @@ from .sampling import (ConstantTemperature, ExponentialTemperature, LearnedTempe
 from .fit import METHODS, History, TrainingRun, evaluate, fit
 from .init import (equidistant_gaussian_leaves, equidistant_means, init_gaussian_leaves, kmeans_means,
                    quantile_gaussian_leaves, quantile_means, quantile_stds, set_gaussian_leaves)
-from .objectives import (AdversarialCritic, check_labels, cross_entropy, median_bandwidth, mmd,
+from .objectives import (AdversarialCritic, LearnedKernelMMD, check_labels, cross_entropy, median_bandwidth, mmd,
                          negative_log_likelihood, reconstruction_error)
 from .weights import WeightRows, additive_smoothing
 
 __all__ = ["fit", "evaluate", "History", "TrainingRun", "METHODS", "LEARNERS", "Learner", "register_learner",
            "make_learner", "EM", "GradientLearner", "Adam", "SGD", "SampleLearner", "Temperature",
            "ConstantTemperature", "ExponentialTemperature", "LinearTemperature", "LearnedTemperature",
-           "make_temperature", "mmd", "median_bandwidth", "AdversarialCritic", "reconstruction_error", "WeightRows", "additive_smoothing",
+           "make_temperature", "mmd", "median_bandwidth", "LearnedKernelMMD", "AdversarialCritic", "reconstruction_error", "WeightRows", "additive_smoothing",
            "negative_log_likelihood", "cross_entropy", "check_labels", "quantile_means", "quantile_stds",
            "equidistant_means", "kmeans_means", "set_gaussian_leaves", "init_gaussian_leaves",
            "quantile_gaussian_leaves", "equidistant_gaussian_leaves"]

@@ -100,7 +100,7 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         min_std: float = 1e-2, product_dropout: float = 0.0, input_dropout: float = 0.0,
         input_dropout_unit: str = "variable", product_dropout_at_roots: bool = True, temperature=1.0,
         hard: bool = False, num_samples: int | None = None, ll_weight: float = 0.0, bandwidths=None,
-        critic_hidden=(64, 64), critic_lr: float = 2e-4, critic_steps: int = 1, latent=None,
+        learned_kernel=None, critic_hidden=(64, 64), critic_lr: float = 2e-4, critic_steps: int = 1, latent=None,
         reconstruction: str = "bce", progress: bool = True, seed: int = 0, checkpoint=None, resume: bool = True,
         force_resume: bool = False, callback=None) -> History:
     options = {name: value for name, value in locals().items() if name not in ("program", "data")}

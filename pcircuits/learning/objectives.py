@@ -11,6 +11,8 @@ loss together with its gradient with respect to the samples, which
 
 * :func:`mmd`: the unbiased kernel two-sample distance ``MMD^2`` (Gretton et al. 2012) with a sum
   of Gaussian kernels (given bandwidths, or the median heuristic);
+  :class:`LearnedKernelMMD` is its adversarially learned kernel variant (MMD-GAN, Li et al.
+  2017): the Gaussian kernels act on the features of a network trained to maximize the MMD;
 * :class:`AdversarialCritic`: a critic network from :mod:`pcircuits.nn` and the GAN min-max
   (critic steps on data against samples, then the circuit's non-saturating loss
   ``-log D(sample)``);
@@ -26,7 +28,8 @@ import numpy as np
 from ..backend import to_numpy
 
 __all__ = ["Objective", "OBJECTIVES", "SAMPLE_OBJECTIVES", "check_labels", "negative_log_likelihood",
-           "cross_entropy", "SampleObjective", "mmd", "median_bandwidth", "AdversarialCritic", "reconstruction_error"]
+           "cross_entropy", "SampleObjective", "mmd", "median_bandwidth", "LearnedKernelMMD", "AdversarialCritic",
+           "reconstruction_error"]
 
 OBJECTIVES = ("nll", "cross-entropy")
 #: Objectives on samples of the circuit (trained through its relaxed top-down pass).
@@ -220,6 +223,76 @@ def mmd(backend, samples, data, *, bandwidths=None) -> SampleObjective:
     grad = -2.0 / (n * (n - 1)) * (samples * wxx.sum(axis=1)[:, None] - wxx @ samples) \
         + 2.0 / (n * m) * (samples * wxy.sum(axis=1)[:, None] - wxy @ data)
     return SampleObjective(loss, grad.astype(samples.dtype, copy=False))
+
+
+class LearnedKernelMMD:
+    """MMD with an adversarially learned kernel (MMD-GAN, Li et al. 2017; Lang et al. 4.1).
+
+    ``k(a, b) = sum_s exp(-|f(a) - f(b)|^2 / (2 s^2))`` with ``f`` a perceptron from
+    :mod:`pcircuits.nn`; :meth:`train_step` takes one Adam step of ``f`` up the MMD between data
+    and samples, :meth:`loss` is the circuit's loss (the MMD) with its gradient with respect to
+    the samples.
+
+    Parameters
+    ----------
+    num_variables : int
+    hidden : sequence of int
+        Hidden sizes of ``f`` (LeakyReLU(0.2) between the layers).
+    features : int
+        The feature dimension.
+    lr : float
+        The feature network's Adam learning rate (betas 0.5, 0.999).
+    bandwidths : sequence of float, optional
+        Kernel widths in feature space (default: the median heuristic).
+    backend, seed
+        Where the network lives and how it is initialized.
+    """
+
+    def __init__(self, num_variables: int, *, hidden=(64,), features: int = 16, lr: float = 1e-3, bandwidths=None,
+                 backend=None, seed=0):
+        from .. import nn
+        from ..backend import get_backend
+        from ..optim import Adam
+        be = get_backend(backend or "numpy")
+        self.backend = be
+        self.bandwidths = bandwidths
+        self.network = nn.mlp(1, [int(num_variables), *hidden, int(features)], activation=nn.LeakyReLU(0.2))
+        self.params = self.network.init(seed, backend=be, dtype=be.dtype.name)
+        self.optimizer = Adam(self.params, lr=lr, betas=(0.5, 0.999))
+
+    def _features(self, x):
+        out, cache = self.network.forward(self.params, x)
+        return out[0], cache
+
+    def loss(self, samples, data) -> SampleObjective:
+        """``MMD^2`` between the features of samples and data, with its gradient w.r.t. the samples."""
+        fs, cache = self._features(samples)
+        fd, _ = self._features(data)
+        value = mmd(self.backend, fs, fd, bandwidths=self.bandwidths)
+        _, grad = self.network.backward(self.params, cache, value.grad[None], input_grad=True)
+        return SampleObjective(value.loss, grad)
+
+    def train_step(self, data, samples) -> float:
+        """One Adam step of the feature network up the MMD; returns the MMD before the step."""
+        fs, cache_s = self._features(samples)
+        fd, cache_d = self._features(data)
+        forward = mmd(self.backend, fs, fd, bandwidths=self.bandwidths)
+        swapped = mmd(self.backend, fd, fs, bandwidths=self.bandwidths)     # the estimator is symmetric
+        grads_s, _ = self.network.backward(self.params, cache_s, -forward.grad[None], input_grad=False)
+        grads_d, _ = self.network.backward(self.params, cache_d, -swapped.grad[None], input_grad=False)
+        self.optimizer.step({k: grads_s[k] + grads_d[k] for k in grads_s})
+        return forward.loss
+
+    def state(self) -> dict:
+        out = {f"kernel/{k}": v for k, v in self.params.items()}
+        out.update({f"kernel-optimizer/{k}": v for k, v in self.optimizer.state().items()})
+        return out
+
+    def load_state(self, arrays: dict):
+        for k, v in self.params.items():
+            v[...] = self.backend.asarray(arrays[f"kernel/{k}"], dtype=v.dtype)
+        self.optimizer.load_state({k[len("kernel-optimizer/"):]: v for k, v in arrays.items()
+                                   if k.startswith("kernel-optimizer/")})
 
 
 class AdversarialCritic:

@@ -11,7 +11,9 @@ Methods (``fit(method=...)``):
 
 ``"mmd"``
     Unbiased ``MMD^2`` between ``num_samples`` relaxed samples and the batch (Gaussian kernels
-    with ``bandwidths``, default the median heuristic).
+    with ``bandwidths``, default the median heuristic); with ``learned_kernel`` (hidden sizes)
+    the kernels act on the features of a network that ``critic_steps`` steps per circuit step
+    train up the MMD (:class:`~pcircuits.learning.objectives.LearnedKernelMMD`).
 ``"adversarial"``
     ``critic_steps`` steps of a critic network (:class:`~pcircuits.learning.objectives.AdversarialCritic`)
     on the batch against the samples, then the circuit's step on ``-log D(samples)``.
@@ -45,7 +47,7 @@ from ..program.relaxed import RelaxedNoise
 from .em import prepared
 from .gradient import GradientLearner
 from .learner import register_learner
-from .objectives import SAMPLE_OBJECTIVES, AdversarialCritic, mmd, reconstruction_error
+from .objectives import SAMPLE_OBJECTIVES, AdversarialCritic, LearnedKernelMMD, mmd, reconstruction_error
 
 __all__ = ["SampleLearner", "Temperature", "ConstantTemperature", "ExponentialTemperature", "LinearTemperature",
            "LearnedTemperature", "make_temperature", "SAMPLING_OPTIONS", "TEMPERATURE_SCHEDULES"]
@@ -156,9 +158,12 @@ SAMPLING_OPTIONS = {
     "ll_weight": Argument(Number(0), "Weight of the mean negative log-likelihood added to the sample objective."),
     "bandwidths": Argument(Anything("sequence of float"), "MMD kernel widths (default: the median heuristic).",
                            optional=True),
+    "learned_kernel": Argument(Anything("sequence of int"), "MMD: hidden sizes of a feature network whose features\n"
+                               "the kernels compare, trained up the MMD (MMD-GAN); None: the data.",
+                               optional=True),
     "critic_hidden": Argument(Anything("sequence of int"), "Hidden sizes of the adversarial critic."),
-    "critic_lr": Argument(Number(0, closed="right"), "The critic's Adam learning rate."),
-    "critic_steps": Argument(Integer(1), "Critic steps per circuit step."),
+    "critic_lr": Argument(Number(0, closed="right"), "The critic's (or learned kernel's) Adam learning rate."),
+    "critic_steps": Argument(Integer(1), "Critic (or learned kernel) steps per circuit step."),
     "latent": Argument(Anything("sequence of int"), "PAE: the latent variables z of the circuit over (x, z).",
                        optional=True),
     "reconstruction": Argument(Options("bce", "mse"), "PAE: binary cross-entropy summed over variables, or\n"
@@ -185,8 +190,11 @@ class SampleLearner(GradientLearner):
         Weight of the mean negative log-likelihood added to the loss.
     bandwidths : sequence of float, optional
         MMD kernel widths; default the median heuristic.
+    learned_kernel : sequence of int, optional
+        MMD: hidden sizes of the learned kernel's feature network (:class:`LearnedKernelMMD`).
     critic_hidden, critic_lr, critic_steps, critic_seed
-        The adversarial critic (see :class:`AdversarialCritic`).
+        The adversarial critic (see :class:`AdversarialCritic`); ``critic_lr``,
+        ``critic_steps`` and ``critic_seed`` also set the learned kernel's training.
     latent : sequence of int
         PAE: the latent variables.
     reconstruction : {"bce", "mse"}
@@ -198,7 +206,8 @@ class SampleLearner(GradientLearner):
     objectives = SAMPLE_OBJECTIVES
 
     def __init__(self, program, *, objective: str = "mmd", temperature=1.0, epochs: int = 10, hard: bool = False,
-                 num_samples: int | None = None, ll_weight: float = 0.0, bandwidths=None, critic_hidden=(64, 64),
+                 num_samples: int | None = None, ll_weight: float = 0.0, bandwidths=None, learned_kernel=None,
+                 critic_hidden=(64, 64),
                  critic_lr: float = 2e-4, critic_steps: int = 1, critic_seed: int = 0, latent=None,
                  reconstruction: str = "bce", **options):
         if objective not in SAMPLE_OBJECTIVES:
@@ -219,6 +228,10 @@ class SampleLearner(GradientLearner):
         if objective == "adversarial":
             self.critic = AdversarialCritic(program.num_variables, hidden=tuple(critic_hidden), lr=critic_lr,
                                             backend=be, seed=critic_seed)
+        self.kernel = None
+        if objective == "mmd" and learned_kernel is not None:
+            self.kernel = LearnedKernelMMD(program.num_variables, hidden=tuple(learned_kernel), lr=critic_lr,
+                                           bandwidths=self.bandwidths, backend=be, seed=critic_seed)
         self.critic_steps = int(critic_steps)
         self.latent = None
         if objective == "pae":
@@ -263,7 +276,11 @@ class SampleLearner(GradientLearner):
                                  f"complete data; the batch has missing values")
             noise = RelaxedNoise.draw(program, self.num_samples or batch, rng)
             samples = program.sample_relaxed(temperature=self.tau, hard=self.hard, noise=noise)
-            if self.sample_objective == "mmd":
+            if self.sample_objective == "mmd" and self.kernel is not None:
+                for _ in range(self.critic_steps):
+                    self.kernel.train_step(x, samples)
+                value = self.kernel.loss(samples, x)
+            elif self.sample_objective == "mmd":
                 value = mmd(be, samples, x, bandwidths=self.bandwidths)
             else:
                 for _ in range(self.critic_steps):
@@ -341,6 +358,7 @@ class SampleLearner(GradientLearner):
         out.update({"objective": self.sample_objective, "temperature": self.schedule.settings(), "hard": self.hard,
                     "num_samples": self.num_samples, "ll_weight": self.ll_weight,
                     "bandwidths": None if self.bandwidths is None else list(self.bandwidths),
+                    "learned_kernel": self.kernel is not None,
                     "reconstruction": self.reconstruction,
                     "latent": None if self.latent is None else [int(v) for v in to_numpy(self.latent)]})
         return out
@@ -352,6 +370,8 @@ class SampleLearner(GradientLearner):
             out.update({f"temperature-optimizer/{k}": v for k, v in self.temperature_optimizer.state().items()})
         if self.critic is not None:
             out.update(self.critic.state())
+        if self.kernel is not None:
+            out.update(self.kernel.state())
         return out
 
     def load_state(self, arrays: dict):
@@ -364,6 +384,8 @@ class SampleLearner(GradientLearner):
             self.tau = float(be.xp.exp(self.log_temperature["log_temperature"][0]))
         if self.critic is not None:
             self.critic.load_state(arrays)
+        if self.kernel is not None:
+            self.kernel.load_state(arrays)
 
 
 def _sample_learner(objective: str):
@@ -371,6 +393,7 @@ def _sample_learner(objective: str):
         return SampleLearner(program, objective=objective, temperature=options["temperature"],
                              epochs=options["epochs"], hard=options["hard"], num_samples=options["num_samples"],
                              ll_weight=options["ll_weight"], bandwidths=options["bandwidths"],
+                             learned_kernel=options["learned_kernel"],
                              critic_hidden=options["critic_hidden"], critic_lr=options["critic_lr"],
                              critic_steps=options["critic_steps"], critic_seed=options["seed"],
                              latent=options["latent"], reconstruction=options["reconstruction"],
