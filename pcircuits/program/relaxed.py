@@ -132,6 +132,10 @@ class _PaddedSumRule:
         return rows[layer.inputs]
 
     @staticmethod
+    def gather_into(xp, layer, rows, out):
+        xp.take(rows, layer.inputs, axis=0, out=out)
+
+    @staticmethod
     def spread(layer, dst, flows):
         layer.scatter.add(dst, flows.reshape(-1, flows.shape[-1]))
 
@@ -165,6 +169,10 @@ class _DenseSumRule:
         return rows[layer.inputs]
 
     @staticmethod
+    def gather_into(xp, layer, rows, out):
+        xp.take(rows, layer.inputs, axis=0, out=out)
+
+    @staticmethod
     def spread(layer, dst, flows):
         batch = flows.shape[-1]
         if layer.Nb != layer.N:                 # nodes over the very same inputs: one scatter
@@ -187,6 +195,12 @@ class _FusedSumRule(_DenseSumRule):
         left = rows[layer.left]                                         # (N, n, KL, B)
         right = rows[layer.right]                                       # (N, n, KR, B)
         return (left[:, :, :, None, :] + right[:, :, None, :, :]).reshape(layer.N, layer.I, -1)
+
+    @staticmethod
+    def gather_into(xp, layer, rows, out):
+        left, right = rows[layer.left], rows[layer.right]
+        xp.add(left[:, :, :, None, :], right[:, :, None, :, :],
+               out=out.reshape(layer.N, layer.n, layer.KL, layer.KR, out.shape[-1]))
 
     @staticmethod
     def spread(layer, dst, flows):
@@ -228,6 +242,9 @@ def _softmax(xp, z, axis):
 
 class RelaxedTape:
     """One relaxed sampling pass: its samples and what its backward pass needs.
+
+    Its large arrays live in the Program's work buffers: a tape's backward is valid until the
+    Program's next relaxed pass (``Program.backward_relaxed`` always uses the last one).
 
     Attributes
     ----------
@@ -291,8 +308,12 @@ class RelaxedTape:
         xp, tau = self.program.backend.xp, self.tau
         N, K, I = rule.shape(layer)
         batch = scores.shape[-1]
-        log_w = rule.log_weights(layer, self.program)                             # (N, K, I)
-        E = scores - _safe_max(xp, scores, axis=1)[:, None, :]                    # (N, I, B)
+        program = self.program
+        log_w = rule.log_weights(layer, program)                                  # (N, K, I)
+        # the large (N, I, B) arrays live in the Program's reused buffers (fresh allocations of
+        # this size cost more page faults than arithmetic); E is kept per layer for the backward
+        E = program.buffer(("relaxed-E", layer.start), (N, I, batch))
+        xp.subtract(scores, _safe_max(xp, scores, axis=1)[:, None, :], out=E)
         E *= 1.0 / tau
         xp.exp(E, out=E)
         W = xp.exp((log_w - _safe_max(xp, log_w, axis=2)[:, :, None]) / tau)      # (N, K, I)
@@ -301,7 +322,8 @@ class RelaxedTape:
         if Z.size and float(Z.min()) < finfo.tiny / finfo.eps:
             return None
         R = units.reshape(N, K, batch) / Z
-        inputs = xp.matmul(W.transpose(0, 2, 1), R)
+        inputs = program.buffer(("relaxed-work", N, I), (N, I, batch))
+        xp.matmul(W.transpose(0, 2, 1), R, out=inputs)
         inputs *= E
         rule.spread(layer, flows, inputs)
         return ("factored", log_w, scores, W, E, Z)
@@ -311,8 +333,10 @@ class RelaxedTape:
         _, log_w, scores, W, E, Z = saved
         N, K, I = rule.shape(layer)
         batch = E.shape[-1]
-        A = rule.gather(layer, adjoint)                                           # (N, I, B) children's adjoints
-        EA = E * A
+        program = self.program
+        EA = program.buffer(("relaxed-EA", N, I), (N, I, batch))
+        rule.gather_into(xp, layer, adjoint, EA)                                  # children's adjoints A
+        EA *= E
         mean = xp.matmul(W, EA)
         mean /= Z                                                                 # (N, K, B): sum_j y_kj A_j
         adjoint[layer.start:layer.stop] = mean.reshape(N * K, batch)
@@ -329,7 +353,10 @@ class RelaxedTape:
         Wt = W.transpose(0, 2, 1)
         g_scores = xp.matmul(Wt, R)                                               # (N, I, B)
         g_scores *= EA
-        g_scores -= E * xp.matmul(Wt, RM)
+        work = program.buffer(("relaxed-work", N, I), (N, I, batch))
+        xp.matmul(Wt, RM, out=work)
+        work *= E
+        g_scores -= work
         g_scores *= 1.0 / tau
         if value_grads is not None:
             rule.spread(layer, value_grads, g_scores)
