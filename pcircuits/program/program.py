@@ -168,7 +168,11 @@ class Program:
         self.leaf_tables = {}
         for table_key, objs in plan.families.items():
             arrays = [o.table_arrays() for o in objs]
-            self.leaf_tables[table_key] = {k: be.asarray(np.concatenate([a[k] for a in arrays])) for k in arrays[0]}
+            table = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
+            problems = table_key[0].dtype_problems(table, be.dtype)
+            if problems:
+                raise ValueError(f"compile: {problems[0]}; compile with dtype='float64' (or change the parameter)")
+            self.leaf_tables[table_key] = {k: be.asarray(v) for k, v in table.items()}
 
     def _update_log_weights(self):
         xp = self.backend.xp
