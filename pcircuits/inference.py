@@ -6,11 +6,10 @@ kernel runs, and returns arrays of the backend it ran on (NumPy or CuPy); conver
 
 Any number of rows runs in bounded memory: the rows are processed in chunks whose working memory
 stays within ``program.memory_budget`` bytes (:data:`DEFAULT_MEMORY_BUDGET` unless set), or of
-``batch_size`` rows when given. Each row is computed independently, so chunked results equal one
-big batch: bit for bit for likelihoods, conditionals and MPE when the chunks are a multiple of
-64 rows (automatic chunks are; the matrix-product kernels then add in the same order), and to
-the last bits of float32 for posterior-mean inpainting (whose transposed products the kernels
-may order differently). Sampling draws its random numbers per block of :data:`SAMPLE_BLOCK`
+``batch_size`` rows when given. Each row is computed independently, so chunked results equal
+one big batch up to the rounding of the matrix products, whose kernels may add in another order
+for another number of columns (a few units in the last place; MPE completions are identical).
+Automatic chunks are a multiple of 64 rows, which keeps that order in most cases. Sampling draws its random numbers per block of :data:`SAMPLE_BLOCK`
 rows (block ``k`` from the ``k``-th stream spawned from ``seed``), so samples do not depend on
 the chunking either.
 """
@@ -27,8 +26,8 @@ __all__ = ["log_likelihood", "log_conditional", "mpe", "sample", "inpaint", "lea
 DEFAULT_MEMORY_BUDGET = 256 << 20
 #: Rows per random stream of :func:`sample` (and the largest chunk it runs).
 SAMPLE_BLOCK = 1024
-#: Automatic chunks are a multiple of this many rows: matrix-product kernels then tile a chunk's
-#: columns as they tile the whole batch's, which keeps chunked sums bit-identical.
+#: Automatic chunks are a multiple of this many rows: matrix-product kernels then mostly tile a
+#: chunk's columns as they tile the whole batch's, adding in the same order.
 _ROW_ALIGNMENT = 64
 
 

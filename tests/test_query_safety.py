@@ -3,8 +3,8 @@
 Malformed inputs (scalars, complex numbers, dates, values too large for the dtype) and arguments
 (``num_samples``, ``batch_size``, ``root``) are refused with a message; masked entries are
 missing values; empty batches give empty results; evidence of probability zero is refused
-where nothing can be conditioned on it. Chunked queries equal one big batch, their working
-memory follows ``program.memory_budget``, and :meth:`Program.bytes_per_row` bounds what a row takes.
+where nothing can be conditioned on it. Chunked queries equal one big batch (up to the rounding of
+matrix products; MPE exactly), their working memory follows ``program.memory_budget``, and :meth:`Program.bytes_per_row` bounds what a row takes.
 """
 import tracemalloc
 
@@ -149,12 +149,12 @@ def test_chunked_queries_equal_one_batch(data, dtype):
     query[:, 0] = 0.5
     evidence = np.where(np.isnan(x), np.nan, x)
     evidence[:, 0] = np.nan
-    for run in (lambda **o: program.log_likelihood(x, **o), lambda **o: program.mpe(x, **o),
-                lambda **o: program.inpaint(x, method="mpe", **o),
+    for run in (lambda **o: program.mpe(x, **o), lambda **o: program.inpaint(x, method="mpe", **o)):
+        np.testing.assert_array_equal(run(batch_size=7), run(batch_size=len(x)))
+    rounding = 1e-6 if dtype == "float32" else 1e-13
+    for run in (lambda **o: program.log_likelihood(x, **o), lambda **o: program.inpaint(x, **o),
                 lambda **o: program.log_conditional(query, evidence, **o)):
-        np.testing.assert_array_equal(run(batch_size=64), run(batch_size=len(x)))
-    np.testing.assert_allclose(program.inpaint(x, batch_size=64), program.inpaint(x, batch_size=len(x)),
-                               rtol=1e-6 if dtype == "float32" else 1e-14)
+        np.testing.assert_allclose(run(batch_size=7), run(batch_size=len(x)), rtol=rounding, atol=rounding)
 
 
 def test_the_memory_budget_sets_the_chunks(program, data):
@@ -163,7 +163,7 @@ def test_the_memory_budget_sets_the_chunks(program, data):
     small = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, seed=0).compile(dtype="float32")
     small.memory_budget = 130 * small.bytes_per_row("forward")
     assert pc.inference.chunk_rows(small, "forward") == 128
-    np.testing.assert_array_equal(small.log_likelihood(x), whole)
+    np.testing.assert_allclose(small.log_likelihood(x), whole, rtol=1e-6)
 
 
 def test_samples_of_a_seed_do_not_depend_on_how_many_are_drawn(program):
