@@ -163,11 +163,11 @@ class Positive(Constraint):
 
     def dtype_problem(self, value, dtype):
         value = np.asarray(value, dtype=np.float64)
-        tiny = np.finfo(dtype).tiny
-        small = value[(value > 0) & (value < tiny)]
+        smallest = 1.0 / float(np.finfo(dtype).max)
+        small = value[(value > 0) & (value < smallest)]
         if small.size:
-            return (f"{small[0]:g} is below the smallest normal {np.dtype(dtype).name} number ({tiny:.3g}); its "
-                    f"log-density would not be finite")
+            return (f"{small[0]:g} is below {smallest:.3g}, the smallest {np.dtype(dtype).name} number whose "
+                    f"reciprocal is finite; its log-density would not be finite")
         return super().dtype_problem(value, dtype)
 
 
@@ -215,13 +215,13 @@ class Interval(Constraint):
 
     def dtype_problem(self, value, dtype):
         value = np.asarray(value, dtype=np.float64)
-        tiny = np.finfo(dtype).tiny
         name = np.dtype(dtype).name
-        near_lower = value[(value > self.lower) & (value - self.lower < tiny * max(1.0, abs(self.lower)))]
+        cast = value.astype(dtype)
+        near_lower = value[(value > self.lower) & (cast <= self.lower)]
         if near_lower.size:
-            return (f"{near_lower[0]:g} lies closer to {self.lower:g} than {name} resolves ({tiny:.3g}); its "
-                    f"log-probability would not be finite")
-        near_upper = value[(value < self.upper) & (value.astype(dtype) >= self.upper)]
+            return (f"{near_lower[0]:g} rounds to {self.lower:g} in {name}; its log-probability would not be "
+                    f"finite")
+        near_upper = value[(value < self.upper) & (cast >= self.upper)]
         if near_upper.size:
             return (f"{near_upper[0]!r} rounds to {self.upper:g} in {name}; the log-probability of the other "
                     f"outcome would not be finite")
@@ -267,11 +267,10 @@ class Simplex(Constraint):
 
     def dtype_problem(self, value, dtype):
         value = np.asarray(value, dtype=np.float64)
-        tiny = np.finfo(dtype).tiny
-        small = value[(value > 0) & (value < tiny)]
+        small = value[(value > 0) & (value.astype(dtype) == 0)]
         if small.size:
-            return (f"the probability {small[0]:g} is below the smallest normal {np.dtype(dtype).name} number "
-                    f"({tiny:.3g}); its log-probability would not be finite")
+            return (f"the probability {small[0]:g} rounds to 0 in {np.dtype(dtype).name}; its log-probability "
+                    f"would not be finite")
         return super().dtype_problem(value, dtype)
 
     def violation(self, value):
