@@ -419,9 +419,17 @@ def test_sharpening_raises_the_target_layer_objective():
     control = stack.layers[0].backward(stack.layers[1].backward(np.ones((6, 3, 3, 9)), BE.rng(0)))
     target = stack.layers[1]
     before = target.input_gradient(stack.layers[0].forward(control))[0]
-    after = target.input_gradient(stack.layers[0].forward(stack.sharpen(control, 0, iterations=20,
-                                                                        step_size=0.05)))[0]
+    after = target.input_gradient(stack.layers[0].forward(stack.sharpen(control, 0, iterations=20)))[0]
     assert np.all(after >= before - 1e-9) and np.mean(after - before) > 0
+
+
+def test_sharpening_with_the_paper_step_stays_bounded_at_the_precision_limit():
+    stack = small_stack()
+    target = stack.layers[1]
+    target.set_parameters(precisions=np.full(target.precisions.shape, target.max_precision))
+    control = np.random.default_rng(0).normal(size=(4, 8, 8, 1))
+    sharpened = stack.sharpen(control, 0, iterations=300, step_size=1.0)
+    assert np.abs(sharpened).max() <= np.abs(control).max() + 1
 
 
 def test_stack_renders_a_layer_diagram(tmp_path):

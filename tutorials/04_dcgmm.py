@@ -56,8 +56,8 @@ def main(out: Path):
     for key in ("loss_L2", "loss_L4"):
         values = history[key]
         print(f"  {key}: epoch 1 {values[0]:8.2f}   epoch 20 {values[19]:8.2f}   epoch 40 {values[-1]:8.2f}")
-    print("  (L4's loss first falls while L2's responsibilities are still alike, then rises as L2 specializes:")
-    print("   each layer's loss describes its own input, which the layers below keep changing)")
+    print("  (L4's loss need not fall steadily: it describes L4's own input, the responsibilities of L2,")
+    print("   which keep changing while L2 learns)")
 
     # ---- 3. outlier scores --------------------------------------------------------------------
     lls = stack.layer_log_likelihoods(x_test)
@@ -69,7 +69,7 @@ def main(out: Path):
     # ---- 4. sampling, sharpening, in-painting -------------------------------------------------
     options = {"seed": 1, "top_s": 2, "divisor": 5.0}         # the paper's code samples this way
     plain = stack.sample(32, **options)
-    sharp = stack.sample(32, sharpen=True, sharpen_iterations=100, sharpen_step=0.1, **options)
+    sharp = stack.sample(32, sharpen=True, sharpen_iterations=100, **options)
     objective = stack.layers[1].input_gradient
     before = objective(stack.layers[0].forward(stack.backend.asarray(plain)))[0].mean()
     after = objective(stack.layers[0].forward(stack.backend.asarray(sharp)))[0].mean()

@@ -125,6 +125,11 @@ class _Window(Layer):
         s = self.stride
         return slice(a, a + s * (out_h - 1) + 1, s), slice(b, b + s * (out_w - 1) + 1, s)
 
+    @property
+    def max_coverage(self) -> int:
+        """The largest number of windows that contain one input position."""
+        return int(self._coverage().max())
+
     def _coverage(self):
         """How many windows contain each input position, shape (H', W')."""
         h, w, _ = self.input_shape
@@ -394,6 +399,9 @@ class CGMM(Layer):
 
     trainable = True
     rates = {"logits": 1.0, "means": 1.0, "precisions": 0.5}
+    #: Up to this input dimension the two products are one product over ``[x^2, x]`` (fewer
+    #: passes over the scores; for small ``d`` those passes, not the products, are the work).
+    stacked_dim = 64
 
     def __init__(self, num_components: int, *, shared: bool = True, learning_rate: float = 0.05,
                  max_precision: float = math.sqrt(20.0), min_precision: float = 1e-3, init_range: float = 0.01):
@@ -489,6 +497,11 @@ class CGMM(Layer):
         if has_missing:
             observed = (~missing).astype(flat.dtype)
             flat = xp.where(missing, 0.0, flat)
+        if self.shared and not has_missing and d <= self.stacked_dim:
+            rows = flat.reshape(n * p, d)
+            scores = xp.concatenate([rows * rows, rows], axis=1) @ xp.concatenate([quadratic[0], linear[0]], axis=1).T
+            scores += per_dim[0].sum(-1) + log_pi[0]
+            return scores.reshape(n, p, -1)
         if self.shared:
             rows = flat.reshape(n * p, d)
             scores = (rows * rows) @ quadratic[0].T
@@ -509,10 +522,15 @@ class CGMM(Layer):
         scores += log_pi[:, None, :]
         return scores.transpose(1, 0, 2)
 
-    def responsibilities(self, scores):
-        """Softmax of log-scores over the components (the activities, eq. 4)."""
+    def responsibilities(self, scores, *, overwrite: bool = False):
+        """Softmax of log-scores over the components (the activities, eq. 4); ``overwrite``
+        computes it in the memory of ``scores``."""
         xp = self.backend.xp
-        e = scores - scores.max(-1, keepdims=True)
+        if overwrite:
+            e = scores
+            e -= scores.max(-1, keepdims=True)
+        else:
+            e = scores - scores.max(-1, keepdims=True)
         xp.exp(e, out=e)
         e /= e.sum(-1, keepdims=True)
         return e
@@ -520,7 +538,7 @@ class CGMM(Layer):
     def forward(self, x):
         n = x.shape[0]
         h, w, k = self.output_shape
-        return self.responsibilities(self.log_scores(x)).reshape(n, h, w, k)
+        return self.responsibilities(self.log_scores(x), overwrite=True).reshape(n, h, w, k)
 
     def log_likelihood(self, x, *, kind: str = "exact"):
         """Per-position log-likelihood, shape (batch, positions).

@@ -413,9 +413,15 @@ class Stack:
         """Gradient ascent on the control signal below folding layer ``layer_index`` (III-I, Fig. 3).
 
         The control is propagated forward to the next cGMM layer above the folding layer (the
-        target), and moved ``iterations`` times by ``step_size`` times the gradient of that
-        layer's per-example max-component objective (eq. 8), which pulls overlapping patches
-        towards agreeing with the target's components. The paper (V-D) uses I = 300, eps = 1.0.
+        target), and moved ``iterations`` times along the gradient of that layer's per-example
+        max-component objective (eq. 8), which pulls overlapping patches towards agreeing with
+        the target's components. The paper (V-D) uses I = 300, eps = 1.0.
+
+        The step is ``step_size`` in units of the inverse curvature bound: an input entry copied
+        into ``J`` patches of a target with ``P`` positions and precisions at most ``D_max``
+        has a second derivative of at most ``J D_max^2 / P`` in magnitude, so the gradient is
+        multiplied by ``step_size * P / (J D_max^2)``. ``step_size = 1`` is then a Newton step
+        where the bound is reached and never overshoots; larger steps than 2 can diverge.
 
         Parameters
         ----------
@@ -432,6 +438,8 @@ class Stack:
             return control
         target = targets[0]
         between = self.layers[layer_index:target]
+        coverage = int(np.prod([layer.max_coverage for layer in between]))
+        scale = step_size * self.layers[target].num_positions / (coverage * self.layers[target].max_precision ** 2)
         for _ in range(iterations):
             acts = [control]
             for layer in between:
@@ -439,7 +447,7 @@ class Stack:
             _, grad = self.layers[target].input_gradient(acts[-1])
             for layer, a in zip(reversed(between), reversed(acts[:-1])):
                 grad = layer.vjp(a, grad)
-            control = control + step_size * grad
+            control = control + scale * grad
         return control
 
     def sample(self, n: int, *, seed: int = 0, sharpen: bool = False, classes=None, top_s: int | None = None,

@@ -35,6 +35,7 @@ from .gradient import GRADIENT_OPTIONS
 from .history import History
 from .learner import LEARNERS, PARAMETER_OPTIONS, make_learner
 from .objectives import OBJECTIVES, check_labels, cross_entropy, negative_log_likelihood
+from .sampling import SAMPLING_OPTIONS
 
 __all__ = ["fit", "evaluate", "History", "METHODS", "FIT_OPTIONS", "TrainingRun", "CHECKPOINT_FORMAT",
            "CHECKPOINT_VERSION"]
@@ -48,7 +49,8 @@ CHECKPOINT_VERSION = 4
 _BOOKKEEPING = frozenset({"epochs", "labels", "valid", "valid_labels", "progress", "checkpoint", "resume",
                           "force_resume", "callback"})
 #: The option tables of each learner family (other families are compared on every option).
-_FAMILY_OPTIONS = {"em": EM_OPTIONS, "gradient": GRADIENT_OPTIONS}
+_FAMILY_OPTIONS = {"em": EM_OPTIONS, "gradient": GRADIENT_OPTIONS,
+                   "sampling": {**GRADIENT_OPTIONS, **SAMPLING_OPTIONS}}
 
 
 class _RegisteredMethod(Rule):
@@ -97,8 +99,11 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         inference: str = "sum", ties: str = "random", counts: str = "sum", eps: float | None = None,
         leaf_eps: float = 1e-2, freeze_leaves=False, learn_leaves: bool = True, freeze_weights: bool = False,
         min_std: float = 1e-2, product_dropout: float = 0.0, input_dropout: float = 0.0,
-        input_dropout_unit: str = "variable", product_dropout_at_roots: bool = True, progress: bool = True,
-        seed: int = 0, checkpoint=None, resume: bool = True, force_resume: bool = False, callback=None) -> History:
+        input_dropout_unit: str = "variable", product_dropout_at_roots: bool = True, temperature=1.0,
+        hard: bool = False, num_samples: int | None = None, ll_weight: float = 0.0, bandwidths=None,
+        learned_kernel=None, critic_hidden=(64, 64), critic_lr: float = 2e-4, critic_steps: int = 1, latent=None,
+        reconstruction: str = "bce", progress: bool = True, seed: int = 0, checkpoint=None, resume: bool = True,
+        force_resume: bool = False, callback=None) -> History:
     options = {name: value for name, value in locals().items() if name not in ("program", "data")}
     run = TrainingRun(program, data, options)
     learner = make_learner(method, program, run.options)
@@ -134,6 +139,7 @@ fit.__doc__ = f"""Train ``program`` on ``data``; returns the per-epoch :class:`H
 {document_arguments(PARAMETER_OPTIONS)}
 {document_arguments(EM_OPTIONS, prefix="EM methods: ")}
 {document_arguments(GRADIENT_OPTIONS, prefix="Gradient methods: ")}
+{document_arguments(SAMPLING_OPTIONS, prefix="Sample-based methods: ")}
 
     Returns
     -------
@@ -155,7 +161,8 @@ class TrainingRun:
     def __init__(self, program, data, options: dict):
         if not (hasattr(program, "prepare") and hasattr(program, "leaf_tables")):
             raise TypeError(f"fit: needs a compiled Program (circuit.compile()), got {type(program).__name__}")
-        check_arguments("fit", {**FIT_OPTIONS, **PARAMETER_OPTIONS, **EM_OPTIONS, **GRADIENT_OPTIONS}, options)
+        check_arguments("fit", {**FIT_OPTIONS, **PARAMETER_OPTIONS, **EM_OPTIONS, **GRADIENT_OPTIONS,
+                                **SAMPLING_OPTIONS}, options)
         self.program = program
         self.x = program.prepare(data, what="data")
         self.n = n = int(self.x.shape[0])
@@ -169,6 +176,8 @@ class TrainingRun:
     def _objective(self, options: dict) -> str:
         objective, entry = options["objective"], LEARNERS[options["method"]]
         several = self.program.num_outputs > 1
+        if entry.family == "sampling":
+            return entry.objectives[0]
         if objective is None:
             objective = "cross-entropy" if "cross-entropy" in entry.objectives and self.labels is not None \
                 and several else "nll"
@@ -259,7 +268,8 @@ class TrainingRun:
         if correct is not None:
             record["train_acc"] = correct / self.n
         if self.valid is not None:
-            scores = evaluate(self.program, self.valid, self.valid_labels, objective=options["objective"],
+            objective = options["objective"] if options["objective"] in OBJECTIVES else "nll"
+            scores = evaluate(self.program, self.valid, self.valid_labels, objective=objective,
                               batch_size=options["batch_size"])
             record.update({f"valid_{k}": v for k, v in scores.items()})
         record["seconds"] = time.perf_counter() - started

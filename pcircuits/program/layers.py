@@ -97,7 +97,9 @@ class InputLayer:
         noise = self.noise(params, xg.shape[0], context.rng)
         if noise is not None and cache is not None:
             cache[("leaf-noise", self.start)] = noise
-        logp = self.log_prob(params, xg, noise)
+            logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+        else:
+            logp = self.log_prob(params, xg, noise)
         if context.mode == "max":
             # a missing variable takes the leaf's most probable value (given the observed ones)
             missing = be.xp.isnan(xg).any(axis=2)
@@ -406,7 +408,7 @@ class DenseSumLayer:
         if choose.weighted:
             with np.errstate(divide="ignore"):
                 scores = scores + xp.log(self.weights(program)[node, unit])
-        j = choose(scores, self, rows, batch)
+        j = choose(scores, self, node, batch)
         self._activate(active, node, j, batch)
         if choose.counts is not None:
             choose.counts.append(self.slots[node, unit, j])

@@ -67,18 +67,18 @@ class _Chooser:
         self.ties = ties
         self.counts = [] if counts else None
 
-    def __call__(self, scores, layer, rows, batch):
+    def __call__(self, scores, layer, nodes, batch):
         """Index of the chosen input per row of ``scores``, shape (n, num_inputs) -> (n,).
 
-        ``rows`` (n,) are the active units' rows within ``layer`` and ``batch`` (n,) their
-        examples: where the Gumbel noise is fixed (``noise``), it is read there.
+        ``nodes`` (n,) are the active units' sum nodes within ``layer`` and ``batch`` (n,) their
+        examples: where the Gumbel noise is fixed (``noise``, one vector per node), it is read there.
         """
         xp = self.backend.xp
         if self.mode == "sample":
             if self.noise is None:
                 scores = scores + self.rng.gumbel(scores.shape)
             else:
-                scores = scores + self.noise.sums[layer.start][rows, :, batch]
+                scores = scores + self.noise.sums[layer.start][nodes, :, batch]
         elif self.ties == "random":
             best = scores.max(axis=1, keepdims=True)
             tied = (scores == best) & (scores > -xp.inf)
@@ -330,7 +330,8 @@ class Program:
                     noise = self._cache.get(("leaf-noise", layer.start))
                     if noise is None:       # the pass kept no cache: its noise came from seed 0
                         noise = layer.noise(params, batch, None)
-                    pg, xg = layer.family.grad(be, params, xg_in, g, noise=noise)
+                    pg, xg = layer.family.grad(be, params, xg_in, g, noise=noise,
+                                               state=self._cache.get(("leaf-state", layer.start)))
                 else:
                     pg, xg = layer.family.grad(be, params, xg_in, g)
                 if leaves:
@@ -479,7 +480,7 @@ class Program:
                                        noise=noise, root=root)
         return self._relaxed.samples
 
-    def backward_relaxed(self, grad):
+    def backward_relaxed(self, grad, *, temperature: bool = True):
         """Gradients of ``sum(grad * samples)`` of the last :meth:`sample_relaxed` with its noise
         held fixed: a :class:`~pcircuits.program.relaxed.RelaxedGradients` (log-weights, leaf
         parameters in their unconstrained forms, temperature).
@@ -488,10 +489,12 @@ class Program:
         ----------
         grad : array, shape (num_samples, num_variables)
             d(loss)/d(samples).
+        temperature : bool
+            Also the gradient with respect to the temperature (False skips its work; it is then 0).
         """
         if self._relaxed is None:
             raise RuntimeError("backward_relaxed needs a preceding sample_relaxed")
-        return self._relaxed.backward(grad)
+        return self._relaxed.backward(grad, temperature=temperature)
 
     # ---- convenience -------------------------------------------------------------------
     def statistics(self) -> dict:
