@@ -623,7 +623,9 @@ def _add_model_data_options(parser: argparse.ArgumentParser) -> None:
                              f"(default: the model's training data, from its record model.pcz.json)")
     parser.add_argument("--preprocess", choices=PREPROCESSINGS, default=None,
                         help="how pixels are prepared for the model (default: as in training)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256, help="images per pass")
+    parser.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="images per pass (default: as many as fit the queries' working-memory budget, "
+                             "256 MiB)")
 
 
 def _add_train(sub) -> None:

@@ -423,7 +423,8 @@ class _WorkerRun:
             return
         program = self.program
         be = program.backend
-        program.set_weights(be.asarray(parameters["weights"]), be.asarray(parameters["log_weights"]))
+        log_weights = parameters["log_weights"]
+        program.set_weights(be.asarray(parameters["weights"]), None if log_weights is None else be.asarray(log_weights))
         for key, table in parameters["leaves"].items():
             program.leaf_tables[key] = {name: be.asarray(value) for name, value in table.items()}
         self.version = parameters["version"]
@@ -480,14 +481,24 @@ def _combine_statistics(spec, a, b):
 
 
 def _parameters(program) -> dict:
-    """The Program's weights, log-weights and leaf tables as NumPy arrays."""
-    return {"weights": to_numpy(program.weights), "log_weights": to_numpy(program.log_weights),
+    """The Program's weights, log-weights and leaf tables as NumPy arrays.
+
+    The log-weights are left out (None) when they are the logarithms of the weights, which the
+    workers then take themselves (EM); a log-softmax (the gradient learners) sends both.
+    """
+    weights, log_weights = to_numpy(program.weights), to_numpy(program.log_weights)
+    with np.errstate(divide="ignore"):
+        if np.array_equal(np.log(weights), log_weights):
+            log_weights = None
+    return {"weights": weights, "log_weights": log_weights,
             "leaves": {key: {name: to_numpy(value) for name, value in table.items()}
                        for key, table in program.leaf_tables.items()}}
 
 
 def _same_parameters(a: dict, b: dict) -> bool:
-    if not (np.array_equal(a["weights"], b["weights"]) and np.array_equal(a["log_weights"], b["log_weights"])):
+    if not np.array_equal(a["weights"], b["weights"]) or (a["log_weights"] is None) != (b["log_weights"] is None):
+        return False
+    if a["log_weights"] is not None and not np.array_equal(a["log_weights"], b["log_weights"]):
         return False
     return a["leaves"].keys() == b["leaves"].keys() and all(
         table.keys() == b["leaves"][key].keys() and all(np.array_equal(v, b["leaves"][key][k]) for k, v in table.items())

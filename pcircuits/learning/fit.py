@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 from ..arguments import (Anything, Argument, Boolean, CallableValue, FolderOf, Integer, Options, Rule,
                          check_arguments, document_arguments)
 from ..backend import to_numpy
-from ..errors import CheckpointError
+from ..errors import CheckpointError, NonFiniteError
 from .checkpoint import read_checkpoint, write_checkpoint
 from .em import EM_OPTIONS, table_order
 from .gradient import GRADIENT_OPTIONS
@@ -266,13 +267,21 @@ class TrainingRun:
         else:
             batches = (self._batch(learner, order[start:start + options["batch_size"]], epoch, step, device_rng)
                        for step, start in enumerate(range(0, self.n, options["batch_size"])))
-        for stats, count in batches:
+        for step, (stats, count) in enumerate(batches):
+            if not math.isfinite(stats["loss_sum"]):
+                where = f"batch {step + 1}" if count == 1 else f"all {count} batches"
+                data = "" if self.x is None else f" (|x| up to {float(np.nanmax(np.abs(to_numpy(self.x)))):.3g})"
+                raise NonFiniteError(
+                    f"fit: the loss of epoch {epoch + 1}, {where} is {stats['loss_sum']}: some example has "
+                    f"probability 0 or one outside what {be.dtype.name} can evaluate{data}; standardize the data, "
+                    f"compile with dtype='float64', or lower the learning rate")
             loss_sum += stats["loss_sum"]
             if stats["correct"] is not None:
                 correct, measured = correct + stats["correct"], True
             if bar is not None:
                 bar.update(count)
         learner.end_epoch()
+        self._check_parameters(epoch)
         record = self._record(epoch, loss_sum, correct if measured else None, started)
         if bar is not None:
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k not in ("epoch", "seconds")})
@@ -294,6 +303,18 @@ class TrainingRun:
         be = self.program.backend
         return learner.step(self.x[be.index(idx)], None if self.labels is None else self.labels[idx],
                             rng=device_rng), 1
+
+    def _check_parameters(self, epoch: int):
+        """Refuse to go on when an update made a weight or leaf parameter NaN or infinite."""
+        program, xp = self.program, self.program.backend.xp
+        tables = [("the sum weights", program.weights)] + [
+            (f"the {key[0].name} parameter {name!r}", value)
+            for key in _table_keys(program) for name, value in program.leaf_tables[key].items()]
+        for what, value in tables:
+            if not bool(xp.isfinite(value).all()):
+                raise NonFiniteError(f"fit: epoch {epoch + 1} drove {what} to NaN or infinity; lower the learning "
+                                     f"rate (lr={self.options['lr']}), standardize the data or compile with "
+                                     f"dtype='float64'")
 
     def _record(self, epoch: int, loss_sum: float, correct: int | None, started: float) -> dict:
         options = self.options
