@@ -350,6 +350,17 @@ class RelaxedTape:
         rule.add_weight_gradient(layer, grad_log_weights, g_log_w)
         if value_grads is None and not temperature:
             return 0.0
+        finite = xp.isfinite(log_w)
+        weight_part = (xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
+        if value_grads is None:
+            # only the temperature's gradient: sum_jb scores * g_scores, with the sums over the
+            # inputs done by two more products of the dense layout, (W @ (S E A)) and (W @ (S E))
+            work = program.buffer(("relaxed-work", N, I), (N, I, batch))
+            xp.multiply(scores, EA, out=work)
+            part = (R * xp.matmul(W, work)).sum()
+            xp.multiply(scores, E, out=work)
+            part = part - (RM * xp.matmul(W, work)).sum()
+            return -(weight_part + part / tau) / tau
         Wt = W.transpose(0, 2, 1)
         g_scores = xp.matmul(Wt, R)                                               # (N, I, B)
         g_scores *= EA
@@ -363,11 +374,8 @@ class RelaxedTape:
         if not temperature:
             return 0.0
         # d/dtau = -(1/tau) sum dz * z = -(1/tau) (sum log_w * g_log_w + sum scores * g_scores)
-        finite = xp.isfinite(log_w)
-        if self.evidence is not None:
-            scores = xp.where(xp.isfinite(scores), scores, 0)
-        return -((xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
-                 + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
+        scores = xp.where(xp.isfinite(scores), scores, 0)
+        return -(weight_part + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
 
     def _explicit_forward(self, layer, rule, scores, units, flows):
         xp, tau = self.program.backend.xp, self.tau
