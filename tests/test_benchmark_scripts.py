@@ -69,6 +69,17 @@ def test_gpu_check_without_a_gpu_says_what_is_missing_and_exits_2(tmp_path):
     assert "gpu-check: CuPy or a CUDA GPU is missing" in result.stderr
 
 
+def test_query_memory_benchmark_reports_peaks_and_chunked_equality():
+    records = _script("query_memory").main(["--rows", "3000", "--compare", "300"])
+    peaks, comparison = records[:3], records[3]
+    assert [r["query"] for r in peaks] == ["log_likelihood", "inpaint", "sample"]
+    assert all(r["peak_mb"] >= r["peak_mb_after_data"] > 0 for r in peaks)
+    assert comparison["mpe_equal"]
+    assert comparison["log_likelihood_max_relative_difference"] < 1e-6
+    assert comparison["inpaint_max_relative_difference"] < 1e-6
+    assert comparison["samples_of_a_seed_independent_of_count"]
+
+
 def test_diff_sampling_synthetic_trains_every_objective_and_draws_the_grid(tmp_path):
     records = _script("diff_sampling").main(["synthetic", "--sets", "2-clusters", "9-clusters", "--epochs", "2",
                                              "--train", "200", "--test", "100", "--out", str(tmp_path)])
