@@ -39,3 +39,12 @@ def test_tutorial_03_trains_vae_leaves_beside_a_vanilla_spn_and_completes_digits
     for picture in ("completions.png", "samples.png", "learning_curves.png"):
         assert (tmp_path / picture).stat().st_size > 0
     assert drawing(tmp_path, "vae_spn").stat().st_size > 0
+
+
+def test_tutorial_05_samples_differentiably_and_lowers_the_mmd_by_training(tmp_path):
+    result = run_tutorial("05_differentiable_sampling.py", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "straight-through samples equal the exact draws: True" in result.stdout
+    assert "temperature 0.01 : largest distance to the exact draws of the same noise 0.0000" in result.stdout
+    assert "after MMD training (lower: True)" in result.stdout
+    assert (tmp_path / "mmd_density.png").stat().st_size > 0
