@@ -7,9 +7,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_tutorial(name: str, out: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, str(ROOT / "tutorials" / name), str(out)], cwd=out, env=env,
+def run_tutorial(name: str, cwd: Path, out: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``tutorials/name`` as a plain script in ``cwd``, writing into ``out`` (default ``cwd``)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, str(ROOT / "tutorials" / name), str(out or cwd)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -39,3 +41,21 @@ def test_tutorial_03_trains_vae_leaves_beside_a_vanilla_spn_and_completes_digits
     for picture in ("completions.png", "samples.png", "learning_curves.png"):
         assert (tmp_path / picture).stat().st_size > 0
     assert drawing(tmp_path, "vae_spn").stat().st_size > 0
+
+
+def test_tutorial_00_prints_program_answers_equal_to_brute_force_and_draws(tmp_path):
+    result = run_tutorial("00_what_is_a_circuit.py", tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    joint = [line.split() for line in lines if line.startswith("x = [")]
+    assert len(joint) == 8 and all(words[-3] == words[-1] for words in joint)
+    assert "sum over all assignments: 1.000000" in result.stdout
+    marginals = [line for line in lines if line.startswith("p([")]
+    assert len(marginals) == 2 and all(line.split("= ")[1].split()[0] == line.split("), ")[1].split()[0]
+                                       for line in marginals)
+    conditional = next(line for line in lines if line.startswith("p(x2 = 1 | x0 = 1)"))
+    assert conditional.split()[8] == conditional.split()[10]
+    assert "[decomposability] ProductNode" in result.stdout
+    assert (tmp_path / "joint_and_samples.png").stat().st_size > 0
+    assert "decomposability" in drawing(tmp_path, "not_decomposable").read_text()
+    assert drawing(tmp_path, "mixture").stat().st_size > 0
