@@ -208,10 +208,14 @@ class Circuit:
         save(self, path)
 
     @classmethod
-    def load(cls, path) -> "Circuit":
-        """Read a file written by :meth:`save`; a damaged file raises ``CircuitFileError``."""
+    def load(cls, path, **limits) -> "Circuit":
+        """Read a file written by :meth:`save`; a damaged file raises ``CircuitFileError``.
+
+        ``limits`` (``max_bytes``, ``max_units``, ``max_edges``) raise or lower the bounds that
+        :func:`pcircuits.serialization.load` checks before allocating anything.
+        """
         from .serialization import load
-        return load(path)
+        return load(path, **limits)
 
     def to_dot(self, report=None, **options) -> str:
         """Graphviz source of the drawing (violations from ``report`` highlighted)."""

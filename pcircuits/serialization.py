@@ -20,19 +20,18 @@ read. Every entry is read with pickling disabled after its ``.npy`` header has b
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import struct
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Union
 
 import networkx as nx
 import numpy as np
 
+from .archive import ARCHIVE_ERRORS, ArchiveProblem, entry_infos, read_entry
+from .atomic import atomic_write
 from .circuit import Circuit
 from .distributions import FAMILIES, family_from_parameters
 from .errors import CircuitFileError
@@ -40,7 +39,7 @@ from .nodes import InputNode, ProductNode, SumNode, SumWeights
 from .scope import Scope, Variables
 from .validity import _shape_problems
 
-__all__ = ["CircuitFileError", "FORMAT_VERSION", "to_networkx", "from_networkx", "save", "load"]
+__all__ = ["CircuitFileError", "FORMAT_VERSION", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_UNITS", "DEFAULT_MAX_EDGES", "to_networkx", "from_networkx", "save", "load"]
 
 #: The version of the ``.pcz`` layout written by :func:`save` (and the only one :func:`load` reads).
 FORMAT_VERSION = 1
@@ -49,14 +48,18 @@ _FORMAT_NAME = "pcircuits-circuit"
 _MAX_VARIABLES = 1 << 24
 #: Largest number of units a single node may have.
 _MAX_UNITS = (1 << 31) - 1
+#: Default limits of :func:`load`; a caller raises them per call (see ``docs/safety.md``).
+DEFAULT_MAX_BYTES = 1 << 30
+DEFAULT_MAX_UNITS = 1 << 26
+DEFAULT_MAX_EDGES = 1 << 27
+#: The structure's JSON may take at most ``max_bytes // _STRUCTURE_SHARE`` bytes (parsed JSON is larger).
+_STRUCTURE_SHARE = 16
+#: Most dimensions of an array in the array table, and most values it may describe.
+_MAX_ARRAY_DIMS = 8
+_MAX_ARRAY_VALUES = 1 << 40
 _NUMERIC_KINDS = "biuf"
 
 PathLike = Union[str, os.PathLike]
-#: What the zip reader raises on damaged archives (bad headers, bad CRC, bad compressed data,
-#: flags such as encryption that a damaged header may announce).
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-                   RuntimeError, UnicodeDecodeError, OverflowError, struct.error)
-
 
 class _SpecError(Exception):
     """Internal: a problem found while validating a spec; callers add where it came from."""
@@ -389,8 +392,12 @@ def _build_param(record, pid: int, arrays: dict):
     raise _SpecError(f"{where}: unknown parameter type {kind!r} (expected 'weights' or 'family')")
 
 
-def _spec_to_circuit(structure, arrays: dict) -> Circuit:
-    """Validate a spec completely and build its circuit; problems raise :class:`_SpecError`."""
+def _spec_to_circuit(structure, arrays: dict, limits: dict | None = None) -> Circuit:
+    """Validate a spec completely and build its circuit; problems raise :class:`_SpecError`.
+
+    ``limits`` (``max_units``, ``max_edges``; none when omitted) bound the totals over all nodes,
+    each node's share charged before the node is built.
+    """
     if not isinstance(structure, dict):
         raise _SpecError(f"the structure must be a JSON object, got {type(structure).__name__}")
     variables = _variables_from_record(_field(structure, "variables", "structure"))
@@ -419,6 +426,7 @@ def _spec_to_circuit(structure, arrays: dict) -> Circuit:
         return params[pid]
 
     context = _BuildContext(variables, arrays, len(param_records), get_param)
+    budget = _Budget(limits or {})
     nodes = []
     for i, record in enumerate(records):
         where = f"nodes[{i}]"
@@ -433,6 +441,7 @@ def _spec_to_circuit(structure, arrays: dict) -> Circuit:
                 raise _SpecError(f"{where}.children refers to node {c}, but children must come before their "
                                  f"parents (node indices below {i})")
         children = [nodes[c] for c in children_ids]
+        budget.charge(kind, num_units, children, where)
         node = _codec(kind, where, spec=True).build(record, children, num_units, label, where, context)
         nodes.append(node)
 
@@ -441,6 +450,31 @@ def _spec_to_circuit(structure, arrays: dict) -> Circuit:
         return Circuit([nodes[r] for r in roots], variables=variables)
     except (ValueError, TypeError) as err:
         raise _SpecError(str(err)) from None
+
+
+class _Budget:
+    """Running totals of units and unit-level edges, refused once past ``max_units`` / ``max_edges``."""
+
+    def __init__(self, limits: dict):
+        self.max_units = limits.get("max_units", math.inf)
+        self.max_edges = limits.get("max_edges", math.inf)
+        self.units = self.edges = 0
+
+    def charge(self, kind, num_units: int, children: list, where: str):
+        if kind == "sum":
+            width = sum(c.num_units for c in children)
+        elif kind == "product":
+            width = len(children)
+        else:
+            width = 0
+        self.units += num_units
+        self.edges += len(children) + num_units * width
+        if self.units > self.max_units:
+            raise _SpecError(f"the nodes up to {where} declare {self.units} units, more than max_units="
+                             f"{self.max_units} (raise max_units to load it)")
+        if self.edges > self.max_edges:
+            raise _SpecError(f"the nodes up to {where} declare {self.edges} unit-level edges, more than max_edges="
+                             f"{self.max_edges} (raise max_edges to load it)")
 
 
 def _check_reachable(records: list, roots: list[int]):
@@ -648,8 +682,9 @@ def _children_of(graph: nx.DiGraph, node_id, index: dict, where: str) -> list[in
 def save(circuit: Circuit, path: PathLike) -> Path:
     """Write ``circuit`` to one ``.pcz`` file (JSON structure and arrays in a compressed npz).
 
-    The file is written to a temporary name and moved into place, so a failed save leaves no
-    partial file. Nothing is pickled.
+    The file is written to a unique temporary name beside ``path``, fsynced and moved into place
+    (see :mod:`pcircuits.atomic`), so a failed or interrupted save leaves either the old file or
+    the new one, never a partial file. Nothing is pickled.
 
     Raises
     ------
@@ -670,26 +705,30 @@ def save(circuit: Circuit, path: PathLike) -> Path:
     entries = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
                "structure": np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
     entries.update({f"data.{name}": blob for name, blob in blobs.items()})
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez_compressed(handle, **entries)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **entries))
     return path
 
 
-def load(path: PathLike, *, max_bytes: int = 1 << 32) -> Circuit:
-    """Read a circuit written by :func:`save`.
+def load(path: PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, max_units: int = DEFAULT_MAX_UNITS,
+         max_edges: int = DEFAULT_MAX_EDGES) -> Circuit:
+    """Read a circuit written by :func:`save`, bounding the memory it may take.
+
+    Every size a file declares is checked against the limits *before* anything of that size is
+    allocated, so a hostile or damaged file cannot exhaust the machine (see ``docs/safety.md``).
 
     Parameters
     ----------
     path : str or path-like
     max_bytes : int
-        Refuse files whose entries would unpack to more than this many bytes (4 GiB by default),
-        which guards against decompression bombs.
+        The largest number of bytes the file's entries may unpack to, all entries together
+        (1 GiB by default); the JSON structure may take at most ``max_bytes // 16`` of them,
+        since its parsed form is larger than its text. Guards against decompression bombs.
+    max_units : int
+        The largest total number of units over all nodes (``2**26`` by default).
+    max_edges : int
+        The largest total number of unit-level edges: a sum's weights (units x child units)
+        and a product's pattern table (units x children), over all nodes (``2**27`` by default).
+        Loading takes about ``2 * max_bytes + 8 * max_edges`` bytes at most.
 
     Raises
     ------
@@ -697,8 +736,11 @@ def load(path: PathLike, *, max_bytes: int = 1 << 32) -> Circuit:
         ``path`` does not exist.
     CircuitFileError
         ``path`` is not a circuit file, or it is truncated, corrupted, of an unknown format
-        version, or describes an impossible circuit. The message says which.
+        version, exceeds a limit, or describes an impossible circuit. The message says which
+        (and which argument raises a limit).
     """
+    limits = {name: _positive_limit(value, name) for name, value in
+              (("max_bytes", max_bytes), ("max_units", max_units), ("max_edges", max_edges))}
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load: no such file: {path}")
@@ -706,38 +748,120 @@ def load(path: PathLike, *, max_bytes: int = 1 << 32) -> Circuit:
         raise CircuitFileError(f"{path}: not a file")
     try:
         archive = zipfile.ZipFile(path)
-    except _ARCHIVE_ERRORS as err:
+    except ARCHIVE_ERRORS as err:
         raise CircuitFileError(f"{path}: not a pcircuits circuit file (not a readable zip archive: {err})") from None
-    with archive:
-        entries = _read_entries(archive, path, max_bytes)
-    for required in ("format_version", "structure"):
-        if required not in entries:
-            raise CircuitFileError(f"{path}: not a pcircuits circuit file (the entry {required!r} is missing)")
-    version = entries.pop("format_version")
-    if version.shape != () or version.dtype.kind not in "iu":
-        raise CircuitFileError(f"{path}: format_version must be an integer scalar, got {version.dtype} "
-                               f"of shape {version.shape}")
-    if int(version) != FORMAT_VERSION:
-        raise CircuitFileError(f"{path}: unknown format version {int(version)}; this pcircuits reads version "
-                               f"{FORMAT_VERSION} (a newer pcircuits may read it)")
-    raw = entries.pop("structure")
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise CircuitFileError(f"{path}: the structure entry must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
     try:
-        structure = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise CircuitFileError(f"{path}: the structure is not valid JSON ({str(err)[:120]})") from None
-    if not isinstance(structure, dict) or structure.get("format") != _FORMAT_NAME:
-        raise CircuitFileError(f"{path}: the structure does not describe a pcircuits circuit")
-    if structure.get("format_version") != FORMAT_VERSION:
-        raise CircuitFileError(f"{path}: the structure's format_version {structure.get('format_version')!r} does "
-                               f"not match the file's version {FORMAT_VERSION}")
-    try:
-        return _spec_to_circuit(structure, _unpack_arrays(structure.get("arrays"), entries))
+        with archive:
+            structure, arrays = _read_archive(archive, limits["max_bytes"])
+        return _spec_to_circuit(structure, arrays, limits)
+    except (_FileProblem, ArchiveProblem) as err:
+        raise CircuitFileError(f"{path}: {err}") from None
     except _SpecError as err:
         raise CircuitFileError(f"{path}: invalid circuit file: {err}") from None
     except RecursionError:
         raise CircuitFileError(f"{path}: invalid circuit file: nested too deeply") from None
+
+
+def _positive_limit(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"load: {name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"load: {name} must be positive, got {value}")
+    return int(value)
+
+
+class _FileProblem(_SpecError):
+    """Internal: a problem with the file's entries (as opposed to the circuit it describes)."""
+
+
+def _read_archive(archive: zipfile.ZipFile, max_bytes: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """The structure and the named arrays of an open circuit file, every size checked first.
+
+    The format version and the structure are read first; the structure's array table then says
+    how many values each data entry must hold, so an entry is refused on its header alone when it
+    holds more (unused data, a decompression bomb) or fewer values than the table uses.
+    """
+    infos = entry_infos(archive, max_bytes, "a circuit file")
+    for required in ("format_version", "structure"):
+        if required not in infos:
+            raise _FileProblem(f"not a pcircuits circuit file (the entry {required!r} is missing)")
+    version = read_entry(archive, infos.pop("format_version"), "format_version")
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise _FileProblem(f"format_version must be an integer scalar, got {version.dtype} of shape {version.shape}")
+    if int(version) != FORMAT_VERSION:
+        raise _FileProblem(f"unknown format version {int(version)}; this pcircuits reads version {FORMAT_VERSION} "
+                           f"(a newer pcircuits may read it)")
+    structure_info = infos.pop("structure")
+    if structure_info.file_size > max_bytes // _STRUCTURE_SHARE:
+        raise _FileProblem(f"the structure entry unpacks to {structure_info.file_size} bytes, more than "
+                           f"max_bytes // {_STRUCTURE_SHARE} = {max_bytes // _STRUCTURE_SHARE} (raise max_bytes "
+                           f"to load it)")
+    raw = read_entry(archive, structure_info, "structure")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _FileProblem(f"the structure entry must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
+    try:
+        structure = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise _FileProblem(f"the structure is not valid JSON ({str(err)[:120]})") from None
+    del raw
+    if not isinstance(structure, dict) or structure.get("format") != _FORMAT_NAME:
+        raise _FileProblem("the structure does not describe a pcircuits circuit")
+    if structure.get("format_version") != FORMAT_VERSION:
+        raise _FileProblem(f"the structure's format_version {structure.get('format_version')!r} does not match "
+                           f"the file's version {FORMAT_VERSION}")
+    places, extents = _array_places(structure.get("arrays"))
+    for name, (key, _, _) in places.items():
+        if f"data.{key}" not in infos:
+            raise _FileProblem(f"structure.arrays[{name!r}] refers to the data entry {key!r}, which is missing")
+    blobs = {}
+    for name, info in infos.items():
+        key = name[len("data."):] if name.startswith("data.") else None
+        if key is None or key not in extents:
+            raise _FileProblem(f"unexpected entry {name!r}" + ("" if key is None else
+                               " (the array table uses no array of that data entry)"))
+        blobs[key] = read_entry(archive, info, name, check=_data_entry_check(name, extents[key]))
+    arrays = {}
+    for name, (key, offset, shape) in places.items():
+        arrays[name] = blobs[key][offset:offset + math.prod(shape)].reshape(shape).copy()
+    return structure, arrays
+
+
+def _array_places(table) -> tuple[dict[str, tuple[str, int, list[int]]], dict[str, int]]:
+    """Where each named array lies (data entry, offset, shape), and how many values each entry needs."""
+    if not isinstance(table, dict):
+        raise _SpecError("structure.arrays must be a JSON object that maps array names to their places")
+    places, extents = {}, {}
+    for name, ref in table.items():
+        where = f"structure.arrays[{name!r}]"
+        key = _field(ref, "data", where)
+        if not isinstance(key, str):
+            raise _SpecError(f"{where}.data must name a data entry, got {type(key).__name__}")
+        offset = _int(_field(ref, "offset", where), f"{where}.offset", 0)
+        shape = _int_list(_field(ref, "shape", where), f"{where}.shape", 0)
+        if len(shape) > _MAX_ARRAY_DIMS:
+            raise _SpecError(f"{where}.shape has {len(shape)} dimensions; arrays of a circuit file have at most "
+                             f"{_MAX_ARRAY_DIMS}")
+        if math.prod(max(d, 1) for d in shape) > _MAX_ARRAY_VALUES:
+            raise _SpecError(f"{where}.shape {shape} describes more than {_MAX_ARRAY_VALUES} values (counting an "
+                             f"empty dimension as 1)")
+        places[name] = (key, offset, shape)
+        extents[key] = max(extents.get(key, 0), offset + math.prod(shape))
+    return places, extents
+
+
+def _data_entry_check(name: str, count: int):
+    """The check of a data entry's header: named after its dtype, exactly ``count`` values."""
+    def check(shape: tuple, dtype: np.dtype):
+        size = math.prod(shape)
+        if dtype.name != name[len("data."):]:
+            raise ArchiveProblem(f"the entry {name!r} holds {dtype.name} values; a data entry is named after its dtype")
+        if size < count:
+            raise ArchiveProblem(f"the entry {name!r} holds only {size} values but the array table places arrays up "
+                                 f"to {count}")
+        if size > count:
+            raise ArchiveProblem(f"the entry {name!r} holds {size} values but the array table uses only {count}; a "
+                                 f"circuit file holds no unused data")
+    return check
 
 
 def _pack_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
@@ -755,74 +879,3 @@ def _pack_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndar
     return table, {key: np.concatenate(parts) for key, parts in pieces.items()}
 
 
-def _unpack_arrays(table, entries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The named arrays of a file, each reference checked against its data entry first."""
-    if not isinstance(table, dict):
-        raise _SpecError("structure.arrays must be a JSON object that maps array names to their places")
-    blobs = {}
-    for name, entry in entries.items():
-        if not name.startswith("data."):
-            raise _SpecError(f"unexpected entry {name!r}")
-        if entry.ndim != 1:
-            raise _SpecError(f"the entry {name!r} must be 1-D, got shape {entry.shape}")
-        blobs[name[len("data."):]] = entry
-    arrays = {}
-    for name, ref in table.items():
-        where = f"structure.arrays[{name!r}]"
-        key = _field(ref, "data", where)
-        if not isinstance(key, str) or key not in blobs:
-            raise _SpecError(f"{where} refers to the data entry {key!r}, which is missing")
-        offset = _int(_field(ref, "offset", where), f"{where}.offset", 0)
-        shape = _int_list(_field(ref, "shape", where), f"{where}.shape", 0)
-        size = math.prod(shape)
-        blob = blobs[key]
-        if offset + size > blob.size:
-            raise _SpecError(f"{where} lies at {offset}..{offset + size} but the entry 'data.{key}' holds only "
-                             f"{blob.size} values")
-        arrays[name] = blob[offset:offset + size].reshape(shape).copy()
-    return arrays
-
-
-def _read_entries(archive: zipfile.ZipFile, path: Path, max_bytes: int) -> dict[str, np.ndarray]:
-    """Every ``.npy`` entry of the archive, each header checked before its data is read."""
-    infos = archive.infolist()
-    total = sum(info.file_size for info in infos)
-    if total > max_bytes:
-        raise CircuitFileError(f"{path}: the entries would unpack to {total} bytes, more than max_bytes={max_bytes}")
-    entries = {}
-    for info in infos:
-        if not info.filename.endswith(".npy"):
-            raise CircuitFileError(f"{path}: unexpected entry {info.filename!r}; a circuit file holds only .npy arrays")
-        name = info.filename[:-4]
-        try:
-            data = archive.read(info)
-        except _ARCHIVE_ERRORS as err:
-            raise CircuitFileError(f"{path}: the entry {name!r} is corrupted or truncated ({err})") from None
-        entries[name] = _parse_npy(data, name, path)
-    return entries
-
-
-def _parse_npy(data: bytes, name: str, path: Path) -> np.ndarray:
-    stream = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError) as err:
-        raise CircuitFileError(f"{path}: the entry {name!r} is not a valid array ({str(err)[:120]})") from None
-    if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS:
-        raise CircuitFileError(f"{path}: the entry {name!r} has dtype {dtype}; only bool, int and float arrays are "
-                               f"allowed (no objects, no pickle)")
-    if any(s < 0 for s in shape):
-        raise CircuitFileError(f"{path}: the entry {name!r} has a negative size in its shape {shape}")
-    expected = math.prod(shape) * dtype.itemsize
-    if len(data) - stream.tell() != expected:
-        raise CircuitFileError(f"{path}: the entry {name!r} holds {len(data) - stream.tell()} data bytes but its "
-                               f"header announces shape {shape} of {dtype} ({expected} bytes): truncated or corrupted")
-    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=stream.tell())
-    array = array.reshape(shape, order="F" if fortran_order else "C")
-    return array.astype(dtype.newbyteorder("="), copy=True)

@@ -20,6 +20,8 @@ __all__ = ["Violation", "ValidityReport", "InvalidCircuitError", "check", "KINDS
 
 #: The properties a violation can be about.
 KINDS = ("smoothness", "decomposability", "cycle", "weights", "shape")
+#: How many offending children a smoothness or decomposability message names.
+_DETAILS = 3
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,11 @@ def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, at
     if any(s.bits != scopes[0].bits for s in scopes):
         fmt = circuit.variables.format_scope
         distinct = list(dict.fromkeys(scopes))
-        detail = "; ".join(f"child {i} ({type(c).__name__} n{circuit.index(c)}) over {fmt(s)}"
-                           for i, (c, s) in enumerate(zip(node.children, scopes))
-                           if s.bits != scopes[0].bits or i == 0)
+        differing = [i for i, s in enumerate(scopes) if s.bits != scopes[0].bits]
+        detail = "; ".join(f"child {i} ({type(node.children[i]).__name__} n{circuit.index(node.children[i])}) over "
+                           f"{fmt(scopes[i])}" for i in [0] + differing[:_DETAILS])
+        if len(differing) > _DETAILS:
+            detail += f"; and {len(differing) - _DETAILS} more children over other scopes"
         found.append(Violation(
             "smoothness", node,
             f"{node_name(circuit, node)} mixes children over different scopes ({detail}): a sum must be "
@@ -165,19 +169,36 @@ def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, at
 
 def _product_violations(circuit, node: ProductNode, index: int, shape_problems: list,
                         atol: float) -> list[Violation]:
-    """Decomposability: the children's scopes are pairwise disjoint."""
+    """Decomposability: the children's scopes are pairwise disjoint.
+
+    Linear in the children and the variables: one pass of bitset unions finds the children that
+    overlap an earlier one; only then a map from each variable to the first child over it names
+    the earlier child (so a product listing one child a million times is checked in one pass).
+    """
     seen_bits = 0
     overlaps = []
+    count = 0
     for i, child in enumerate(node.children):
         shared = seen_bits & child.scope.bits
         if shared:
-            owners = [j for j in range(i) if node.children[j].scope.bits & shared]
-            overlaps.append((owners[0], i, Scope.from_bits(shared)))
+            count += 1
+            if len(overlaps) < _DETAILS:
+                overlaps.append((i, Scope.from_bits(shared)))
         seen_bits |= child.scope.bits
-    if not overlaps:
+    if not count:
         return []
+    first_child: dict[int, int] = {}
+    covered = 0
+    for i, child in enumerate(node.children[:overlaps[-1][0]]):
+        new_bits = child.scope.bits & ~covered
+        if new_bits:
+            first_child.update((variable, i) for variable in Scope.from_bits(new_bits))
+            covered |= new_bits
     fmt = circuit.variables.format_scope
-    detail = "; ".join(f"children {a} and {b} share {fmt(s)}" for a, b, s in overlaps)
+    detail = "; ".join(f"children {min(first_child[v] for v in shared)} and {i} share {fmt(shared)}"
+                       for i, shared in overlaps)
+    if count > len(overlaps):
+        detail += f"; and {count - len(overlaps)} more children overlap earlier ones"
     return [Violation(
         "decomposability", node,
         f"{node_name(circuit, node)} multiplies children with overlapping scopes ({detail}): a product "

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CircuitFileError
+from .errors import CheckpointError, CircuitFileError
 
 __all__ = ["PREPROCESSINGS", "STRUCTURES", "LEAVES", "RECORD_SUFFIX", "prepare_images", "leaf_family",
            "build_image_circuit", "initialize_leaves", "default_valid_size", "history_record", "checkpoint_epochs",
@@ -154,12 +153,14 @@ def checkpoint_epochs(path: os.PathLike) -> int | None:
 
     Only reads the checkpoint's JSON record; ``fit`` itself checks the whole file on resuming.
     """
+    from .learning.checkpoint import read_checkpoint
+    from .learning.fit import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(archive["meta"].tobytes().decode("utf-8"))
-        return int(meta["epoch"])
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
+        _, meta = read_checkpoint(path, format_name=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, arrays=False)
+    except (CheckpointError, OSError):
         return None
+    epoch = meta.get("epoch")
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else None
 
 
 # ---- model files ---------------------------------------------------------------------------

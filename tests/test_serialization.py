@@ -56,10 +56,15 @@ def read_file(path):
 
 
 def write_file(path, structure, arrays, version=FORMAT_VERSION):
-    """Write ``arrays`` as one data entry each (a layout the format allows) with their table."""
-    structure = dict(structure, arrays={name: {"data": name, "offset": 0, "shape": list(np.shape(a))}
-                                        for name, a in arrays.items()})
-    write_raw(path, structure, {f"data.{name}": np.asarray(a).ravel() for name, a in arrays.items()}, version)
+    """Write ``arrays`` packed into one data entry per dtype, in reverse order, with their table."""
+    table, blobs = {}, {}
+    for name, array in reversed(list(arrays.items())):
+        array = np.asarray(array)
+        blob = blobs.setdefault(array.dtype.name, [])
+        table[name] = {"data": array.dtype.name, "offset": sum(b.size for b in blob), "shape": list(array.shape)}
+        blob.append(array.ravel())
+    write_raw(path, dict(structure, arrays=table),
+              {f"data.{key}": np.concatenate(parts) for key, parts in blobs.items()}, version)
 
 
 def round_trip_file(circuit):
@@ -382,7 +387,7 @@ def npy_bytes(array=None, header=None):
     ((), {"data.float64.npy": npy_bytes(np.array(["a"]))}, "has dtype <U1"),
     ((), {"data.float64.npy": npy_bytes(np.zeros((2, 2)))}, "the entry 'data.float64' must be 1-D"),
     ((), {"data.float64.npy": npy_bytes(np.zeros(3))}, "holds only 3 values"),
-    ((), {"data.float64.npy": npy_bytes(header={"descr": "<f8", "fortran_order": False, "shape": (1000,)})},
+    ((), {"data.float64.npy": npy_bytes(header={"descr": "<f8", "fortran_order": False, "shape": (11,)})},
      "truncated or corrupted"),
     ((), {"data.float64.npy": npy_bytes(header={"descr": "<f8", "fortran_order": False, "shape": (-1,)})},
      "negative size"),

@@ -14,6 +14,7 @@ _MODULES = {
     "dgcspn": "dgcspn",
     "hclt": "hclt",
     "figure1_spn": "examples",
+    "dcgmm": "dcgmm",
     "vae_spn": "vae_spn",
     "vae_spn_size": "vae_spn",
 }

@@ -28,7 +28,8 @@ switched on by a class flag so that the other families keep the plain protocol:
 * ``stochastic``: ``log_prob`` is a Monte Carlo bound. The Program draws the noise once per
   forward pass with ``draw_noise(be, params, batch, rng)`` (from the pass's random source,
   or from seed 0 when the pass has none, so evaluations are repeatable) and hands the same
-  noise to ``log_prob(..., noise=)`` and ``grad(..., noise=)``.
+  noise to ``log_prob(..., noise=)`` and ``grad(..., noise=)``; a forward pass that a backward
+  pass follows calls ``log_prob_and_state`` instead and hands its state to ``grad(..., state=)``.
 * ``conditional``: the value a unit writes into missing variables depends on the observed ones
   (a VAE encodes them). The Program then calls ``conditional_mode``, ``conditional_mean`` and
   ``conditional_sample`` with the unit's inputs of shape (batch, U, d).

@@ -348,13 +348,21 @@ class VAE(LeafFamily):
         return cls._bound(be, params, x, noise, keep=False)[0].T
 
     @classmethod
-    def grad(cls, be, params, x, g, noise=None):
+    def log_prob_and_state(cls, be, params, x, noise):
+        """:meth:`log_prob` and what :meth:`grad` reuses (the networks' activations), so that a
+        training step does not run the networks twice."""
+        value, state = cls._bound(be, params, x, noise, keep=True)
+        return value.T, state
+
+    @classmethod
+    def grad(cls, be, params, x, g, noise=None, state=None):
         """Gradients of ``sum(g * bound)`` with respect to all network weights (reparameterized
-        through the given noise) and to the inputs (Gaussian pixels; zero for discrete pixels)."""
+        through the given noise) and to the inputs (Gaussian pixels; zero for discrete pixels).
+        ``state`` is what :meth:`log_prob_and_state` returned for the same inputs and noise."""
         xp = be.xp
         if noise is None:
             noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
-        _, c = cls._bound(be, params, x, noise, keep=True)
+        c = state if state is not None else cls._bound(be, params, x, noise, keep=True)[1]
         units, batch, samples, latent = noise.shape
         g = g.T if c["seen"] is None else xp.where(c["seen"], g.T, 0)
         g = g.astype(be.dtype)                                                     # (U, B)

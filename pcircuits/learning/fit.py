@@ -16,7 +16,10 @@ learner's state (optimizer moments and step, EM running statistics), the epoch a
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +35,19 @@ from .history import History
 from .learner import LEARNERS, PARAMETER_OPTIONS, make_learner
 from .objectives import OBJECTIVES, check_labels, cross_entropy, negative_log_likelihood
 
-__all__ = ["fit", "evaluate", "History", "METHODS", "FIT_OPTIONS", "TrainingRun"]
+__all__ = ["fit", "evaluate", "History", "METHODS", "FIT_OPTIONS", "TrainingRun", "CHECKPOINT_FORMAT",
+           "CHECKPOINT_VERSION"]
 
 #: The learning methods registered when the package is imported.
 METHODS = tuple(LEARNERS)
-_FORMAT = "pcircuits-fit-checkpoint"
-_VERSION = 3
+#: The format name and version a ``fit`` checkpoint's record carries.
+CHECKPOINT_FORMAT = "pcircuits-fit-checkpoint"
+CHECKPOINT_VERSION = 4
+#: ``fit`` options that do not decide the trained parameters (the data is fingerprinted instead).
+_BOOKKEEPING = frozenset({"epochs", "labels", "valid", "valid_labels", "progress", "checkpoint", "resume",
+                          "force_resume", "callback"})
+#: The option tables of each learner family (other families are compared on every option).
+_FAMILY_OPTIONS = {"em": EM_OPTIONS, "gradient": GRADIENT_OPTIONS}
 
 
 class _RegisteredMethod(Rule):
@@ -73,6 +83,8 @@ FIT_OPTIONS = {
                            "true, training continues from it (a checkpoint with ``epochs`` or more finished\n"
                            "epochs is loaded and returned as is).", optional=True),
     "resume": Argument(Boolean(), "False starts over and overwrites the checkpoint."),
+    "force_resume": Argument(Boolean(), "Resume even when the checkpoint records other settings or other data (a\n"
+                             "warning names them); parameters of another circuit are refused regardless."),
     "callback": Argument(CallableValue(), "``callback(epoch, history)`` after every epoch (``epoch`` counts from 1);\n"
                          "a true return value stops training.", optional=True),
 }
@@ -85,7 +97,7 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         leaf_eps: float = 1e-2, freeze_leaves=False, learn_leaves: bool = True, freeze_weights: bool = False,
         min_std: float = 1e-2, product_dropout: float = 0.0, input_dropout: float = 0.0,
         input_dropout_unit: str = "variable", product_dropout_at_roots: bool = True, progress: bool = True,
-        seed: int = 0, checkpoint=None, resume: bool = True, callback=None) -> History:
+        seed: int = 0, checkpoint=None, resume: bool = True, force_resume: bool = False, callback=None) -> History:
     options = {name: value for name, value in locals().items() if name not in ("program", "data")}
     run = TrainingRun(program, data, options)
     learner = make_learner(method, program, run.options)
@@ -235,13 +247,37 @@ class TrainingRun:
 
     # ---- checkpoints ---------------------------------------------------------------------
     def config(self, learner) -> dict:
-        """The settings a checkpoint records (and a resumed run must share)."""
+        """What a checkpoint records about the run, in three groups a resumed run is compared on.
+
+        ``structure`` (method, parameter shapes, dtype) must match; ``settings`` (every option
+        that decides the trained parameters, and the learner's resolved settings) and ``data``
+        (the number of examples and a fingerprint of the data and labels) must match unless
+        ``force_resume`` is set.
+        """
         options, program = self.options, self.program
-        return {"method": options["method"], "objective": options["objective"],
-                "mode": learner.settings().get("mode"), "seed": int(options["seed"]),
-                "batch_size": int(options["batch_size"]), "num_examples": self.n,
-                "num_weights": int(program.num_weights), "tables": _table_shapes(program),
-                "learner": learner.settings()}
+        family = LEARNERS[options["method"]].family
+        names = set(FIT_OPTIONS) | set(PARAMETER_OPTIONS) | set(_FAMILY_OPTIONS.get(family, {**EM_OPTIONS,
+                                                                                           **GRADIENT_OPTIONS}))
+        settings = {name: options[name] for name in sorted(names - _BOOKKEEPING) if name != "method"}
+        settings.update({f"learner.{k}": v for k, v in learner.settings().items()})
+        return _json_normal({
+            "structure": {"method": options["method"], "num_weights": int(program.num_weights),
+                          "tables": _table_shapes(program), "dtype": program.backend.dtype.name},
+            "settings": settings,
+            "data": {"num_examples": self.n, "fingerprint": self.fingerprint()}})
+
+    def fingerprint(self) -> str:
+        """A hash of the training data (as the Program sees it) and the labels."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(repr((tuple(self.x.shape), str(self.x.dtype))).encode())
+            rows = max(1, (1 << 24) // max(1, self.x.shape[1] * self.x.dtype.itemsize))
+            for start in range(0, self.n, rows):
+                digest.update(np.ascontiguousarray(to_numpy(self.x[start:start + rows])).tobytes())
+            if self.labels is not None:
+                digest.update(np.ascontiguousarray(to_numpy(self.labels)).astype(np.int64).tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def save(self, learner, epoch: int, history: History):
         """Write the checkpoint after ``epoch`` finished epochs (if the run has one)."""
@@ -253,33 +289,152 @@ class TrainingRun:
             for name, value in program.leaf_tables[key].items():
                 arrays[f"program/leaves/{i}/{name}"] = to_numpy(value)
         arrays.update({f"learner/{k}": to_numpy(v) for k, v in learner.state().items()})
-        meta = {"format": _FORMAT, "version": _VERSION, "config": self.config(learner), "epoch": epoch,
-                "history": dict(history)}
+        meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config(learner),
+                "epoch": epoch, "history": dict(history)}
         write_checkpoint(self.options["checkpoint"], arrays, meta)
 
     def resume(self, learner) -> tuple[History, int]:
         """The history and finished epochs of the checkpoint, restored into program and learner
-        (an empty history and 0 when there is none to resume)."""
+        (an empty history and 0 when there is none to resume).
+
+        Everything is checked before anything is restored: the record, the run it belongs to, and
+        every array (present, of the right shape, finite, weights normalized, leaf parameters in
+        their domains); a problem raises :class:`CheckpointError` naming it.
+        """
         path = self.options["checkpoint"]
         if path is None or not self.options["resume"] or not Path(path).is_file():
             return History(), 0
-        arrays, meta = read_checkpoint(path, format_name=_FORMAT, version=_VERSION)
-        saved, config = meta["config"], self.config(learner)
-        if saved["method"] != config["method"]:
-            raise CheckpointError(f"fit: checkpoint {path} was written by method {saved['method']!r}, this run uses "
-                             f"{config['method']!r}; pass resume=False to start over")
-        for key in ("num_weights", "tables", "num_examples", "batch_size", "seed", "objective", "mode"):
-            if saved.get(key) != config[key]:
-                raise CheckpointError(f"fit: checkpoint {path} was written with {key}={saved.get(key)!r}, this run has "
-                                 f"{key}={config[key]!r}; resuming would not continue the same run (pass "
-                                 f"resume=False to start over)")
+        arrays, meta = read_checkpoint(path, format_name=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION)
+        check = _CheckpointCheck(path)
+        saved, epoch, history = check.record(meta)
+        self._compare(check, saved, self.config(learner))
+        weights, tables = check.parameters(arrays, self.program, self.options)
+        state = {k[len("learner/"):]: v for k, v in arrays.items() if k.startswith("learner/")}
+        check.learner_state(state, learner.state())
         program, be = self.program, self.program.backend
-        program.set_weights(be.asarray(arrays["program/weights"]))
+        program.set_weights(be.asarray(weights))
+        for key, table in tables.items():
+            program.leaf_tables[key] = table
+        try:
+            learner.load_state(state)
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
+            raise check.error(f"the learner's state does not fit this run ({err})") from None
+        return history, epoch
+
+    def _compare(self, check: "_CheckpointCheck", saved: dict, config: dict):
+        structure = _differences(saved.get("structure"), config["structure"])
+        if structure:
+            key, old, new = structure[0]
+            if key == "method":
+                raise check.error(f"it was written by method {old!r}, this run uses {new!r}", prefix="")
+            raise check.error(f"it was written with {key}={old!r}, this run has {key}={new!r}: another circuit "
+                              f"or dtype", prefix="")
+        different = _differences(saved.get("settings"), config["settings"]) + \
+            [(f"data {key}", old, new) for key, old, new in _differences(saved.get("data"), config["data"])]
+        if not different:
+            return
+        listed = ", ".join(f"{key}={old!r} (this run: {new!r})" for key, old, new in different[:4])
+        more = f" and {len(different) - 4} more" if len(different) > 4 else ""
+        if not self.options["force_resume"]:
+            raise check.error(f"it was written with {listed}{more}; resuming would not continue the same run "
+                              f"(pass force_resume=True to continue anyway)", prefix="")
+        warnings.warn(f"fit: resuming the checkpoint {check.path} although it was written with {listed}{more} "
+                      f"(force_resume=True)", stacklevel=3)
+
+
+class _CheckpointCheck:
+    """The checks of a ``fit`` checkpoint's content; each problem is a :class:`CheckpointError`."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def error(self, problem: str, prefix: str = "is damaged: ") -> CheckpointError:
+        return CheckpointError(f"fit: checkpoint {self.path} {prefix}{problem}; delete it or pass resume=False "
+                               f"to start over")
+
+    def record(self, meta: dict) -> tuple[dict, int, History]:
+        config, epoch, history = meta.get("config"), meta.get("epoch"), meta.get("history")
+        if not isinstance(config, dict):
+            raise self.error("its record has no 'config' object")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise self.error(f"its record's epoch must be a non-negative int, got {epoch!r}"[:200])
+        if not isinstance(history, dict) or not all(isinstance(v, list) and len(v) == epoch for v in history.values()):
+            raise self.error(f"its history must hold one list of {epoch} entries per quantity")
+        return config, epoch, History(history)
+
+    def array(self, arrays: dict, name: str, shape: tuple) -> np.ndarray:
+        if name not in arrays:
+            raise self.error(f"the array {name!r} is missing")
+        value = arrays[name]
+        if value.dtype.kind not in "biuf":
+            raise self.error(f"the array {name!r} has dtype {value.dtype}, not a number type")
+        if tuple(value.shape) != tuple(shape):
+            raise self.error(f"the array {name!r} has shape {tuple(value.shape)}, this run needs {tuple(shape)}")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise self.error(f"the array {name!r} holds NaN or infinite values")
+        return value
+
+    def parameters(self, arrays: dict, program, options: dict) -> tuple[np.ndarray, dict]:
+        """The weights and leaf tables of the checkpoint, each checked against the program."""
+        weights = self.array(arrays, "program/weights", (program.num_weights,))
+        for param, lo, hi in zip(program.plan.sum_params, program.plan.weight_offsets[:-1],
+                                 program.plan.weight_offsets[1:]):
+            rows = weights[lo:hi].reshape(param.values.shape).astype(np.float64)
+            if np.any(rows < 0):
+                raise self.error("the weights hold negative values")
+            sums = rows.sum(axis=1)
+            bad = np.flatnonzero(np.abs(sums - 1) > _WEIGHT_ATOL)
+            if len(bad):
+                raise self.error(f"the weights are not normalized (a row sums to {sums[bad[0]]:.6g})")
+        tables = {}
+        be = program.backend
         for i, key in enumerate(_table_keys(program)):
-            program.leaf_tables[key] = {name: be.asarray(arrays[f"program/leaves/{i}/{name}"], dtype=value.dtype)
-                                        for name, value in program.leaf_tables[key].items()}
-        learner.load_state({k[len("learner/"):]: v for k, v in arrays.items() if k.startswith("learner/")})
-        return History(meta["history"]), int(meta["epoch"])
+            constraints = {name: c.resolve(options) for name, c in key[0].constraints.items()}
+            table = {}
+            for name, current in program.leaf_tables[key].items():
+                value = self.array(arrays, f"program/leaves/{i}/{name}", current.shape)
+                reason = constraints[name].violation(value) if name in constraints else None
+                if reason is not None:
+                    raise self.error(f"the {key[0].name} parameter {name!r} is invalid: {reason}")
+                table[name] = be.asarray(value, dtype=current.dtype)
+            tables[key] = table
+        return weights, tables
+
+    def learner_state(self, state: dict, fresh: dict):
+        """Every array the learner starts with is present in the same shape; all are finite."""
+        for name, value in fresh.items():
+            self.array(state, f"{name}", np.shape(value))
+        for name, value in state.items():
+            if value.dtype.kind not in "biuf" or (value.dtype.kind == "f" and not np.all(np.isfinite(value))):
+                raise self.error(f"the learner's array {name!r} is not a finite number array")
+
+
+#: How far a checkpoint's weight row may sum from 1 (float32 training rounds).
+_WEIGHT_ATOL = 1e-3
+
+
+def _json_normal(value):
+    """``value`` as JSON reads it back (tuples as lists, sets as sorted lists, NumPy scalars as numbers)."""
+    def plain(v):
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, (set, frozenset)):
+            return sorted(plain(x) for x in v)
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        return repr(v)
+    return json.loads(json.dumps(plain(value)))
+
+
+def _differences(saved, current: dict) -> list[tuple[str, object, object]]:
+    """``(key, saved value, current value)`` for every key whose values differ."""
+    saved = saved if isinstance(saved, dict) else {}
+    return [(key, saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
+            if saved.get(key) != current.get(key)]
 
 
 def evaluate(program, data, labels=None, *, objective: str = "nll", batch_size: int = 1024,

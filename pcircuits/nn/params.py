@@ -158,15 +158,13 @@ def load_network(path, *, backend: str | Backend = "numpy", dtype: str | None = 
     ValueError
         The saved parameters do not fit the saved architecture.
     """
+    from ..learning.checkpoint import read_checkpoint
+    arrays, record = read_checkpoint(path, format_name=FILE_FORMAT, version=FILE_VERSION, who="load_network",
+                                     restart="save the network again")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        record = json.loads(arrays.pop("meta").tobytes().decode())
-    except Exception as err:
-        raise CheckpointError(f"load_network: {path} cannot be read ({err})") from None
-    if not isinstance(record, dict) or record.get("format") != FILE_FORMAT or record.get("version") != FILE_VERSION:
-        raise CheckpointError(f"load_network: {path} is not a version-{FILE_VERSION} {FILE_FORMAT} file")
-    network = layer_from_config(record["network"])
+        network = layer_from_config(record["network"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"load_network: {path} describes no network this version can build ({err})") from None
     saved = {name[len("param/"):]: value for name, value in arrays.items() if name.startswith("param/")}
     if dtype is None:
         dtype = next(iter(saved.values())).dtype.name if saved else "float32"

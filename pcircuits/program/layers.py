@@ -97,7 +97,9 @@ class InputLayer:
         noise = self.noise(params, xg.shape[0], context.rng)
         if noise is not None and cache is not None:
             cache[("leaf-noise", self.start)] = noise
-        logp = self.log_prob(params, xg, noise)
+            logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+        else:
+            logp = self.log_prob(params, xg, noise)
         if context.mode == "max":
             # a missing variable takes the leaf's most probable value (given the observed ones)
             missing = be.xp.isnan(xg).any(axis=2)

@@ -315,7 +315,8 @@ class Program:
                     noise = self._cache.get(("leaf-noise", layer.start))
                     if noise is None:       # the pass kept no cache: its noise came from seed 0
                         noise = layer.noise(params, batch, None)
-                    pg, xg = layer.family.grad(be, params, xg_in, g, noise=noise)
+                    pg, xg = layer.family.grad(be, params, xg_in, g, noise=noise,
+                                               state=self._cache.get(("leaf-state", layer.start)))
                 else:
                     pg, xg = layer.family.grad(be, params, xg_in, g)
                 if leaves:
