@@ -38,6 +38,7 @@ def site(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     shutil.copytree(ROOT / "docs", work / "docs",
                     ignore=shutil.ignore_patterns("_build", "api", "gallery", "sg_execution_times.rst"))
     shutil.copytree(ROOT / "tutorials", work / "tutorials")
+    shutil.copy(ROOT / "CHANGELOG.md", work / "CHANGELOG.md")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                MPLBACKEND="Agg")
     result = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
@@ -101,7 +102,7 @@ def test_the_command_line_page_lists_every_subcommand(site):
     page = (html / "cli.html").read_text()
     from pcircuits.cli import build_parser
     subcommands = next(action for action in build_parser()._actions if action.dest == "command").choices
-    assert [name for name in subcommands if f"pcircuits {name}" not in page] == []
+    assert [name for name in subcommands if f'id="pcircuits-{name}"' not in page] == []
 
 
 def test_every_tutorial_has_a_gallery_page_with_script_and_notebook_downloads(site):
