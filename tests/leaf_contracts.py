@@ -122,13 +122,13 @@ def _vae_oracle(family, values, observed):
             enc_in = np.concatenate([np.where(seen, values[b], 0) * scale, seen.astype(float)])
             stats = act(enc_in @ family.encoder_w1[u] + family.encoder_b1[u]) @ family.encoder_w2[u] \
                 + family.encoder_b2[u]
-            mu, log_sigma = stats[:k], np.clip(stats[k:], -8, 8)
+            mu, log_sigma = stats[:k], 8 * np.tanh(stats[k:] / 8)
             log_w = []
             for s in range(samples):
                 z = mu + np.exp(log_sigma) * noise[u, b, s]
                 dec = act(z @ family.decoder_w1[u] + family.decoder_b1[u]) @ family.decoder_w2[u] + family.decoder_b2[u]
                 if family.pixel == "gaussian":
-                    mean, log_std = dec[:d], np.clip(dec[d:], -7, 7)
+                    mean, log_std = dec[:d], 7 * np.tanh(dec[d:] / 7)
                     per_pixel = -0.5 * ((values[b] - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
                 else:
                     n = family.trials

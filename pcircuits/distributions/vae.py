@@ -37,8 +37,16 @@ _ENCODER = ("encoder_w1", "encoder_b1", "encoder_w2", "encoder_b2")
 _DECODER = ("decoder_w1", "decoder_b1", "decoder_w2", "decoder_b2")
 _NN_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias")
 _LOG_2PI = math.log(2 * math.pi)
-_LOG_STD_RANGE = (-7.0, 7.0)          # a Gaussian pixel's log standard deviation is clipped into it
-_LOG_SIGMA_RANGE = (-8.0, 8.0)        # so is the log std of the posterior (no overflow after a large step)
+_LOG_STD_BOUND = 7.0     # a Gaussian pixel's log std is 7 tanh(output / 7): in (-7, 7), never overflowing
+_LOG_SIGMA_BOUND = 8.0   # the posterior's log std is 8 tanh(output / 8), so a large step cannot overflow it
+
+
+def _soft_bound(xp, a, bound: float):
+    """``bound * tanh(a / bound)`` and its derivative: the identity near 0, smooth and inside
+    (-bound, bound) everywhere, with a gradient that never vanishes (a hard clip's would, and a
+    unit pushed past it would stay there)."""
+    t = xp.tanh(a / bound)
+    return bound * t, 1.0 - t * t
 
 
 class VAE(LeafFamily):
@@ -251,7 +259,7 @@ class VAE(LeafFamily):
         xp = be.xp
         d = values.shape[2]
         if params["pixel"] == "gaussian":
-            mean, log_std = out[..., :d], out[..., d:].clip(*_LOG_STD_RANGE)
+            mean, log_std = out[..., :d], _soft_bound(xp, out[..., d:], _LOG_STD_BOUND)[0]
             z = values - mean
             z *= xp.exp(-log_std)
             lp = z * z
@@ -276,10 +284,10 @@ class VAE(LeafFamily):
         d = values.shape[2]
         if params["pixel"] == "gaussian":
             mean, log_std = out[..., :d], out[..., d:]
-            inside = (log_std > _LOG_STD_RANGE[0]) & (log_std < _LOG_STD_RANGE[1])
-            inv_std = xp.exp(-log_std.clip(*_LOG_STD_RANGE))
+            log_std, slope = _soft_bound(xp, log_std, _LOG_STD_BOUND)
+            inv_std = xp.exp(-log_std)
             z = (values - mean) * inv_std
-            d_out = xp.concatenate([z * inv_std, xp.where(inside, z * z - 1.0, 0.0)], axis=-1)
+            d_out = xp.concatenate([z * inv_std, (z * z - 1.0) * slope], axis=-1)
             if observed is not None:
                 d_out *= xp.concatenate([observed, observed], axis=-1)
             return d_out.astype(out.dtype)
@@ -306,7 +314,7 @@ class VAE(LeafFamily):
         stats, enc_cache = encoder.forward(enc_params, inputs)
         latent = stats.shape[2] // 2
         mu, raw_log_sigma = stats[..., :latent], stats[..., latent:]
-        log_sigma = raw_log_sigma.clip(*_LOG_SIGMA_RANGE)
+        log_sigma, sigma_slope = _soft_bound(xp, raw_log_sigma, _LOG_SIGMA_BOUND)
         sigma = xp.exp(log_sigma)
         units, batch, samples, _ = noise.shape
         z = mu[:, :, None, :] + sigma[:, :, None, :] * noise                     # (U, B, S, k)
@@ -338,7 +346,7 @@ class VAE(LeafFamily):
                            dec_params=dec_params, dec_cache=dec_cache, mu=mu, log_sigma=log_sigma, sigma=sigma,
                            z=z, d_out=d_out, weights=weights, seen=seen,
                            observed=None if observed is None else observed.reshape(units, batch, samples, -1)[:, :, 0],
-                           sigma_inside=(raw_log_sigma > _LOG_SIGMA_RANGE[0]) & (raw_log_sigma < _LOG_SIGMA_RANGE[1]))
+                           sigma_slope=sigma_slope)
 
     @classmethod
     def log_prob(cls, be, params, x, noise=None):
@@ -379,7 +387,7 @@ class VAE(LeafFamily):
             grad_log_sigma = grad_log_sigma - g[:, :, None] * (c["sigma"] * c["sigma"] - 1.0)
         else:                                                                      # -log q(z | x)
             grad_log_sigma = grad_log_sigma + per_sample.sum(axis=2)[:, :, None]
-        grad_log_sigma = xp.where(c["sigma_inside"], grad_log_sigma, 0)
+        grad_log_sigma = grad_log_sigma * c["sigma_slope"]
         grad_stats = xp.concatenate([grad_mu, grad_log_sigma], axis=2).astype(be.dtype)
         gaussian = params["pixel"] == "gaussian"
         enc_grads, grad_inputs = c["encoder"].backward(c["enc_params"], c["enc_cache"], grad_stats,
@@ -411,7 +419,7 @@ class VAE(LeafFamily):
         if rng is None:
             z = mu
         else:
-            sigma = xp.where(seen, xp.exp(stats[..., latent:].clip(*_LOG_SIGMA_RANGE)), 1)
+            sigma = xp.where(seen, xp.exp(_soft_bound(xp, stats[..., latent:], _LOG_SIGMA_BOUND)[0]), 1)
             z = mu + sigma * rng.normal(mu.shape).astype(mu.dtype)
         out, _ = decoder.forward(dec_params, xp.ascontiguousarray(z.astype(be.dtype)))
         return out
@@ -457,7 +465,7 @@ class VAE(LeafFamily):
             draw = rng.binomial(xp.full(mean.shape, n, dtype=be.dtype), mean / n).astype(be.dtype)
         else:
             d = out.shape[2] // 2
-            std = xp.exp(out[..., d:].clip(*_LOG_STD_RANGE))
+            std = xp.exp(_soft_bound(xp, out[..., d:], _LOG_STD_BOUND)[0])
             draw = mean + std * rng.normal(mean.shape).astype(be.dtype)
         return draw.transpose(1, 0, 2)
 
