@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,3 +61,37 @@ def test_tutorial_00_prints_program_answers_equal_to_brute_force_and_draws(tmp_p
     assert (tmp_path / "joint_and_samples.png").stat().st_size > 0
     assert "decomposability" in drawing(tmp_path, "not_decomposable").read_text()
     assert drawing(tmp_path, "mixture").stat().st_size > 0
+
+
+def test_tutorial_06_answers_every_query_consistently_and_pictures_them(tmp_path):
+    result = run_tutorial("06_queries.py", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "equals log p(x) - log p(top): True" in result.stdout
+    assert "conditional samples keep the evidence: True" in result.stdout
+    mse = {line.split()[0]: float(line.split()[-1]) for line in result.stdout.splitlines() if "MSE over" in line}
+    assert mse["posterior"] < mse["MPE"]
+    for picture in ("completions.png", "samples.png", "conditional_samples.png"):
+        assert (tmp_path / picture).stat().st_size > 0
+
+
+def test_tutorial_07_trains_five_ways_and_resumes_bit_for_bit(tmp_path):
+    result = run_tutorial("07_learning.py", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sum("test log-likelihood per image" in line for line in result.stdout.splitlines()) == 5
+    assert "resumed and uninterrupted runs give identical test log-likelihoods: True" in result.stdout
+    assert (tmp_path / "learning_curves.png").stat().st_size > 0
+    assert (tmp_path / "adam.ckpt.npz").is_file()
+
+
+@pytest.mark.parametrize("name, drawing_stem, pictures", [
+    ("08_poon_domingos.py", "poon_domingos_2x2", ("learning_curve.png", "completions.png", "samples.png")),
+    ("09_rat_spn.py", "rat_spn_small", ("samples.png", "classifier_curve.png")),
+    ("10_hclt.py", "hclt_small", ("learning_curve.png", "samples.png")),
+])
+def test_builder_tutorial_draws_a_small_valid_circuit_and_trains_on_digits(tmp_path, name, drawing_stem, pictures):
+    result = run_tutorial(name, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Valid circuit" in result.stdout
+    assert drawing(tmp_path, drawing_stem).stat().st_size > 0
+    for picture in pictures:
+        assert (tmp_path / picture).stat().st_size > 0
