@@ -43,8 +43,8 @@ html_title = f"pcircuits {release}"
 html_static_path = []
 html_show_sourcelink = False
 
-# Markdown pages: MyST with $...$ maths, headings linkable as page.md#slug.
-myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
+# Markdown pages: MyST, headings linkable as page.md#slug.
+myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # API reference: one page per public namespace, written from the packages' __all__.
@@ -72,6 +72,7 @@ sphinx_gallery_conf = {
     "image_scrapers": ("matplotlib", "gallery_support.scrape_output_folder"),
     "download_all_examples": False,
     "remove_config_comments": True,
+    "capture_repr": (),
     "show_memory": False,
     "plot_gallery": "True",
 }

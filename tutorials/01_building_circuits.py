@@ -72,7 +72,7 @@ for i, node in enumerate(circuit.nodes):
 # every product decomposable (children over disjoint scopes), no cycles, normalized weights.
 report = circuit.check()
 print("\n" + str(report))
-print("drawing:", circuit.render(out / "figure1.svg", report=report))
+print("drawing:", Path(circuit.render(out / "figure1.svg", report=report)).name)
 
 # A circuit is saved as one file (JSON structure + arrays, no pickle) and loaded back exactly:
 circuit.save(out / "figure1.pcz")
@@ -99,4 +99,4 @@ except pc.InvalidCircuitError as error:
     print(f"\nraise_if_invalid() raised InvalidCircuitError ({len(error.report.violations)} violations)")
 
 # The drawing marks the offending nodes in red and writes the broken property on them.
-print("drawing:", circuit.render(out / "figure1_broken.svg", report=broken))
+print("drawing:", Path(circuit.render(out / "figure1_broken.svg", report=broken)).name)

@@ -73,7 +73,7 @@ for name, build in [("MNIST discriminative DGC-SPN", lambda: pc.builders.dgcspn(
 # A DGC-SPN over a 1x4 image, the picture of the DGC-SPN paper's Figure 3.
 row = pc.builders.dgcspn(1, 4, num_leaves=2, num_sums=2)
 path = row.render(out / "dgcspn_1x4.svg")
-print(f"A DGC-SPN over a 1x4 image, as in the paper's Figure 3: {row}\n  drawn to {path}")
+print(f"A DGC-SPN over a 1x4 image, as in the paper's Figure 3: {row}\n  drawn to {Path(path).name}")
 
 # %%
 # A violation on purpose
@@ -95,4 +95,4 @@ wrong = pc.Circuit(conv.spatial_sum_layer(second, 1, rng=1, name="top").nodes(),
 report = wrong.check()
 print(report)
 path = wrong.render(out / "wrong_dilation.svg", report=report)
-print(f"  the offending products are highlighted in {path}")
+print(f"  the offending products are highlighted in {Path(path).name}")

@@ -3,6 +3,7 @@ writes there (PNG charts and grids, SVG circuit drawings) are shown below the co
 wrote them."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -21,11 +22,12 @@ def output_folder(gallery_conf: dict, src_file: str) -> Path:
 
 
 def tutorial_argv(gallery_conf: dict, script_vars: dict) -> list[str]:
-    """The command-line arguments of a tutorial: its output folder, emptied first."""
+    """The command-line arguments of a tutorial: its output folder, emptied first, relative to the
+    tutorial's folder (where sphinx-gallery runs it)."""
     folder = output_folder(gallery_conf, script_vars["src_file"])
     shutil.rmtree(folder, ignore_errors=True)
     _shown[script_vars["src_file"]] = {}
-    return [str(folder)]
+    return [os.path.relpath(folder, Path(script_vars["src_file"]).parent)]
 
 
 def scrape_output_folder(block, block_vars: dict, gallery_conf: dict) -> str:
