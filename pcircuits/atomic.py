@@ -15,7 +15,7 @@ either the old file or the complete new one, never a partial file:
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -41,7 +41,7 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], None]) -> 
     folder = path.parent
     prefix = f".{path.name}.{os.getpid()}."
     _remove_stale_temporaries(folder, path.name)
-    descriptor, temporary = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    descriptor, temporary = _create_temporary(folder, prefix)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
@@ -56,6 +56,18 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], None]) -> 
         raise
     _fsync_folder(folder)
     return path
+
+
+def _create_temporary(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new file ``{prefix}{random}.tmp`` in ``folder``, created exclusively with the permissions the
+    umask gives an ordinary new file (so the renamed file is readable like one ``open`` makes)."""
+    while True:
+        temporary = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), \
+                temporary
+        except FileExistsError:
+            continue
 
 
 def _fsync_folder(folder: Path):

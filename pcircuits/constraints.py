@@ -65,6 +65,21 @@ class Constraint:
         """The constraint with every setting-named bound replaced by its value in ``settings``."""
         return self
 
+    def dtype_problem(self, value, dtype) -> str | None:
+        """Why ``value`` (float64, inside the domain) cannot be computed with in ``dtype``, or None.
+
+        The base rule: every finite value fits the dtype's range. Subclasses add what their
+        log-probabilities need (a positive value must not round to 0, a probability strictly
+        inside its interval must stay strictly inside).
+        """
+        value = np.asarray(value, dtype=np.float64)
+        info = np.finfo(dtype)
+        finite = value[np.isfinite(value)]
+        huge = finite[np.abs(finite) > info.max]
+        if huge.size:
+            return f"{huge[0]:g} exceeds the largest {np.dtype(dtype).name} number ({info.max:.3g})"
+        return None
+
     def _key(self) -> tuple:
         return ()
 
@@ -146,6 +161,15 @@ class Positive(Constraint):
             return "not positive and finite"
         return None
 
+    def dtype_problem(self, value, dtype):
+        value = np.asarray(value, dtype=np.float64)
+        smallest = 1.0 / float(np.finfo(dtype).max)
+        small = value[(value > 0) & (value < smallest)]
+        if small.size:
+            return (f"{small[0]:g} is below {smallest:.3g}, the smallest {np.dtype(dtype).name} number whose "
+                    f"reciprocal is finite; its log-density would not be finite")
+        return super().dtype_problem(value, dtype)
+
 
 class Interval(Constraint):
     """Numbers in ``[lower, upper]``; the unconstrained form is the scaled logit.
@@ -189,6 +213,20 @@ class Interval(Constraint):
             return f"outside [{self.lower:g}, {self.upper:g}]"
         return None
 
+    def dtype_problem(self, value, dtype):
+        value = np.asarray(value, dtype=np.float64)
+        name = np.dtype(dtype).name
+        cast = value.astype(dtype)
+        near_lower = value[(value > self.lower) & (cast <= self.lower)]
+        if near_lower.size:
+            return (f"{near_lower[0]:g} rounds to {self.lower:g} in {name}; its log-probability would not be "
+                    f"finite")
+        near_upper = value[(value < self.upper) & (cast >= self.upper)]
+        if near_upper.size:
+            return (f"{near_upper[0]!r} rounds to {self.upper:g} in {name}; the log-probability of the other "
+                    f"outcome would not be finite")
+        return super().dtype_problem(value, dtype)
+
 
 class UnitInterval(Interval):
     """Probabilities in ``[0, 1]``; the unconstrained form is the logit."""
@@ -226,6 +264,14 @@ class Simplex(Constraint):
 
     def clip(self, xp, value):
         return value.clip(0.0, 1.0)
+
+    def dtype_problem(self, value, dtype):
+        value = np.asarray(value, dtype=np.float64)
+        small = value[(value > 0) & (value.astype(dtype) == 0)]
+        if small.size:
+            return (f"the probability {small[0]:g} rounds to 0 in {np.dtype(dtype).name}; its log-probability "
+                    f"would not be finite")
+        return super().dtype_problem(value, dtype)
 
     def violation(self, value):
         value = np.asarray(value)

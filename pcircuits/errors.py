@@ -5,7 +5,7 @@ code that knows pcircuits can tell a damaged file from a bad argument.
 """
 from __future__ import annotations
 
-__all__ = ["CircuitFileError", "InvalidCircuitError", "CheckpointError", "OptionalDependencyError"]
+__all__ = ["CircuitFileError", "InvalidCircuitError", "CheckpointError", "NonFiniteError", "OptionalDependencyError"]
 
 
 class CircuitFileError(ValueError):
@@ -25,6 +25,10 @@ class InvalidCircuitError(ValueError):
 
 class CheckpointError(ValueError):
     """A training checkpoint cannot be read, is not one, or belongs to another run."""
+
+
+class NonFiniteError(ValueError):
+    """Training produced a non-finite loss or parameter (a diverging step, data out of the dtype's range)."""
 
 
 class OptionalDependencyError(ImportError):

@@ -1,7 +1,17 @@
 """Queries on a compiled Program: likelihoods, marginals, conditionals, MPE, sampling, inpainting.
 
-Every query checks its input (see :meth:`Program.prepare`) before any kernel runs and returns
-arrays of the backend it ran on (NumPy or CuPy); convert with :func:`pcircuits.backend.to_numpy`.
+Every query checks its whole input (see :meth:`Program.prepare`) and its arguments before any
+kernel runs, and returns arrays of the backend it ran on (NumPy or CuPy); convert with
+:func:`pcircuits.backend.to_numpy`.
+
+Any number of rows runs in bounded memory: the rows are processed in chunks whose working memory
+stays within ``program.memory_budget`` bytes (:data:`DEFAULT_MEMORY_BUDGET` unless set), or of
+``batch_size`` rows when given. Each row is computed independently, so chunked results equal
+one big batch up to the rounding of the matrix products, whose kernels may add in another order
+for another number of columns (a few units in the last place; MPE completions are identical).
+Automatic chunks are a multiple of 64 rows, which keeps that order in most cases. Sampling draws its random numbers per block of :data:`SAMPLE_BLOCK`
+rows (block ``k`` from the ``k``-th stream spawned from ``seed``), so samples do not depend on
+the chunking either.
 """
 from __future__ import annotations
 
@@ -9,40 +19,147 @@ import numpy as np
 
 from .backend import to_numpy
 
-__all__ = ["log_likelihood", "log_conditional", "mpe", "sample", "inpaint", "leaf_posteriors"]
+__all__ = ["log_likelihood", "log_conditional", "mpe", "sample", "inpaint", "leaf_posteriors",
+           "DEFAULT_MEMORY_BUDGET", "SAMPLE_BLOCK", "chunk_rows"]
+
+#: Working memory of one chunk of a query, in bytes (``program.memory_budget`` overrides it).
+DEFAULT_MEMORY_BUDGET = 256 << 20
+#: Rows per random stream of :func:`sample` (and the largest chunk it runs).
+SAMPLE_BLOCK = 1024
+#: Automatic chunks are a multiple of this many rows: matrix-product kernels then mostly tile a
+#: chunk's columns as they tile the whole batch's, adding in the same order.
+_ROW_ALIGNMENT = 64
+
+
+def chunk_rows(program, query: str = "forward", batch_size: int | None = None) -> int:
+    """Rows per chunk of a query: ``batch_size`` when given, else what fits ``program.memory_budget``.
+
+    Parameters
+    ----------
+    query : {"forward", "posterior", "top_down"}
+        The pass the query runs (see :meth:`Program.bytes_per_row`).
+    batch_size : int, optional
+    """
+    if batch_size is not None:
+        return _batch_size(batch_size)
+    budget = getattr(program, "memory_budget", DEFAULT_MEMORY_BUDGET)
+    rows = max(1, int(budget // program.bytes_per_row(query)))
+    return rows - rows % _ROW_ALIGNMENT if rows >= _ROW_ALIGNMENT else rows
+
+
+def _batch_size(batch_size) -> int:
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be a positive int or None, got {type(batch_size).__name__} {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return int(batch_size)
+
+
+class _Rows:
+    """A query's input, checked completely up front and converted chunk by chunk.
+
+    With one chunk the input is converted once; with several, every chunk is checked first
+    (so a bad last row is refused before any work) and converted again when its turn comes,
+    so only one chunk is ever held in the backend's dtype.
+    """
+
+    def __init__(self, program, x, *, what: str = "x", query: str = "forward", batch_size=None):
+        self.program = program
+        self.what = what
+        self.rows = chunk_rows(program, query, batch_size)
+        self.x = program.domain.coerce(x, what=what)
+        self.n = int(self.x.shape[0])
+        self.whole = program.prepare(self.x, what=what) if self.n <= self.rows else None
+        if self.whole is None:
+            for part in self.slices():
+                program.prepare(self.x[part], what=what, offset=part.start)
+
+    def slices(self, progress: bool = False, description: str = "") -> list[slice]:
+        starts = range(0, self.n, self.rows)
+        if progress and len(starts) > 1:
+            from tqdm.auto import tqdm
+            starts = tqdm(starts, desc=description, unit="chunk", leave=False)
+        return [slice(s, min(s + self.rows, self.n)) for s in starts]
+
+    def chunk(self, part: slice):
+        if self.whole is not None:
+            return self.whole[part]
+        return self.program.prepare(self.x[part], what=self.what, offset=part.start)
 
 
 def _squeeze(program, out):
     return out[:, 0] if program.num_outputs == 1 else out
 
 
-def _batches(num: int, batch_size: int | None, progress: bool, what: str):
-    if batch_size is None or batch_size >= num:
-        return [slice(0, num)]
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    starts = range(0, num, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc=what, unit="batch", leave=False)
-    return [slice(s, s + batch_size) for s in starts]
+def _root(program, root, n: int, who: str):
+    """``root`` checked: an output index, or one per example (shape (n,))."""
+    last = program.num_outputs - 1
+    if isinstance(root, (bool, np.bool_)):
+        raise TypeError(f"{who}: root must be an int in 0..{last} or an array of them, got {root!r}")
+    if isinstance(root, (int, np.integer)):
+        if not 0 <= root <= last:
+            raise ValueError(f"{who}: root must be in 0..{last} (the circuit has {program.num_outputs} output(s)), "
+                             f"got {root}")
+        return int(root)
+    array = np.asarray(root)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{who}: root must be an int in 0..{last} or an array of them, got dtype {array.dtype}")
+    if array.shape != (n,):
+        raise ValueError(f"{who}: root must be an int or one per example, shape ({n},); got shape {array.shape}")
+    if n and (array.min() < 0 or array.max() > last):
+        raise ValueError(f"{who}: root must be in 0..{last}; got values from {array.min()} to {array.max()}")
+    return array.astype(np.int64)
+
+
+def _root_part(root, part: slice):
+    return root if isinstance(root, int) else root[part]
+
+
+def _refuse_impossible(program, root, part: slice, who: str, what: str = "evidence"):
+    """Refuse rows whose evidence has probability 0 (read from the last forward pass's root values)."""
+    xp = program.backend.xp
+    slots = program.output_slots[np.broadcast_to(np.asarray(root), (part.stop - part.start,))]
+    values = program.values[program.backend.index(slots), xp.arange(part.stop - part.start)]
+    impossible = xp.isneginf(values)
+    if bool(impossible.any()):
+        row = int(to_numpy(xp.argmax(impossible))) + part.start
+        raise ValueError(f"{who}: the {what} of example {row} has probability 0 under the circuit, so nothing can be "
+                         f"conditioned on it; remove the example or the impossible values")
 
 
 def log_likelihood(program, x, *, batch_size: int | None = None, progress: bool = False):
     """Log-probability of each example; NaN entries are marginalized.
 
+    A row with every variable missing has log-probability exactly 0 on a circuit compiled with
+    its validity checked (``compile(check=True)``, the default).
+
+    Parameters
+    ----------
+    x : array, shape (batch, num_variables)
+    batch_size : int, optional
+        Rows per chunk (default: from ``program.memory_budget``); the result does not depend on it.
+    progress : bool
+        A progress bar over the chunks.
+
     Returns
     -------
     array, shape (batch,) or (batch, num_outputs) for several roots
     """
-    x = program.prepare(x)
-    xp = program.backend.xp
-    parts = [program._forward(x[s], "sum", cache=False) for s in _batches(x.shape[0], batch_size, progress,
-                                                                          "log-likelihood")]
-    return _squeeze(program, xp.concatenate(parts, axis=0))
+    rows = _Rows(program, x, query="forward", batch_size=batch_size)
+    be, xp = program.backend, program.backend.xp
+    out = xp.empty((rows.n, program.num_outputs), dtype=be.dtype)
+    used = be.index(np.flatnonzero(program.domain.used))
+    for part in rows.slices(progress, "log-likelihood"):
+        xb = rows.chunk(part)
+        values = program._forward(xb, "sum", cache=False)
+        if getattr(program, "checked", False):
+            nothing = xp.isnan(xb[:, used]).all(axis=1)
+            values = xp.where(nothing[:, None], 0, values)
+        out[part] = values
+    return _squeeze(program, out)
 
 
-def log_conditional(program, x_query, x_evidence):
+def log_conditional(program, x_query, x_evidence, *, batch_size: int | None = None):
     """``log p(query | evidence)`` per example.
 
     Parameters
@@ -51,63 +168,192 @@ def log_conditional(program, x_query, x_evidence):
         Values of the query variables, NaN elsewhere.
     x_evidence : array, shape (batch, num_variables)
         Values of the evidence variables, NaN elsewhere. A variable may not be in both.
+    batch_size : int, optional
+        Rows per chunk (default: from ``program.memory_budget``).
+
+    Returns
+    -------
+    array, shape (batch,) or (batch, num_outputs)
+        ``-inf`` where the query has probability 0 given the evidence.
+
+    Raises
+    ------
+    ValueError
+        The shapes differ, a variable is in both, or an example's evidence has probability 0
+        (the conditional is then undefined).
     """
-    q = program.prepare(x_query, what="x_query")
-    e = program.prepare(x_evidence, what="x_evidence")
-    if q.shape != e.shape:
-        raise ValueError(f"x_query has shape {q.shape} but x_evidence has shape {e.shape}")
-    xp = program.backend.xp
-    both = ~xp.isnan(q) & ~xp.isnan(e)
-    if bool(both.any()):
-        r, c = (int(v) for v in to_numpy(xp.argwhere(both)[0]))
-        raise ValueError(f"variable {c} of example {r} is both a query and an evidence variable")
-    joint = xp.where(xp.isnan(q), e, q)
-    return _squeeze(program, program._forward(joint, "sum", cache=False) - program._forward(e, "sum", cache=False))
+    queries = _Rows(program, x_query, what="x_query", query="forward", batch_size=batch_size)
+    evidence = _Rows(program, x_evidence, what="x_evidence", query="forward", batch_size=queries.rows)
+    if queries.x.shape != evidence.x.shape:
+        raise ValueError(f"x_query has shape {queries.x.shape} but x_evidence has shape {evidence.x.shape}")
+    be, xp = program.backend, program.backend.xp
+    for part in queries.slices():
+        both = ~xp.isnan(queries.chunk(part)) & ~xp.isnan(evidence.chunk(part))
+        if bool(both.any()):
+            r, c = (int(v) for v in to_numpy(xp.argwhere(both)[0]))
+            raise ValueError(f"variable {c} of example {r + part.start} is both a query and an evidence variable")
+    out = xp.empty((queries.n, program.num_outputs), dtype=be.dtype)
+    for part in queries.slices():
+        q, e = queries.chunk(part), evidence.chunk(part)
+        marginal = program._forward(e, "sum", cache=False)
+        if bool(xp.isneginf(marginal).any()):
+            row = int(to_numpy(xp.argwhere(xp.isneginf(marginal))[0, 0])) + part.start
+            raise ValueError(f"log_conditional: the evidence of example {row} has probability 0 under the circuit; "
+                             f"p(query | evidence) is undefined there")
+        out[part] = program._forward(xp.where(xp.isnan(q), e, q), "sum", cache=False) - marginal
+    return _squeeze(program, out)
 
 
-def mpe(program, x, *, root=0):
-    """Fill the NaNs of ``x`` with the (approximate) most probable completion (max-product + Viterbi)."""
-    return program.top_down(x, "argmax", root=root)
+def mpe(program, x, *, root=0, batch_size: int | None = None):
+    """Fill the NaNs of ``x`` with the (approximate) most probable completion (max-product + Viterbi).
+
+    Parameters
+    ----------
+    x : array, shape (batch, num_variables)
+    root : int or array of int, shape (batch,)
+        The output unit to complete under (per example).
+    batch_size : int, optional
+        Rows per chunk (default: from ``program.memory_budget``).
+
+    Raises
+    ------
+    ValueError
+        An example's evidence has probability 0 (no completion has positive probability).
+    """
+    rows = _Rows(program, x, query="top_down", batch_size=batch_size)
+    root = _root(program, root, rows.n, "mpe")
+    out = program.backend.xp.empty((rows.n, program.num_variables), dtype=program.backend.dtype)
+    for part in rows.slices():
+        out[part] = program.top_down(rows.chunk(part), "argmax", root=_root_part(root, part))
+        _refuse_impossible(program, _root_part(root, part), part, "mpe")
+    return out
 
 
 def sample(program, num_samples: int | None = None, evidence=None, *, seed=0, root=0):
-    """Draw samples; with ``evidence`` (NaN where free) each row is drawn from ``p(free | observed)``."""
-    if evidence is None:
-        if num_samples is None or num_samples < 1:
-            raise ValueError(f"sample: num_samples must be a positive int, got {num_samples!r}")
-        evidence = np.full((int(num_samples), program.num_variables), np.nan)
-    elif num_samples is not None and np.shape(evidence)[0] != num_samples:
-        raise ValueError(f"sample: evidence has {np.shape(evidence)[0]} rows but num_samples={num_samples}")
-    return program.top_down(evidence, "sample", seed=seed, root=root)
+    """Draw samples; with ``evidence`` (NaN where free) each row is drawn from ``p(free | observed)``.
+
+    Rows are drawn in blocks of :data:`SAMPLE_BLOCK`, block ``k`` from the ``k``-th random
+    stream spawned from ``seed`` (an int, None or a NumPy Generator), so memory stays bounded
+    and the samples of a seed do not depend on anything else.
+
+    Parameters
+    ----------
+    num_samples : int, optional
+        How many samples (default: the rows of ``evidence``).
+    evidence : array, shape (num_samples, num_variables), optional
+    seed : int, None or numpy.random.Generator
+    root : int or array of int, shape (num_samples,)
+
+    Raises
+    ------
+    ValueError
+        ``num_samples`` is not a non-negative int, disagrees with ``evidence``, or an example's
+        evidence has probability 0.
+    """
+    if num_samples is not None:
+        if isinstance(num_samples, (bool, np.bool_)) or not isinstance(num_samples, (int, np.integer)) \
+                or num_samples < 0:
+            raise ValueError(f"sample: num_samples must be a non-negative int, got {num_samples!r}")
+        num_samples = int(num_samples)
+    elif evidence is None:
+        raise ValueError("sample: give num_samples or evidence")
+    rows = None if evidence is None else _Rows(program, evidence, what="evidence", query="top_down",
+                                               batch_size=SAMPLE_BLOCK)
+    n = num_samples if rows is None else rows.n
+    if rows is not None and num_samples is not None and num_samples != n:
+        raise ValueError(f"sample: evidence has {n} rows but num_samples={num_samples}")
+    root = _root(program, root, n, "sample")
+    be, xp = program.backend, program.backend.xp
+    streams = _Streams(seed)
+    out = xp.empty((n, program.num_variables), dtype=be.dtype)
+    for start in range(0, n, SAMPLE_BLOCK):
+        part = slice(start, min(start + SAMPLE_BLOCK, n))
+        if rows is None:
+            block = xp.full((part.stop - part.start, program.num_variables), np.nan, dtype=be.dtype)
+        else:
+            block = rows.chunk(part)
+        out[part] = program.top_down(block, "sample", seed=streams.next(), root=_root_part(root, part))
+        if rows is not None:
+            _refuse_impossible(program, _root_part(root, part), part, "sample")
+    return out
+
+
+class _Streams:
+    """Independent random streams, one per block, spawned in order from a seed or a Generator."""
+
+    def __init__(self, seed):
+        if isinstance(seed, np.random.Generator):
+            self.generator, self.sequence = seed, None
+            return
+        if isinstance(seed, (bool, np.bool_)) or not (seed is None or isinstance(seed, (int, np.integer))):
+            raise TypeError(f"sample: seed must be an int, None or a numpy Generator, got {type(seed).__name__}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"sample: seed must be non-negative, got {seed}")
+        self.generator, self.sequence = None, np.random.SeedSequence(None if seed is None else int(seed))
+
+    def next(self) -> np.random.Generator:
+        if self.generator is not None:
+            return self.generator.spawn(1)[0]
+        return np.random.default_rng(self.sequence.spawn(1)[0])
 
 
 def leaf_posteriors(program, x, *, root=0):
     """Posterior probability of every input unit being in the induced tree, shape (num_units, batch).
 
     Rows of non-input units hold their flows too; input units' rows are the quantities used
-    by posterior-mean inpainting.
+    by posterior-mean inpainting. The result itself is ``num_units x batch``; for many rows use
+    :func:`inpaint`, which works in chunks.
     """
     x = program.prepare(x)
+    return _posteriors(program, x, _root(program, root, int(x.shape[0]), "leaf_posteriors"))
+
+
+def _posteriors(program, x, root):
     program._forward(x, "sum", cache=True)
     grad_root = np.zeros((x.shape[0], program.num_outputs))
-    grad_root[:, root] = 1
+    grad_root[np.arange(x.shape[0]), root] = 1
     return program.backward(grad_root, leaves=False).unit_flows
 
 
-def inpaint(program, x, *, method: str = "posterior-mean", root=0):
+def inpaint(program, x, *, method: str = "posterior-mean", root=0, batch_size: int | None = None):
     """Complete the NaNs of ``x``.
 
     ``"mpe"`` uses the Viterbi completion; ``"posterior-mean"`` sets each missing variable to
     ``sum_u P(u | evidence) * mean_u`` over the leaf units ``u`` of that variable, the expected
     value under the posterior (DGC-SPN section 5.1).
+
+    Parameters
+    ----------
+    x : array, shape (batch, num_variables)
+    method : {"posterior-mean", "mpe"}
+    root : int or array of int, shape (batch,)
+    batch_size : int, optional
+        Rows per chunk (default: from ``program.memory_budget``).
+
+    Raises
+    ------
+    ValueError
+        An example's evidence has probability 0 (its posterior is undefined).
     """
     if method == "mpe":
-        return mpe(program, x, root=root)
+        return mpe(program, x, root=root, batch_size=batch_size)
     if method != "posterior-mean":
         raise ValueError(f"inpaint: method must be 'mpe' or 'posterior-mean', got {method!r}")
+    rows = _Rows(program, x, query="posterior", batch_size=batch_size)
+    root = _root(program, root, rows.n, "inpaint")
     be, xp = program.backend, program.backend.xp
-    xb = program.prepare(x)
-    flows = leaf_posteriors(program, xb, root=root)
+    out = xp.empty((rows.n, program.num_variables), dtype=be.dtype)
+    for part in rows.slices():
+        xb = rows.chunk(part)
+        flows = _posteriors(program, xb, _root_part(root, part))
+        _refuse_impossible(program, _root_part(root, part), part, "inpaint")
+        out[part] = _posterior_mean(program, xb, flows)
+    return out
+
+
+def _posterior_mean(program, xb, flows):
+    """``xb`` with every NaN replaced by its posterior mean under the unit ``flows``."""
+    be, xp = program.backend, program.backend.xp
     batch = xb.shape[0]
     numerator = xp.zeros((program.num_variables, batch), dtype=be.dtype)
     denominator = xp.zeros((program.num_variables, batch), dtype=be.dtype)

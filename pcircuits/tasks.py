@@ -188,7 +188,7 @@ def complete(program, images, mask, *, method: str = "posterior-mean", batch_siz
         components (DGC-SPN 5.1, P&D's code); ``"mpe"``: the approximate most probable
         explanation (max-product and Viterbi back-tracking).
     batch_size : int or None
-        Images per pass (None: all at once).
+        Images per pass (None: as many as fit ``program.memory_budget``).
     progress : bool
         Show a progress bar over the batches.
 
@@ -208,7 +208,8 @@ def complete(program, images, mask, *, method: str = "posterior-mean", batch_siz
     evidence = np.where(hidden, np.nan, flat)
     out = np.empty_like(flat)
     for part in _batches(len(flat), batch_size, progress, f"completing ({method})"):
-        out[part] = np.asarray(to_numpy(program.inpaint(evidence[part], method=method)), dtype=np.float64)
+        out[part] = np.asarray(to_numpy(program.inpaint(evidence[part], method=method, batch_size=batch_size)),
+                               dtype=np.float64)
     out = np.where(hidden, out, flat)
     return out.reshape(arr.shape)
 

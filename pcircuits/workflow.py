@@ -277,7 +277,7 @@ def check_scorable(x: np.ndarray, mask: np.ndarray, mask_name: str, *, what: str
 
 
 def evaluate_program(program, images: np.ndarray, *, preprocess: str, shape: tuple, max_value: int,
-                     masks=("left", "bottom"), methods=("posterior-mean",), batch_size: int = 256,
+                     masks=("left", "bottom"), methods=("posterior-mean",), batch_size: int | None = None,
                      progress: bool = False) -> tuple[dict, dict]:
     """Test log-likelihood, bits per dimension and completion MSEs of ``images`` (grey levels).
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pcircuits.backend import cupy_available
@@ -66,3 +67,43 @@ def test_gpu_check_without_a_gpu_says_what_is_missing_and_exits_2(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "OUT": str(tmp_path)})
     assert result.returncode == 2
     assert "gpu-check: CuPy or a CUDA GPU is missing" in result.stderr
+
+
+def test_query_memory_benchmark_reports_peaks_and_chunked_equality():
+    records = _script("query_memory").main(["--rows", "3000", "--compare", "300"])
+    peaks, comparison = records[:3], records[3]
+    assert [r["query"] for r in peaks] == ["log_likelihood", "inpaint", "sample"]
+    assert all(r["peak_mb"] >= r["peak_mb_after_data"] > 0 for r in peaks)
+    assert comparison["mpe_equal"]
+    assert comparison["log_likelihood_max_relative_difference"] < 1e-6
+    assert comparison["inpaint_max_relative_difference"] < 1e-6
+    assert comparison["samples_of_a_seed_independent_of_count"]
+
+
+def test_diff_sampling_synthetic_trains_every_objective_and_draws_the_grid(tmp_path):
+    records = _script("diff_sampling").main(["synthetic", "--sets", "2-clusters", "9-clusters", "--epochs", "2",
+                                             "--train", "200", "--test", "100", "--out", str(tmp_path)])
+    assert [(r["set"], r["objective"]) for r in records] == [(s, o) for s in ("2-clusters", "9-clusters")
+                                                             for o in ("LL", "ADV", "MMD")]
+    for record in records:
+        assert np.isfinite(record["test_ll"]) and np.isfinite(record["test_mmd"])
+    assert len((tmp_path / "synthetic.jsonl").read_text().splitlines()) == 6
+    assert (tmp_path / "synthetic.png").stat().st_size > 0
+
+
+def test_diff_sampling_mnist_reports_the_pae_reconstruction_error(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PCIRCUITS_DATA", str(shared_data("mnist.npz").parent))
+    records = _script("diff_sampling").main(["mnist", "--train-size", "40", "--test-size", "10", "--epochs", "1",
+                                             "--batch-size", "20", "--depth", "2", "--reps", "1", "--sums", "2",
+                                             "--leaves", "2", "--latent", "2", "--out", str(tmp_path)])
+    assert [r["objective"] for r in records] == ["LL", "MMD", "PAE"]
+    assert records[2]["bce_sampled"] > 0 and records[2]["bce_conditional_mean"] > 0
+    for name in ("ll", "mmd", "pae"):
+        assert (tmp_path / f"mnist_{name}_samples.png").stat().st_size > 0
+    assert (tmp_path / "mnist_pae_reconstructions.png").stat().st_size > 0
+
+
+def test_diff_sampling_speed_times_the_relaxed_pass_against_the_exact_sampler():
+    record = _script("diff_sampling").main(["speed", "--batch", "2", "--reps", "1", "--pd-sums", "2",
+                                            "--pd-leaves", "2"])
+    assert record["exact_sample_ms"] > 0 and record["relaxed_fwd_bwd_ms"] > 0 and record["ratio"] > 0

@@ -225,14 +225,14 @@ def test_save_fsyncs_the_file_and_its_folder(tmp_path, monkeypatch):
 def test_concurrent_saves_to_one_path_use_distinct_temporaries(tmp_path, monkeypatch):
     path = tmp_path / "model.pcz"
     names = []
-    real_mkstemp = atomic.tempfile.mkstemp
+    real_create = atomic._create_temporary
 
-    def record(**options):
-        descriptor, name = real_mkstemp(**options)
+    def record(folder, prefix):
+        descriptor, name = real_create(folder, prefix)
         names.append(name)
         return descriptor, name
 
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", record)
+    monkeypatch.setattr(atomic, "_create_temporary", record)
     circuits = [sample_circuit(), pc.builders.figure1_spn()] * 4
     threads = [threading.Thread(target=c.save, args=(path,)) for c in circuits]
     for thread in threads:
@@ -242,6 +242,12 @@ def test_concurrent_saves_to_one_path_use_distinct_temporaries(tmp_path, monkeyp
     assert len(set(names)) == len(circuits)
     assert load(path).check().ok
     assert sorted(os.listdir(tmp_path)) == ["model.pcz"]
+
+
+def test_a_saved_file_has_the_permissions_of_an_ordinary_new_file(tmp_path):
+    ordinary = tmp_path / "ordinary"
+    ordinary.write_bytes(b"")
+    assert (saved(tmp_path).stat().st_mode & 0o777) == (ordinary.stat().st_mode & 0o777)
 
 
 def test_temporaries_of_dead_writers_are_removed_by_the_next_save(tmp_path):

@@ -45,6 +45,10 @@ def test_every_familys_unconstrained_form_round_trips(name, data):
         assert np.allclose(value, table[key], atol=1e-9), key
 
 
+#: Options a learner cannot do without on the registry tests' circuit (6 binary variables).
+REQUIRED_OPTIONS = {"pae": {"latent": [5]}}
+
+
 @pytest.mark.parametrize("method", sorted(LEARNERS))
 def test_every_learner_trains_and_resumes_bit_for_bit(method, tmp_path):
     x = np.random.default_rng(0).integers(0, 2, size=(60, 6)).astype(float)
@@ -54,7 +58,7 @@ def test_every_learner_trains_and_resumes_bit_for_bit(method, tmp_path):
                                       seed=0)
         program = circuit.compile(dtype="float64")
         history = fit(program, x, method=method, epochs=epochs, batch_size=16, progress=False, seed=3,
-                      checkpoint=checkpoint)
+                      checkpoint=checkpoint, **REQUIRED_OPTIONS.get(method, {}))
         return program, history
 
     straight, history = run(3, None)
@@ -67,8 +71,10 @@ def test_every_learner_trains_and_resumes_bit_for_bit(method, tmp_path):
             assert np.array_equal(value, resumed.leaf_tables[key][name])
 
 
-@pytest.mark.parametrize("method", sorted(LEARNERS))
+@pytest.mark.parametrize("method", sorted(m for m, entry in LEARNERS.items() if entry.family != "sampling"))
 def test_every_learners_combined_statistics_of_two_halves_equal_those_of_the_batch(method):
+    # sample objectives (MMD between a batch and its samples, a critic's loss) are not sums over
+    # examples; their combination is tested below
     x = np.random.default_rng(1).integers(0, 2, size=(40, 6)).astype(float)
     circuit = pc.builders.rat_spn(6, depth=1, num_repetitions=2, num_sums=2, num_leaves=2, leaf="bernoulli", seed=0)
     program = circuit.compile(dtype="float64")
@@ -82,6 +88,20 @@ def test_every_learners_combined_statistics_of_two_halves_equal_those_of_the_bat
             left, right = (whole[key], halves[key]) if key == "weights" else (whole[key]["weights"],
                                                                               halves[key]["weights"])
             assert np.allclose(left, right, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", sorted(m for m, entry in LEARNERS.items() if entry.family == "sampling"))
+def test_every_sampling_learners_combined_statistics_are_the_example_weighted_mean(method):
+    x = np.random.default_rng(1).integers(0, 2, size=(40, 6)).astype(float)
+    circuit = pc.builders.rat_spn(6, depth=1, num_repetitions=2, num_sums=2, num_leaves=2, leaf="bernoulli", seed=0)
+    program = circuit.compile(dtype="float64")
+    options = dict(pc.learning.fit.__kwdefaults__, method=method, seed=0, **REQUIRED_OPTIONS.get(method, {}))
+    learner = pc.learning.make_learner(method, program, options)
+    left = learner.statistics(x[:15], rng=program.backend.rng(0))
+    right = learner.statistics(x[15:], rng=program.backend.rng(1))
+    both = learner.combine(left, right)
+    assert both["count"] == 40 and np.isclose(both["loss_sum"], left["loss_sum"] + right["loss_sum"])
+    assert np.allclose(both["grads"]["weights"], (15 * left["grads"]["weights"] + 25 * right["grads"]["weights"]) / 40)
 
 
 def _planning_examples():

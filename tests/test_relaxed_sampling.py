@@ -280,3 +280,48 @@ def test_backward_relaxed_refuses_a_gradient_of_the_wrong_shape():
 def test_backward_relaxed_needs_a_relaxed_pass_first():
     with pytest.raises(RuntimeError, match="sample_relaxed"):
         two_gaussian_mixture().compile().backward_relaxed(np.ones((3, 1)))
+
+
+# ---- the factored (matrix-product) layers agree with the explicit ones ---------------------------
+
+def image_circuits():
+    return [pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, leaf="gaussian", seed=0),
+            pc.builders.rat_spn(8, depth=2, num_repetitions=2, num_sums=3, num_leaves=2, leaf="bernoulli", seed=0)]
+
+
+@pytest.mark.parametrize("circuit", image_circuits(), ids=["pd", "rat"])
+def test_builder_circuits_relaxed_gradients_match_finite_differences(circuit):
+    program = circuit.compile(dtype="float64")
+    noise = RelaxedNoise.draw(program, 4, 0)
+    assert {type(layer).__name__ for layer in program.inner_layers} & {"DenseSumLayer", "FusedSumLayer"}
+    analytic, numeric = directional_check(program, noise, 0.8, False, None, 1)
+    assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("circuit", image_circuits(), ids=["pd", "rat"])
+def test_factored_layers_give_the_explicit_layers_samples_and_gradients(circuit, monkeypatch):
+    from pcircuits.program.relaxed import RelaxedTape
+    program = circuit.compile(dtype="float64")
+    evidence = partial_evidence(program, 4, 2)
+    noise = RelaxedNoise.draw(program, 4, 2)
+    target = np.random.default_rng(2).normal(size=(4, circuit.num_variables))
+    results = []
+    for factored in (True, False):
+        if not factored:
+            monkeypatch.setattr(RelaxedTape, "_factored_forward", lambda *args: None)
+        x = program.sample_relaxed(temperature=0.6, noise=noise, evidence=evidence)
+        results.append((x, program.backward_relaxed(target)))
+    (x1, g1), (x2, g2) = results
+    assert np.allclose(x1, x2, atol=1e-12)
+    assert np.allclose(g1.log_weights, g2.log_weights, atol=1e-10)
+    assert np.isclose(g1.temperature, g2.temperature, atol=1e-10)
+    for key, grads in g1.leaves.items():
+        for name, value in grads.items():
+            assert np.allclose(value, g2.leaves[key][name], atol=1e-10)
+
+
+def test_a_small_temperature_falls_back_to_explicit_layers_without_nan():
+    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, seed=0).compile()
+    x = program.sample_relaxed(8, temperature=1e-3, seed=0)
+    grads = program.backward_relaxed(np.ones_like(x))
+    assert np.isfinite(x).all() and np.isfinite(grads.log_weights).all() and np.isfinite(grads.temperature)

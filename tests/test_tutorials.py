@@ -95,3 +95,19 @@ def test_builder_tutorial_draws_a_small_valid_circuit_and_trains_on_digits(tmp_p
     assert drawing(tmp_path, drawing_stem).stat().st_size > 0
     for picture in pictures:
         assert (tmp_path / picture).stat().st_size > 0
+
+
+def test_tutorial_05_samples_differentiably_and_lowers_the_mmd_by_training(tmp_path):
+    result = run_tutorial("05_differentiable_sampling.py", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "straight-through samples equal the exact draws: True" in result.stdout
+    assert "temperature 0.01 : largest distance to the exact draws of the same noise 0.0000" in result.stdout
+    assert "after MMD training (lower: True)" in result.stdout
+    assert (tmp_path / "mmd_density.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "tutorials").glob("[0-9][0-9]_*.py")))
+def test_tutorial_opens_with_a_titled_docstring_for_the_gallery(script):
+    lines = (ROOT / "tutorials" / script).read_text().splitlines()
+    assert lines[0] == '"""' and lines[1].strip(), "the docstring starts with its title line"
+    assert lines[2] == "=" * len(lines[1]), "the title is underlined with '=' of its length"

@@ -159,6 +159,22 @@ class LeafFamily:
         """The constrained parameters from unconstrained ones (the entries of ``free``)."""
         return {name: cls.constraints[name].from_unconstrained(xp, value) for name, value in free.items()}
 
+    @classmethod
+    def dtype_problems(cls, table: dict, dtype) -> list[str]:
+        """Why a stacked parameter table (float64) cannot be computed with in ``dtype``.
+
+        Each declared constraint says what its log-probabilities need (see
+        :meth:`pcircuits.constraints.Constraint.dtype_problem`); a family with other settings
+        in its table (a Binomial's ``n``) adds its own rules. Empty when the table is fine.
+        """
+        problems = []
+        for name, rule in cls.constraints.items():
+            if name in table:
+                reason = rule.dtype_problem(table[name], dtype)
+                if reason is not None:
+                    problems.append(f"{cls.name} parameter {name!r}: {reason}")
+        return problems
+
     # ---- the math the Program runs (class level, over stacked parameter tables) ---------
     # ``params`` maps names to backend arrays whose first axis is the unit axis ``U``; ``x`` has
     # shape ``(batch, U, d)`` and NaN marks a missing (marginalized) value.

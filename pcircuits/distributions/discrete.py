@@ -296,6 +296,18 @@ class Binomial(LeafFamily):
         return cls(config["n"], arrays["p"])
 
     @classmethod
+    def dtype_problems(cls, table: dict, dtype) -> list[str]:
+        """Also: ``n`` must be an integer the dtype holds exactly (``2**24`` in float32), or the
+        log binomial coefficients lose all precision."""
+        problems = super().dtype_problems(table, dtype)
+        largest = 2 ** (np.finfo(dtype).nmant + 1)
+        n = np.asarray(table.get("n", ()), dtype=np.float64)
+        if n.size and n.max() > largest:
+            problems.append(f"binomial n={int(n.max())} exceeds {largest}, the largest count "
+                            f"{np.dtype(dtype).name} holds exactly; its log-probabilities would be wrong")
+        return problems
+
+    @classmethod
     def random(cls, num_units: int, n: int = 255, rng=None) -> "Binomial":
         return cls(n, make_rng(rng).uniform(0.05, 0.95, size=num_units))
 
@@ -309,7 +321,8 @@ class Binomial(LeafFamily):
         log_choose = be.gammaln(n + 1) - be.gammaln(k + 1) - be.gammaln(n - k + 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             lp = log_choose + xp.where(k > 0, k * xp.log(p), 0.0) + xp.where(n - k > 0, (n - k) * xp.log1p(-p), 0.0)
-        return xp.where(observed, lp, 0.0).astype(x.dtype)
+        # a probability is at most 1: rounding of the log coefficients must not make it more
+        return xp.minimum(xp.where(observed, lp, 0.0), 0.0).astype(x.dtype)
 
     @staticmethod
     def grad(be, params, x, g):

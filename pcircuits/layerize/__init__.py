@@ -32,4 +32,6 @@ def layerize(circuit, backend: str = "numpy", dtype: str = "float32", *, check: 
             problems = _shape_problems(node)
             if problems:
                 raise ValueError(f"layerize: cannot compile {node.describe()}: {problems[0]}")
-    return Program(circuit, plan_layers(circuit), be)
+    program = Program(circuit, plan_layers(circuit), be)
+    program.checked = check
+    return program

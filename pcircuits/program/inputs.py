@@ -13,6 +13,9 @@ from ..backend import to_numpy
 
 __all__ = ["InputDomain"]
 
+#: dtype kinds of real numbers: bool, signed and unsigned integers, floats.
+_REAL_KINDS = "biuf"
+
 
 class InputDomain:
     """The admissible values of every variable of a circuit.
@@ -43,29 +46,37 @@ class InputDomain:
         self.num_variables = num_variables
         self.discrete, self.max_values, self.used = discrete, max_values, used
 
-    def prepare(self, x, backend, *, what: str = "x", allow_nan: bool = True):
-        """Check and convert data to a backend array of shape (batch, num_variables).
+    def coerce(self, x, *, what: str = "x"):
+        """``x`` as a host or device array of shape (batch, num_variables), its values unconverted.
 
-        Refuses, with a message naming the problem: wrong number of variables, non-numeric
-        dtype, infinite values, non-integer or out-of-range values of discrete variables.
-        Arrays of more than two dimensions (images) are flattened per example. A device array
-        already in the backend's dtype and shape is checked where it lies (one synchronization,
-        no copy); only a bad one is copied to the host, to name the problem.
+        Refuses scalars, 1-D arrays, arrays of the wrong width and dtypes that are not real
+        numbers (objects, strings, complex numbers, dates and time spans). Arrays of more than
+        two dimensions (images) are flattened per example; a NumPy masked array stays masked
+        (:meth:`prepare` treats its masked entries as missing).
         """
-        if (not backend.on_host and isinstance(x, backend.xp.ndarray) and x.dtype == backend.dtype
-                and x.ndim == 2 and x.shape[1] == self.num_variables):
-            if not self._has_problems_on_device(x, backend, allow_nan):
-                return x
-            x = to_numpy(x)
         if not isinstance(x, np.ndarray):
-            if hasattr(x, "get") and callable(x.get):                             # a device array
+            if hasattr(x, "get") and callable(x.get) and hasattr(x, "dtype"):     # a device array
+                if x.ndim == 2 and x.shape[1] == self.num_variables and x.dtype.kind in _REAL_KINDS:
+                    return x
                 x = to_numpy(x)
             elif hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):       # another DLPack producer
                 x = np.from_dlpack(x)
             else:
-                x = np.asarray(x)
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+                try:
+                    x = np.asarray(x)
+                except (TypeError, ValueError) as err:
+                    raise TypeError(f"{what} must be a numeric array ({err})") from None
+        kind = x.dtype.kind
+        if kind == "c":
+            raise TypeError(f"{what} has complex dtype {x.dtype}; a circuit's variables are real numbers (pass "
+                            f"x.real if the imaginary parts are zero)")
+        if kind in "mM":
+            raise TypeError(f"{what} has dtype {x.dtype} (dates or time spans); convert it to numbers first, "
+                            f"e.g. x / np.timedelta64(1, 's')")
+        if kind not in _REAL_KINDS:
             raise TypeError(f"{what} must be a numeric array, got dtype {x.dtype}")
+        if x.ndim == 0:
+            raise ValueError(f"{what} must have shape (batch, {self.num_variables}); got a scalar")
         if x.ndim == 1:
             raise ValueError(f"{what} must have shape (batch, {self.num_variables}); got a 1-D array of "
                              f"length {x.shape[0]} (use x[None] for a single example)")
@@ -73,13 +84,45 @@ class InputDomain:
             x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.num_variables:
             raise ValueError(f"{what} has {x.shape[1]} variables per example, the circuit has {self.num_variables}")
+        return x
+
+    def prepare(self, x, backend, *, what: str = "x", allow_nan: bool = True, offset: int = 0):
+        """Check and convert data to a backend array of shape (batch, num_variables).
+
+        Refuses, with a message naming the problem (see :meth:`coerce`): wrong shape or dtype,
+        infinite values, values too large for the backend's dtype, non-integer or out-of-range
+        values of discrete variables. Masked entries of a NumPy masked array are missing
+        values (NaN). A device array already in the backend's dtype and shape is checked where
+        it lies (one synchronization, no copy); only a bad one is copied to the host, to name
+        the problem. ``offset`` is added to the example numbers in messages (for chunks).
+        """
+        if (not backend.on_host and isinstance(x, backend.xp.ndarray) and x.dtype == backend.dtype
+                and x.ndim == 2 and x.shape[1] == self.num_variables):
+            if not self._has_problems_on_device(x, backend, allow_nan):
+                return x
+            x = to_numpy(x)
+        x = self.coerce(x, what=what)
+        if not isinstance(x, np.ndarray):
+            x = to_numpy(x)
+        if isinstance(x, np.ma.MaskedArray):
+            x = x.astype(np.float64).filled(np.nan)
         x = x.astype(np.float64, copy=False)
         nan = np.isnan(x)
         if nan.any() and not allow_nan:
-            raise ValueError(f"{what} must not contain NaN here")
+            r, c = np.argwhere(nan)[0]
+            raise ValueError(f"{what} must not contain missing values (NaN or masked) here; example {r + offset}, "
+                             f"variable {c} is missing")
         if np.isinf(x).any():
             r, c = np.argwhere(np.isinf(x))[0]
-            raise ValueError(f"{what} holds an infinite value at example {r}, variable {c}; use NaN for missing")
+            raise ValueError(f"{what} holds an infinite value at example {r + offset}, variable {c}; use NaN for "
+                             f"missing")
+        largest = float(np.finfo(backend.dtype).max)
+        with np.errstate(invalid="ignore"):
+            huge = np.abs(x) > largest
+        if huge.any():
+            r, c = np.argwhere(huge)[0]
+            raise ValueError(f"{what}[{r + offset}, {c}] = {x[r, c]:g} is too large for {backend.dtype.name} "
+                             f"(largest {largest:.3g}); compile with dtype='float64' or rescale the data")
         d = self.discrete
         if d.any():
             xd = np.where(nan[:, d], 0, x[:, d])
@@ -87,8 +130,8 @@ class InputDomain:
             if bad.any():
                 r, c = np.argwhere(bad)[0]
                 var = int(np.flatnonzero(d)[c])
-                raise ValueError(f"{what}[{r}, {var}] = {x[r, var]:g} is outside the domain of variable {var} "
-                                 f"(integers 0..{int(self.max_values[var])})")
+                raise ValueError(f"{what}[{r + offset}, {var}] = {x[r, var]:g} is outside the domain of variable "
+                                 f"{var} (integers 0..{int(self.max_values[var])})")
         return backend.asarray(x)
 
     def _has_problems_on_device(self, x, backend, allow_nan: bool) -> bool:

@@ -408,7 +408,7 @@ class DenseSumLayer:
         if choose.weighted:
             with np.errstate(divide="ignore"):
                 scores = scores + xp.log(self.weights(program)[node, unit])
-        j = choose(scores, self, rows, batch)
+        j = choose(scores, self, node, batch)
         self._activate(active, node, j, batch)
         if choose.counts is not None:
             choose.counts.append(self.slots[node, unit, j])

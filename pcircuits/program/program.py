@@ -20,11 +20,15 @@ import numpy as np
 
 from ..backend import Backend, get_backend, to_numpy
 from ..distributions.relaxations import relaxation_of
+from ..inference import DEFAULT_MEMORY_BUDGET
 from .context import SUM, PassContext
 from .inputs import InputDomain
 from .layers import DenseSumLayer, FusedSumLayer, InputLayer, ProductLayer, SumLayer, build_layer
 
 __all__ = ["Program", "Gradients"]
+
+#: How many forward passes' worth of working memory each kind of pass takes (Program.bytes_per_row).
+_PASS_FACTORS = {"forward": 1, "posterior": 2, "top_down": 2}
 
 
 @dataclass
@@ -63,18 +67,18 @@ class _Chooser:
         self.ties = ties
         self.counts = [] if counts else None
 
-    def __call__(self, scores, layer, rows, batch):
+    def __call__(self, scores, layer, nodes, batch):
         """Index of the chosen input per row of ``scores``, shape (n, num_inputs) -> (n,).
 
-        ``rows`` (n,) are the active units' rows within ``layer`` and ``batch`` (n,) their
-        examples: where the Gumbel noise is fixed (``noise``), it is read there.
+        ``nodes`` (n,) are the active units' sum nodes within ``layer`` and ``batch`` (n,) their
+        examples: where the Gumbel noise is fixed (``noise``, one vector per node), it is read there.
         """
         xp = self.backend.xp
         if self.mode == "sample":
             if self.noise is None:
                 scores = scores + self.rng.gumbel(scores.shape)
             else:
-                scores = scores + self.noise.sums[layer.start][rows, :, batch]
+                scores = scores + self.noise.sums[layer.start][nodes, :, batch]
         elif self.ties == "random":
             best = scores.max(axis=1, keepdims=True)
             tied = (scores == best) & (scores > -xp.inf)
@@ -107,6 +111,11 @@ class Program:
         self._cache = {}
         self._x = None
         self._buffers = {}
+        #: Working memory of one chunk of a query, in bytes (see pcircuits.inference).
+        self.memory_budget = DEFAULT_MEMORY_BUDGET
+        #: Whether the circuit passed its validity check when compiled (then all-missing rows
+        #: have log-probability exactly 0).
+        self.checked = False
         self._relaxed = None
 
     def _mark_root_inputs(self):
@@ -159,7 +168,11 @@ class Program:
         self.leaf_tables = {}
         for table_key, objs in plan.families.items():
             arrays = [o.table_arrays() for o in objs]
-            self.leaf_tables[table_key] = {k: be.asarray(np.concatenate([a[k] for a in arrays])) for k in arrays[0]}
+            table = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
+            problems = table_key[0].dtype_problems(table, be.dtype)
+            if problems:
+                raise ValueError(f"compile: {problems[0]}; compile with dtype='float64' (or change the parameter)")
+            self.leaf_tables[table_key] = {k: be.asarray(v) for k, v in table.items()}
 
     def _update_log_weights(self):
         xp = self.backend.xp
@@ -205,17 +218,19 @@ class Program:
         """The same program on another backend (parameters copied over)."""
         self.sync_to_circuit()
         be = get_backend(backend, dtype or self.backend.dtype.name)
-        return Program(self.circuit, self.plan, be)
+        program = Program(self.circuit, self.plan, be)
+        program.memory_budget, program.checked = self.memory_budget, self.checked
+        return program
 
     # ---- input checking ------------------------------------------------------------
-    def prepare(self, x, *, what: str = "x", allow_nan: bool = True):
+    def prepare(self, x, *, what: str = "x", allow_nan: bool = True, offset: int = 0):
         """Check and convert data to a backend array of shape (batch, num_variables).
 
         See :meth:`~pcircuits.program.inputs.InputDomain.prepare`: wrong number of variables,
         non-numeric dtype, infinite values and values outside a discrete variable's domain are
         refused with a message naming the example and the variable, before any kernel runs.
         """
-        return self.domain.prepare(x, self.backend, what=what, allow_nan=allow_nan)
+        return self.domain.prepare(x, self.backend, what=what, allow_nan=allow_nan, offset=offset)
 
     # ---- passes ------------------------------------------------------------------------
     def forward(self, x, mode: str = "sum", *, cache: bool = True):
@@ -465,7 +480,7 @@ class Program:
                                        noise=noise, root=root)
         return self._relaxed.samples
 
-    def backward_relaxed(self, grad):
+    def backward_relaxed(self, grad, *, temperature: bool = True):
         """Gradients of ``sum(grad * samples)`` of the last :meth:`sample_relaxed` with its noise
         held fixed: a :class:`~pcircuits.program.relaxed.RelaxedGradients` (log-weights, leaf
         parameters in their unconstrained forms, temperature).
@@ -474,10 +489,12 @@ class Program:
         ----------
         grad : array, shape (num_samples, num_variables)
             d(loss)/d(samples).
+        temperature : bool
+            Also the gradient with respect to the temperature (False skips its work; it is then 0).
         """
         if self._relaxed is None:
             raise RuntimeError("backward_relaxed needs a preceding sample_relaxed")
-        return self._relaxed.backward(grad)
+        return self._relaxed.backward(grad, temperature=temperature)
 
     # ---- convenience -------------------------------------------------------------------
     def statistics(self) -> dict:
@@ -492,30 +509,46 @@ class Program:
                 f"{s['edges']} edges, backend={s['backend']}, dtype={s['dtype']})")
 
     # ---- queries (see pcircuits.inference) --------------------------------------------
+    def bytes_per_row(self, query: str = "forward") -> int:
+        """An upper bound of the working memory one input row takes in a pass, in bytes.
+
+        ``"forward"``: the unit values, the widest layer's temporaries and the leaves' float64
+        work arrays; ``"posterior"`` (forward with its cache, then backward) and ``"top_down"``
+        (forward, then the selection masks and scores) take twice as much. Queries size their
+        chunks by it (:func:`pcircuits.inference.chunk_rows`).
+        """
+        if query not in _PASS_FACTORS:
+            raise ValueError(f"bytes_per_row: query must be one of {tuple(_PASS_FACTORS)}, got {query!r}")
+        item = self.backend.dtype.itemsize
+        widest = max((layer.num_edges for layer in self.inner_layers), default=0)
+        leaves = max((layer.variables_np.size for layer in self.input_layers), default=0)
+        forward = item * (2 * (self.num_units + 1) + 3 * widest) + 8 * (3 * leaves + 2 * self.num_variables)
+        return _PASS_FACTORS[query] * forward
+
     def log_likelihood(self, x, *, batch_size: int | None = None, progress: bool = False):
         """Log-probability per example (NaN = marginalized); (batch,) or (batch, num_outputs)."""
         from ..inference import log_likelihood
         return log_likelihood(self, x, batch_size=batch_size, progress=progress)
 
-    def log_conditional(self, x_query, x_evidence):
+    def log_conditional(self, x_query, x_evidence, *, batch_size: int | None = None):
         """``log p(query | evidence)`` per example."""
         from ..inference import log_conditional
-        return log_conditional(self, x_query, x_evidence)
+        return log_conditional(self, x_query, x_evidence, batch_size=batch_size)
 
-    def mpe(self, x, *, root=0):
+    def mpe(self, x, *, root=0, batch_size: int | None = None):
         """Fill NaNs with the (approximate) MPE completion."""
         from ..inference import mpe
-        return mpe(self, x, root=root)
+        return mpe(self, x, root=root, batch_size=batch_size)
 
     def sample(self, num_samples: int | None = None, evidence=None, *, seed=0, root=0):
         """Samples, optionally conditioned on ``evidence`` (NaN where free)."""
         from ..inference import sample
         return sample(self, num_samples, evidence, seed=seed, root=root)
 
-    def inpaint(self, x, *, method: str = "posterior-mean", root=0):
+    def inpaint(self, x, *, method: str = "posterior-mean", root=0, batch_size: int | None = None):
         """Complete NaNs by ``"posterior-mean"`` or ``"mpe"``."""
         from ..inference import inpaint
-        return inpaint(self, x, method=method, root=root)
+        return inpaint(self, x, method=method, root=root, batch_size=batch_size)
 
     def leaf_posteriors(self, x, *, root=0):
         """Posterior flows of all units given ``x``, shape (num_units, batch)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backend import RandomSource
 from ..distributions.relaxations import relaxation_of
 from .context import SUM
 from .layers import DenseSumLayer, FusedSumLayer, ProductLayer, SumLayer
@@ -40,8 +41,9 @@ class RelaxedNoise:
     Attributes
     ----------
     batch : int
-    sums : dict int -> array, shape (layer units, inputs per unit, batch)
-        Standard Gumbel noise of every sum unit's inputs, by the sum layer's first slot.
+    sums : dict int -> array, shape (sum nodes of the layer, inputs per node, batch)
+        Standard Gumbel noise of every sum node's inputs (shared by its units), by the sum
+        layer's first slot.
     leaves : dict int -> array, shape (batch, layer units, width)
         Every input layer's leaf noise (see the relaxation of its family), by its first slot.
     """
@@ -52,15 +54,16 @@ class RelaxedNoise:
 
     @classmethod
     def draw(cls, program, batch: int, seed=None) -> "RelaxedNoise":
-        """Fresh noise for ``batch`` samples of ``program`` from ``seed`` (on its backend)."""
+        """Fresh noise for ``batch`` samples of ``program`` from ``seed`` (an int, a NumPy
+        Generator or a backend :class:`~pcircuits.backend.RandomSource`, which it draws from)."""
         if not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"RelaxedNoise: batch must be a positive integer, got {batch!r}")
-        rng = program.backend.rng(seed)
+        rng = seed if isinstance(seed, RandomSource) else program.backend.rng(seed)
         sums = {}
         for layer in program.inner_layers:
             rule = RELAXED_RULES.get(type(layer))
             if rule is not None and rule.is_sum:
-                sums[layer.start] = rng.gumbel((layer.stop - layer.start, rule.num_inputs(layer), int(batch)))
+                sums[layer.start] = rng.gumbel_fast((rule.shape(layer)[0], rule.num_inputs(layer), int(batch)))
         leaves = {}
         for layer in program.input_layers:
             relax = relaxation_of(layer.family)
@@ -73,7 +76,7 @@ class RelaxedNoise:
             rule = RELAXED_RULES.get(type(layer))
             if rule is not None and rule.is_sum:
                 g = self.sums.get(layer.start)
-                want = (layer.stop - layer.start, rule.num_inputs(layer), self.batch)
+                want = (rule.shape(layer)[0], rule.num_inputs(layer), self.batch)
                 if g is None or tuple(g.shape) != want:
                     raise ValueError(f"RelaxedNoise: the sum layer at slot {layer.start} needs Gumbel noise of shape "
                                      f"{want}, got {None if g is None else tuple(g.shape)} (noise of another circuit?)")
@@ -129,6 +132,10 @@ class _PaddedSumRule:
         return rows[layer.inputs]
 
     @staticmethod
+    def gather_into(xp, layer, rows, out):
+        xp.take(rows, layer.inputs, axis=0, out=out)
+
+    @staticmethod
     def spread(layer, dst, flows):
         layer.scatter.add(dst, flows.reshape(-1, flows.shape[-1]))
 
@@ -162,6 +169,10 @@ class _DenseSumRule:
         return rows[layer.inputs]
 
     @staticmethod
+    def gather_into(xp, layer, rows, out):
+        xp.take(rows, layer.inputs, axis=0, out=out)
+
+    @staticmethod
     def spread(layer, dst, flows):
         batch = flows.shape[-1]
         if layer.Nb != layer.N:                 # nodes over the very same inputs: one scatter
@@ -184,6 +195,12 @@ class _FusedSumRule(_DenseSumRule):
         left = rows[layer.left]                                         # (N, n, KL, B)
         right = rows[layer.right]                                       # (N, n, KR, B)
         return (left[:, :, :, None, :] + right[:, :, None, :, :]).reshape(layer.N, layer.I, -1)
+
+    @staticmethod
+    def gather_into(xp, layer, rows, out):
+        left, right = rows[layer.left], rows[layer.right]
+        xp.add(left[:, :, :, None, :], right[:, :, None, :, :],
+               out=out.reshape(layer.N, layer.n, layer.KL, layer.KR, out.shape[-1]))
 
     @staticmethod
     def spread(layer, dst, flows):
@@ -209,6 +226,11 @@ def _rule(layer):
     return rule
 
 
+def _safe_max(xp, a, axis):
+    m = a.max(axis=axis)
+    return xp.where(xp.isfinite(m), m, 0)
+
+
 def _softmax(xp, z, axis):
     """Softmax along ``axis``; all zeros where every score is -inf (a unit that the evidence
     makes impossible, which then receives no flow)."""
@@ -220,6 +242,9 @@ def _softmax(xp, z, axis):
 
 class RelaxedTape:
     """One relaxed sampling pass: its samples and what its backward pass needs.
+
+    Its large arrays live in the Program's work buffers: a tape's backward is valid until the
+    Program's next relaxed pass (``Program.backward_relaxed`` always uses the last one).
 
     Attributes
     ----------
@@ -248,18 +273,14 @@ class RelaxedTape:
             if not rule.is_sum:
                 layer.backward(program, None, flows, None)          # each input gets the product's flow
                 continue
-            N, K, I = rule.shape(layer)
-            scores = rule.log_weights(layer, program)[..., None]                # (N, K, I, 1)
+            scores = self.noise.sums[layer.start]                                # (N, I, B)
             if values is not None:
-                scores = scores + rule.gather(layer, values)[:, None]           # (N, 1, I, B)
-            z = (scores + self.noise.sums[layer.start].reshape(N, K, I, batch)) / self.tau
-            soft = _softmax(xp, z, axis=2)
-            y = soft
-            if self.hard:
-                y = (xp.arange(I)[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]).astype(be.dtype)
-            units = flows[layer.start:layer.stop].reshape(N, K, 1, batch)
-            rule.spread(layer, flows, (y * units).sum(axis=1))
-            self.saved[layer.start] = (soft, y)
+                scores = scores + rule.gather(layer, values)
+            units = flows[layer.start:layer.stop]
+            saved = None if self.hard else self._factored_forward(layer, rule, scores, units, flows)
+            if saved is None:
+                saved = self._explicit_forward(layer, rule, scores, units, flows)
+            self.saved[layer.start] = saved
         self.flows = flows
         out = xp.zeros((program.num_variables, batch), dtype=be.dtype)
         for layer in program.input_layers:
@@ -272,14 +293,121 @@ class RelaxedTape:
             x = xp.where(xp.isnan(self.evidence), x, self.evidence)
         return x
 
+    # ---- one sum layer ---------------------------------------------------------------------
+    # A sum node's K units share one Gumbel vector over its I inputs (each induced tree holds at
+    # most one unit of a node, so the hard draws are exact either way), and so do the inputs'
+    # values under the evidence: the scores are ``log w[k, j] + S[j, b]`` with S = g + v. The
+    # soft choices then factor, ``y[k, j, b] = W[k, j] E[j, b] / Z[k, b]`` with ``W = w^(1/tau)``,
+    # ``E = exp(S / tau)`` and ``Z = W @ E``, and the pass and its adjoint are batched matrix
+    # products, like the forward and backward of the dense sum layers ("factored"). Where ``Z``
+    # underflows (small temperatures), and for straight-through choices, the layer is done with
+    # explicit (N, K, I, B) arrays instead ("explicit").
+
+    def _factored_forward(self, layer, rule, scores, units, flows):
+        """The soft layer as matrix products; None when Z underflows somewhere."""
+        xp, tau = self.program.backend.xp, self.tau
+        N, K, I = rule.shape(layer)
+        batch = scores.shape[-1]
+        program = self.program
+        log_w = rule.log_weights(layer, program)                                  # (N, K, I)
+        # the large (N, I, B) arrays live in the Program's reused buffers (fresh allocations of
+        # this size cost more page faults than arithmetic); E is kept per layer for the backward
+        E = program.buffer(("relaxed-E", layer.start), (N, I, batch))
+        xp.subtract(scores, _safe_max(xp, scores, axis=1)[:, None, :], out=E)
+        E *= 1.0 / tau
+        xp.exp(E, out=E)
+        W = xp.exp((log_w - _safe_max(xp, log_w, axis=2)[:, :, None]) / tau)      # (N, K, I)
+        Z = xp.matmul(W, E)                                                        # (N, K, B)
+        finfo = np.finfo(Z.dtype)
+        if Z.size and float(Z.min()) < finfo.tiny / finfo.eps:
+            return None
+        R = units.reshape(N, K, batch) / Z
+        inputs = program.buffer(("relaxed-work", N, I), (N, I, batch))
+        xp.matmul(W.transpose(0, 2, 1), R, out=inputs)
+        inputs *= E
+        rule.spread(layer, flows, inputs)
+        return ("factored", log_w, scores, W, E, Z)
+
+    def _factored_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature):
+        xp, tau = self.program.backend.xp, self.tau
+        _, log_w, scores, W, E, Z = saved
+        N, K, I = rule.shape(layer)
+        batch = E.shape[-1]
+        program = self.program
+        EA = program.buffer(("relaxed-EA", N, I), (N, I, batch))
+        rule.gather_into(xp, layer, adjoint, EA)                                  # children's adjoints A
+        EA *= E
+        mean = xp.matmul(W, EA)
+        mean /= Z                                                                 # (N, K, B): sum_j y_kj A_j
+        adjoint[layer.start:layer.stop] = mean.reshape(N * K, batch)
+        # dz[k, j, b] = y[k, j, b] a[k, b] (A[j, b] - mean[k, b]): sums over b and over k by matmuls
+        R = flows[layer.start:layer.stop].reshape(N, K, batch) / Z
+        RM = R * mean
+        g_log_w = xp.matmul(R, EA.transpose(0, 2, 1))
+        g_log_w -= xp.matmul(RM, E.transpose(0, 2, 1))
+        g_log_w *= W
+        g_log_w *= 1.0 / tau
+        rule.add_weight_gradient(layer, grad_log_weights, g_log_w)
+        if value_grads is None and not temperature:
+            return 0.0
+        Wt = W.transpose(0, 2, 1)
+        g_scores = xp.matmul(Wt, R)                                               # (N, I, B)
+        g_scores *= EA
+        work = program.buffer(("relaxed-work", N, I), (N, I, batch))
+        xp.matmul(Wt, RM, out=work)
+        work *= E
+        g_scores -= work
+        g_scores *= 1.0 / tau
+        if value_grads is not None:
+            rule.spread(layer, value_grads, g_scores)
+        if not temperature:
+            return 0.0
+        # d/dtau = -(1/tau) sum dz * z = -(1/tau) (sum log_w * g_log_w + sum scores * g_scores)
+        finite = xp.isfinite(log_w)
+        if self.evidence is not None:
+            scores = xp.where(xp.isfinite(scores), scores, 0)
+        return -((xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
+                 + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
+
+    def _explicit_forward(self, layer, rule, scores, units, flows):
+        xp, tau = self.program.backend.xp, self.tau
+        N, K, I = rule.shape(layer)
+        batch = scores.shape[-1]
+        z = (rule.log_weights(layer, self.program)[..., None] + scores[:, None]) / tau       # (N, K, I, B)
+        soft = _softmax(xp, z, axis=2)
+        y = soft
+        if self.hard:
+            y = (xp.arange(I)[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]).astype(soft.dtype)
+        rule.spread(layer, flows, (y * units.reshape(N, K, 1, batch)).sum(axis=1))
+        return ("explicit", soft, y)
+
+    def _explicit_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature):
+        xp, tau = self.program.backend.xp, self.tau
+        _, soft, y = saved
+        N, K, I = rule.shape(layer)
+        batch = soft.shape[-1]
+        inputs = rule.gather(layer, adjoint)[:, None]                             # (N, 1, I, B)
+        adjoint[layer.start:layer.stop] = (y * inputs).sum(axis=2).reshape(N * K, batch)
+        dy = flows[layer.start:layer.stop].reshape(N, K, 1, batch) * inputs       # (N, K, I, B)
+        dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))               # d/dz, z = scores / tau
+        with np.errstate(divide="ignore"):
+            log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
+        rule.add_weight_gradient(layer, grad_log_weights, dz.sum(axis=3) / tau)
+        if value_grads is not None:
+            rule.spread(layer, value_grads, dz.sum(axis=1) / tau)
+        # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
+        return -(dz * log_soft).sum() / tau
+
     # ---- backward ------------------------------------------------------------------------
-    def backward(self, grad) -> RelaxedGradients:
+    def backward(self, grad, *, temperature: bool = True) -> RelaxedGradients:
         """Gradients of ``sum(grad * samples)`` with the noise held fixed.
 
         Parameters
         ----------
         grad : array, shape (batch, num_variables)
             d(loss)/d(samples); entries of observed variables are ignored.
+        temperature : bool
+            Also the temperature's gradient (False skips its work and reports 0).
         """
         program, be = self.program, self.program.backend
         xp = be.xp
@@ -318,19 +446,9 @@ class RelaxedTape:
                 for column in layer.columns:
                     out += adjoint[column]
                 continue
-            N, K, I = rule.shape(layer)
-            soft, y = self.saved[layer.start]
-            inputs = rule.gather(layer, adjoint)[:, None]                         # (N, 1, I, B)
-            adjoint[layer.start:layer.stop] = (y * inputs).sum(axis=2).reshape(N * K, batch)
-            dy = flows[layer.start:layer.stop].reshape(N, K, 1, batch) * inputs   # (N, K, I, B)
-            dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))           # d/dz, z = scores / tau
-            with np.errstate(divide="ignore"):
-                log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
-            # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
-            dtau = dtau - (dz * log_soft).sum() / tau
-            rule.add_weight_gradient(layer, grad_log_weights, dz.sum(axis=3) / tau)
-            if value_grads is not None:
-                rule.spread(layer, value_grads, dz.sum(axis=1) / tau)
+            saved = self.saved[layer.start]
+            backward = self._factored_backward if saved[0] == "factored" else self._explicit_backward
+            dtau = dtau + backward(layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature)
         if value_grads is not None:
             program._forward(self.evidence, SUM, cache=True)
             through = program.backward(grad_units=value_grads[:program.num_units], leaves=bool(program.input_layers))
@@ -339,7 +457,7 @@ class RelaxedTape:
                 acc = leaf_grads.setdefault(key, {k: xp.zeros_like(v) for k, v in grads.items()})
                 for k, v in grads.items():
                     acc[k] = acc.get(k, 0) + v
-        return RelaxedGradients(grad_log_weights, leaf_grads, float(dtau))
+        return RelaxedGradients(grad_log_weights, leaf_grads, float(dtau) if temperature else 0.0)
 
 
 def relaxed_sample(program, num_samples: int | None, temperature: float, *, hard: bool = False, evidence=None,
