@@ -76,3 +76,25 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "plot_gallery": "True",
 }
+
+#: Pages of docs/ that are not part of the site (the folder's own index on the code host).
+NOT_PAGES = {"README"}
+
+
+def _add_unlisted_pages(app, docname: str, source: list[str]) -> None:
+    """Append every Markdown page of docs/ that index.md does not list to its user guide."""
+    if docname != "index":
+        return
+    text = source[0]
+    marker = ":caption: User guide\n\n"
+    listed = set(text.split())
+    missing = sorted(path.stem for path in DOCS.glob("*.md")
+                     if path.stem not in listed and path.stem not in NOT_PAGES and path.stem != "index")
+    if missing:
+        head, _, tail = text.partition(marker)
+        body, fence, rest = tail.partition("```")
+        source[0] = head + marker + body + "".join(f"{name}\n" for name in missing) + fence + rest
+
+
+def setup(app):
+    app.connect("source-read", _add_unlisted_pages)
