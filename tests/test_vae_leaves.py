@@ -250,8 +250,8 @@ def test_running_the_units_in_blocks_changes_no_value_or_gradient(pixel, trials,
 
     whole = run()
     monkeypatch.setattr(vae, "_BLOCK_ELEMENTS", 1)                 # one unit per block
-    assert len(pc.VAE._blocks(program.input_layers[0].params(program.leaf_tables[next(iter(program.leaf_tables))]),
-                              6, samples)) == 5
+    layer = program.input_layers[0]
+    assert len(pc.VAE._blocks(program.backend, layer.params(program.leaf_tables[layer.table_key]), 6, samples)) == 5
     blocked = run()
     assert np.allclose(whole[0], blocked[0], rtol=1e-12)
     for name in whole[1]:
