@@ -1,4 +1,8 @@
-"""Tutorial 4: deep convolutional Gaussian mixture models (DCGMM, Gepperth).
+"""
+Deep convolutional Gaussian mixture models
+==========================================
+
+Deep convolutional Gaussian mixture models (DCGMM, Gepperth).
 
 A DCGMM is not one circuit: it is a stack of layers, each cGMM layer a Gaussian mixture over the
 channel vectors at every position of its input, trained on its own loss. This tutorial
