@@ -215,7 +215,7 @@ def main(argv=None):
     memory.add_argument("--variables", type=int, default=64)
     memory.add_argument("--workers", type=int, default=2)
     memory.add_argument("--memory-limit", default="400MB", help="per worker")
-    memory.add_argument("--batch-size", type=int, default=4096)
+    memory.add_argument("--batch-size", type=int, default=1024)
     memory.add_argument("--folder", default=None, help="where the file is written (default: a temporary folder)")
     parser.add_argument("--out", default="out/scaling")
     args = parser.parse_args(argv)

@@ -481,17 +481,17 @@ def _combine_statistics(spec, a, b):
 
 
 def _parameters(program) -> dict:
-    """The Program's weights, log-weights and leaf tables as NumPy arrays.
+    """Copies of the Program's weights, log-weights and leaf tables as NumPy arrays.
 
     The log-weights are left out (None) when they are the logarithms of the weights, which the
     workers then take themselves (EM); a log-softmax (the gradient learners) sends both.
     """
-    weights, log_weights = to_numpy(program.weights), to_numpy(program.log_weights)
+    weights, log_weights = np.array(to_numpy(program.weights)), np.array(to_numpy(program.log_weights))
     with np.errstate(divide="ignore"):
         if np.array_equal(np.log(weights), log_weights):
             log_weights = None
     return {"weights": weights, "log_weights": log_weights,
-            "leaves": {key: {name: to_numpy(value) for name, value in table.items()}
+            "leaves": {key: {name: np.array(to_numpy(value)) for name, value in table.items()}
                        for key, table in program.leaf_tables.items()}}
 
 
