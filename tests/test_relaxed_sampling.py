@@ -298,6 +298,22 @@ def test_builder_circuits_relaxed_gradients_match_finite_differences(circuit):
     assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("with_evidence", [False, True])
+@pytest.mark.parametrize("circuit", image_circuits(), ids=["pd", "rat"])
+def test_builder_circuits_temperature_gradient_matches_finite_differences(circuit, with_evidence):
+    program = circuit.compile(dtype="float64")
+    evidence = partial_evidence(program, 4, 3) if with_evidence else None
+    noise = RelaxedNoise.draw(program, 4, 3)
+    target = np.random.default_rng(3).normal(size=(4, circuit.num_variables))
+
+    def loss(t):
+        return loss_and_grad(program.sample_relaxed(temperature=t, noise=noise, evidence=evidence), target)
+
+    _, grad = loss(0.8)
+    analytic = program.backward_relaxed(grad).temperature
+    assert np.isclose(analytic, (loss(0.8 + 1e-6)[0] - loss(0.8 - 1e-6)[0]) / 2e-6, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("circuit", image_circuits(), ids=["pd", "rat"])
 def test_factored_layers_give_the_explicit_layers_samples_and_gradients(circuit, monkeypatch):
     from pcircuits.program.relaxed import RelaxedTape

@@ -125,11 +125,6 @@ class _Window(Layer):
         s = self.stride
         return slice(a, a + s * (out_h - 1) + 1, s), slice(b, b + s * (out_w - 1) + 1, s)
 
-    @property
-    def max_coverage(self) -> int:
-        """The largest number of windows that contain one input position."""
-        return int(self._coverage().max())
-
     def _coverage(self):
         """How many windows contain each input position, shape (H', W')."""
         h, w, _ = self.input_shape

@@ -79,7 +79,8 @@ FIT_OPTIONS = {
                       optional=True),
     "valid_labels": Argument(Anything("array of int, shape (m,)"), "Labels of the validation data.", optional=True),
     "objective": Argument(Options(*OBJECTIVES), "Default: cross-entropy for gradient methods with labels and several\n"
-                          "roots, else NLL. EM always maximizes the likelihood.", optional=True),
+                          "roots, else NLL. EM always maximizes the likelihood; the sample-based methods\n"
+                          "(mmd, adversarial, pae) optimize their own objective.", optional=True),
     "progress": Argument(Boolean(), "Show a tqdm progress bar."),
     "seed": Argument(Integer(0), "Seeds the shuffles and dropout masks (epoch ``e`` uses ``default_rng([seed, e])``)."),
     "checkpoint": Argument(FolderOf(), "Written after every epoch (npz, no pickle). If it exists and ``resume`` is\n"

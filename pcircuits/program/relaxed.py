@@ -53,9 +53,13 @@ class RelaxedNoise:
     leaves: dict
 
     @classmethod
-    def draw(cls, program, batch: int, seed=None) -> "RelaxedNoise":
+    def draw(cls, program, batch: int, seed=None, *, reuse: bool = False) -> "RelaxedNoise":
         """Fresh noise for ``batch`` samples of ``program`` from ``seed`` (an int, a NumPy
-        Generator or a backend :class:`~pcircuits.backend.RandomSource`, which it draws from)."""
+        Generator or a backend :class:`~pcircuits.backend.RandomSource`, which it draws from).
+
+        ``reuse``: draw the sums' noise into the Program's work buffers (what
+        :meth:`Program.sample_relaxed` does when it draws the noise itself; the noise of an
+        earlier such draw is then overwritten)."""
         if not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"RelaxedNoise: batch must be a positive integer, got {batch!r}")
         rng = seed if isinstance(seed, RandomSource) else program.backend.rng(seed)
@@ -63,7 +67,9 @@ class RelaxedNoise:
         for layer in program.inner_layers:
             rule = RELAXED_RULES.get(type(layer))
             if rule is not None and rule.is_sum:
-                sums[layer.start] = rng.gumbel_fast((rule.shape(layer)[0], rule.num_inputs(layer), int(batch)))
+                shape = (rule.shape(layer)[0], rule.num_inputs(layer), int(batch))
+                out = program.buffer(("relaxed-noise", layer.start), shape) if reuse else None
+                sums[layer.start] = rng.gumbel_fast(shape, out=out)
         leaves = {}
         for layer in program.input_layers:
             relax = relaxation_of(layer.family)
@@ -350,6 +356,17 @@ class RelaxedTape:
         rule.add_weight_gradient(layer, grad_log_weights, g_log_w)
         if value_grads is None and not temperature:
             return 0.0
+        finite = xp.isfinite(log_w)
+        weight_part = (xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
+        if value_grads is None:
+            # only the temperature's gradient: sum_jb scores * g_scores, with the sums over the
+            # inputs done by two more products of the dense layout, (W @ (S E A)) and (W @ (S E))
+            work = program.buffer(("relaxed-work", N, I), (N, I, batch))
+            xp.multiply(scores, EA, out=work)
+            part = (R * xp.matmul(W, work)).sum()
+            xp.multiply(scores, E, out=work)
+            part = part - (RM * xp.matmul(W, work)).sum()
+            return -(weight_part + part / tau) / tau
         Wt = W.transpose(0, 2, 1)
         g_scores = xp.matmul(Wt, R)                                               # (N, I, B)
         g_scores *= EA
@@ -363,11 +380,8 @@ class RelaxedTape:
         if not temperature:
             return 0.0
         # d/dtau = -(1/tau) sum dz * z = -(1/tau) (sum log_w * g_log_w + sum scores * g_scores)
-        finite = xp.isfinite(log_w)
-        if self.evidence is not None:
-            scores = xp.where(xp.isfinite(scores), scores, 0)
-        return -((xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
-                 + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
+        scores = xp.where(xp.isfinite(scores), scores, 0)
+        return -(weight_part + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
 
     def _explicit_forward(self, layer, rule, scores, units, flows):
         xp, tau = self.program.backend.xp, self.tau
@@ -481,7 +495,7 @@ def relaxed_sample(program, num_samples: int | None, temperature: float, *, hard
     if noise is None:
         if num_samples is None:
             raise ValueError("sample_relaxed: give num_samples, evidence or noise")
-        noise = RelaxedNoise.draw(program, num_samples, seed)
+        noise = RelaxedNoise.draw(program, num_samples, seed, reuse=True)
     elif num_samples is not None and num_samples != noise.batch:
         raise ValueError(f"sample_relaxed: num_samples={num_samples} but the noise is for {noise.batch} samples")
     noise.check(program)
