@@ -681,7 +681,7 @@ def _add_train(sub) -> None:
                             "from all batches' statistics")
     train.add_argument("--em-counts", choices=("sum", "mean"), default="sum",
                        help="EM: a batch adds the sum of its examples' statistics or their mean (libspn-keras' "
-                            "units, in which DGC-SPN's smoothing 1e-2/|w| weighs batch-size times more)")
+                            "units, in which DGC-SPN's smoothing of 1e-2 per row weighs batch-size times more)")
     train.add_argument("--epochs", type=_positive_int, default=demo["epochs"], help="passes over the training data")
     train.add_argument("--batch-size", type=_positive_int, default=demo["batch_size"], help="images per update")
     train.add_argument("--lr", type=_positive_float, default=None,

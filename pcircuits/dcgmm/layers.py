@@ -561,7 +561,7 @@ class CGMM(Layer):
 
         Parameters
         ----------
-        x : array, shape (batch, *input_shape)
+        x : array, shape ``(batch, *input_shape)``
         scores : array, shape (batch, positions, K), optional
             ``log_scores(x)`` when already computed.
 
@@ -623,7 +623,7 @@ class CGMM(Layer):
         Returns
         -------
         objective : array, shape (batch,)
-        gradient : array, shape (batch, *input_shape)
+        gradient : array, shape ``(batch, *input_shape)``
         """
         xp = self.backend.xp
         flat = self._flat(x)

@@ -430,7 +430,7 @@ class Stack:
 
         Parameters
         ----------
-        control : backend array, shape (batch, *input shape of the folding layer)
+        control : backend array, shape ``(batch, *input_shape)`` of the folding layer
         layer_index : int
             0-based index of the folding layer.
 

@@ -232,6 +232,10 @@ def _rule(layer):
     return rule
 
 
+#: Largest (nodes, units, inputs, columns) array of an explicit layer before the batch is chunked.
+_EXPLICIT_ELEMENTS = 1 << 22
+
+
 def _safe_max(xp, a, axis):
     m = a.max(axis=axis)
     return xp.where(xp.isfinite(m), m, 0)
@@ -307,7 +311,8 @@ class RelaxedTape:
     # ``E = exp(S / tau)`` and ``Z = W @ E``, and the pass and its adjoint are batched matrix
     # products, like the forward and backward of the dense sum layers ("factored"). Where ``Z``
     # underflows (small temperatures), and for straight-through choices, the layer is done with
-    # explicit (N, K, I, B) arrays instead ("explicit").
+    # explicit (N, K, I, columns) arrays over chunks of the batch instead ("explicit"; the
+    # backward recomputes the choices from the stored scores).
 
     def _factored_forward(self, layer, rule, scores, units, flows):
         """The soft layer as matrix products; None when Z underflows somewhere."""
@@ -383,34 +388,63 @@ class RelaxedTape:
         scores = xp.where(xp.isfinite(scores), scores, 0)
         return -(weight_part + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
 
-    def _explicit_forward(self, layer, rule, scores, units, flows):
+    def _chunks(self, N, K, I, batch):
+        """Column ranges of the batch whose (N, K, I, columns) arrays hold at most
+        ``_EXPLICIT_ELEMENTS`` values (the explicit layers' memory stays bounded)."""
+        step = max(1, _EXPLICIT_ELEMENTS // max(1, N * K * I))
+        return [(b0, min(batch, b0 + step)) for b0 in range(0, batch, step)]
+
+    def _explicit_choices(self, layer, rule, scores, b0, b1):
+        """Soft choices (and the one-hot ones under ``hard``) of batch columns ``b0:b1``, (N, K, I, c)."""
         xp, tau = self.program.backend.xp, self.tau
+        z = (rule.log_weights(layer, self.program)[..., None] + scores[:, None, :, b0:b1]) / tau
+        soft = _softmax(xp, z, axis=2)
+        if not self.hard:
+            return soft, soft
+        one_hot = xp.arange(z.shape[2])[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]
+        return soft, one_hot.astype(soft.dtype)
+
+    def _explicit_forward(self, layer, rule, scores, units, flows):
+        xp = self.program.backend.xp
         N, K, I = rule.shape(layer)
         batch = scores.shape[-1]
-        z = (rule.log_weights(layer, self.program)[..., None] + scores[:, None]) / tau       # (N, K, I, B)
-        soft = _softmax(xp, z, axis=2)
-        y = soft
-        if self.hard:
-            y = (xp.arange(I)[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]).astype(soft.dtype)
-        rule.spread(layer, flows, (y * units.reshape(N, K, 1, batch)).sum(axis=1))
-        return ("explicit", soft, y)
+        units = units.reshape(N, K, 1, batch)
+        inputs = xp.empty((N, I, batch), dtype=scores.dtype)
+        for b0, b1 in self._chunks(N, K, I, batch):
+            _, y = self._explicit_choices(layer, rule, scores, b0, b1)
+            inputs[:, :, b0:b1] = (y * units[..., b0:b1]).sum(axis=1)
+        rule.spread(layer, flows, inputs)
+        return ("explicit", scores)
 
     def _explicit_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature):
         xp, tau = self.program.backend.xp, self.tau
-        _, soft, y = saved
+        _, scores = saved
         N, K, I = rule.shape(layer)
-        batch = soft.shape[-1]
+        batch = scores.shape[-1]
         inputs = rule.gather(layer, adjoint)[:, None]                             # (N, 1, I, B)
-        adjoint[layer.start:layer.stop] = (y * inputs).sum(axis=2).reshape(N * K, batch)
-        dy = flows[layer.start:layer.stop].reshape(N, K, 1, batch) * inputs       # (N, K, I, B)
-        dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))               # d/dz, z = scores / tau
-        with np.errstate(divide="ignore"):
-            log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
-        rule.add_weight_gradient(layer, grad_log_weights, dz.sum(axis=3) / tau)
-        if value_grads is not None:
-            rule.spread(layer, value_grads, dz.sum(axis=1) / tau)
-        # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
-        return -(dz * log_soft).sum() / tau
+        units = flows[layer.start:layer.stop].reshape(N, K, 1, batch)
+        unit_adjoints = xp.empty((N, K, batch), dtype=scores.dtype)
+        g_log_w = xp.zeros((N, K, I), dtype=scores.dtype)
+        g_scores = None if value_grads is None else xp.empty((N, I, batch), dtype=scores.dtype)
+        dtau = xp.zeros((), dtype=scores.dtype)
+        for b0, b1 in self._chunks(N, K, I, batch):
+            soft, y = self._explicit_choices(layer, rule, scores, b0, b1)
+            unit_adjoints[:, :, b0:b1] = (y * inputs[..., b0:b1]).sum(axis=2)
+            dy = units[..., b0:b1] * inputs[..., b0:b1]                          # (N, K, I, c)
+            dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))           # d/dz, z = scores / tau
+            g_log_w += dz.sum(axis=3)
+            if g_scores is not None:
+                g_scores[:, :, b0:b1] = dz.sum(axis=1)
+            if temperature:
+                with np.errstate(divide="ignore"):
+                    log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
+                # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
+                dtau = dtau - (dz * log_soft).sum() / tau
+        adjoint[layer.start:layer.stop] = unit_adjoints.reshape(N * K, batch)
+        rule.add_weight_gradient(layer, grad_log_weights, g_log_w / tau)
+        if g_scores is not None:
+            rule.spread(layer, value_grads, g_scores / tau)
+        return dtau
 
     # ---- backward ------------------------------------------------------------------------
     def backward(self, grad, *, temperature: bool = True) -> RelaxedGradients:
