@@ -167,7 +167,8 @@ def out_of_core(args) -> dict:
         data[lo:lo + 100_000] = rng.normal(size=(min(100_000, rows - lo), args.variables))
     data.flush()
     del data
-    circuit = pc.builders.rat_spn(args.variables, depth=3, num_repetitions=4, num_sums=4, num_leaves=4, seed=0)
+    circuit = pc.builders.rat_spn(args.variables, depth=args.depth, num_repetitions=args.repetitions,
+                                  num_sums=args.num_sums, num_leaves=args.num_leaves, seed=0)
     program = circuit.compile(dtype="float64")
     cluster, client = _local_cluster(args.workers, memory_limit=args.memory_limit)
     try:
@@ -184,6 +185,8 @@ def out_of_core(args) -> dict:
         cluster.close()
     limit = parse_bytes(args.memory_limit)
     record = {"file_bytes": path.stat().st_size, "rows": rows, "variables": args.variables,
+              "circuit": {"depth": args.depth, "repetitions": args.repetitions, "num_sums": args.num_sums,
+                          "num_leaves": args.num_leaves, "edges": circuit.num_edges},
               "workers": args.workers, "memory_limit_bytes": limit, "train_epoch_s": round(train_s, 1),
               "evaluate_s": round(evaluate_s, 1), "train_ll": history["train_ll"][-1], "ll": scores["ll"],
               "peak_worker_bytes": sorted(peaks.values()),
@@ -214,8 +217,12 @@ def main(argv=None):
     memory.add_argument("--gigabytes", type=float, default=1.2)
     memory.add_argument("--variables", type=int, default=64)
     memory.add_argument("--workers", type=int, default=2)
+    memory.add_argument("--depth", type=int, default=2, help="of the RAT-SPN circuit")
+    memory.add_argument("--repetitions", type=int, default=2)
+    memory.add_argument("--num-sums", type=int, default=2)
+    memory.add_argument("--num-leaves", type=int, default=2)
     memory.add_argument("--memory-limit", default="400MB", help="per worker")
-    memory.add_argument("--batch-size", type=int, default=4096)
+    memory.add_argument("--batch-size", type=int, default=1024)
     memory.add_argument("--folder", default=None, help="where the file is written (default: a temporary folder)")
     parser.add_argument("--out", default="out/scaling")
     args = parser.parse_args(argv)

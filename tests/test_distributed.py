@@ -204,14 +204,14 @@ class _KillAfterTasks(SchedulerPlugin):
 
 def test_a_worker_killed_during_an_epoch_leaves_the_result_unchanged():
     data = _data(120)
-    options = dict(method="em", mode="online", step_size=0.5, epochs=3, batch_size=8, seed=1, progress=False)
+    options = dict(method="em", mode="online", step_size=0.5, epochs=2, batch_size=15, seed=1, progress=False)
     expected = _program()
     pc.learning.fit(expected, data, **options)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         victim = max(client.run(os.getpid).values())
         order = np.random.default_rng([1, 0]).permutation(120)      # epoch 0's batches; 4 partitions of 30
-        tasks_per_epoch = sum(len(np.unique(order[i:i + 8] // 30)) for i in range(0, 120, 8))
+        tasks_per_epoch = sum(len(np.unique(order[i:i + 15] // 30)) for i in range(0, 120, 15))
         killer = _KillAfterTasks(victim, tasks_per_epoch + tasks_per_epoch // 2)
         cluster.scheduler.add_plugin(killer)
         got = _program()

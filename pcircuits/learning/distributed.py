@@ -481,17 +481,17 @@ def _combine_statistics(spec, a, b):
 
 
 def _parameters(program) -> dict:
-    """The Program's weights, log-weights and leaf tables as NumPy arrays.
+    """Copies of the Program's weights, log-weights and leaf tables as NumPy arrays.
 
     The log-weights are left out (None) when they are the logarithms of the weights, which the
     workers then take themselves (EM); a log-softmax (the gradient learners) sends both.
     """
-    weights, log_weights = to_numpy(program.weights), to_numpy(program.log_weights)
+    weights, log_weights = np.array(to_numpy(program.weights)), np.array(to_numpy(program.log_weights))
     with np.errstate(divide="ignore"):
         if np.array_equal(np.log(weights), log_weights):
             log_weights = None
     return {"weights": weights, "log_weights": log_weights,
-            "leaves": {key: {name: to_numpy(value) for name, value in table.items()}
+            "leaves": {key: {name: np.array(to_numpy(value)) for name, value in table.items()}
                        for key, table in program.leaf_tables.items()}}
 
 
@@ -581,5 +581,12 @@ def peak_worker_memory(client) -> dict:
 
 
 def _peak_memory() -> int:
+    """This process's peak resident memory: ``VmHWM`` on Linux (``ru_maxrss`` there keeps the
+    peak of the process that forked this one), ``ru_maxrss`` elsewhere."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) * (1 if sys.platform == "darwin" else 1024)
