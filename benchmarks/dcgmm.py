@@ -60,6 +60,8 @@ def run_outliers(args) -> dict:
     x_train, y_train, x_test, y_test = load(args.data, args.train_size, args.test_size)
     inliers = y_train != 0
     stack = pc.builders.dcgmm(args.instance, seed=args.seed)
+    for layer in stack.cgmm_layers:
+        layer.rates = dict(layer.rates, logits=args.weight_rate)
     history, seconds = train(stack, x_train[inliers], None, args)
     scored = time.perf_counter()
     results = {}
@@ -69,6 +71,7 @@ def run_outliers(args) -> dict:
     top = stack.layers[stack.top_cgmm].name
     return {"history": history, "train_seconds": seconds, "score_seconds": time.perf_counter() - scored,
             "train_images": int(inliers.sum()), "test_images": len(x_test), "auc_percent": results,
+            "weight_rate": args.weight_rate,
             "top_layer": top, "top_layer_auc_exact": results["exact"][top],
             "paper_top_layer_auc": {"mnist": 92.8, "fashion-mnist": 74.9}[args.data] if args.instance == "E" else None}
 
@@ -187,6 +190,9 @@ def main(argv=None):
     parser.add_argument("--divisor", type=float, default=1.0, help="divide the sampling standard deviations")
     parser.add_argument("--sharpen-iterations", type=int, default=300)
     parser.add_argument("--sharpen-step", type=float, default=1.0)
+    parser.add_argument("--weight-rate", type=float, default=1.0,
+                        help="outliers: factor of the mixture weights' step (0 keeps them uniform, the paper's "
+                             "code's default)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--epoch-images", type=int, default=0, help="timing: also time one epoch on this many images")
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])

@@ -120,9 +120,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="out/vae_leaves")
     parser.add_argument("--measure-leaf", action="store_true", help="only time the stacked leaf pass")
+    parser.add_argument("--replot", nargs="+", metavar="LOG[:MODEL]=LABEL",
+                        help="train nothing: draw the curves of earlier runs from their printed JSON lines, one "
+                             "series per log and model (or only MODEL), labelled LABEL")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.replot:
+        return replot(args.replot, os.path.join(args.out, "curves.png"))
     if args.measure_leaf:
         record = measure_leaf(seed=args.seed)
         print(json.dumps(record))
@@ -198,20 +203,46 @@ def pictures(circuit: pc.Circuit, x_test: np.ndarray, model: str, args):
                          shape=(28, 28), value_range=(0, 1), title=f"{LABELS[model]}: bottom half completed")
 
 
+def replot(specs, path: str) -> dict:
+    """Curves of earlier runs, read from the JSON lines they printed (``LOG[:MODEL]=LABEL`` each)."""
+    records = {}
+    for spec in specs:
+        source, _, label = spec.partition("=")
+        log, _, only = source.partition(":")
+        curves = {}
+        with open(log) as f:
+            for line in f:
+                if line.startswith("{") and '"epoch"' in line:
+                    entry = json.loads(line)
+                    if not only or entry["model"] == only:
+                        curves.setdefault(entry["model"], []).append(entry)
+        for model, curve in curves.items():
+            name = label if len(curves) == 1 and label else f"{LABELS[model]} ({label or log})"
+            records[name] = {"label": name, "curve": curve}
+    plot_curves(records, path)
+    return records
+
+
 def plot_curves(records: dict, path: str):
+    """Training loss and test NLL bound per epoch; runs far above the rest are drawn off scale."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for model, record in records.items():
-        epochs = [c["epoch"] for c in record["curve"]]
-        axes[0].plot(epochs, [c["train_loss"] for c in record["curve"]], marker="o", label=record["label"])
-        axes[1].plot(epochs, [c["test_nll"] for c in record["curve"]], marker="o", label=record["label"])
-    axes[0].set_title("training loss (nats, one-sample bound)")
-    axes[1].set_title("test NLL bound (nats)")
-    for ax in axes:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in ((axes[0], "train_loss", "training loss (nats, the bound trained)"),
+                           (axes[1], "test_nll", "test NLL bound (nats)")):
+        values = [c[key] for record in records.values() for c in record["curve"]]
+        low = min(values)
+        top = min(max(values), 1.6 * low)
+        for record in records.values():
+            series = [c[key] for c in record["curve"]]
+            label = record["label"] + (" (off scale)" if min(series) > top else
+                                       " (partly off scale)" if max(series) > top else "")
+            ax.plot([c["epoch"] for c in record["curve"]], series, marker="o", label=label)
+        ax.set_ylim(0.95 * low, top)
+        ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -139,12 +139,16 @@ class RandomSource:
         xp = self.backend.xp
         return (-xp.log(-xp.log(xp.clip(u, 1e-300, 1.0)))).astype(self.backend.dtype, copy=False)
 
-    def gumbel_fast(self, shape):
+    def gumbel_fast(self, shape, out=None):
         """Standard Gumbel noise in the backend's precision: ``-log(e)`` of standard exponential
-        draws ``e`` (one logarithm instead of :meth:`gumbel`'s two, in place; another stream)."""
+        draws ``e`` (one logarithm instead of :meth:`gumbel`'s two, in place; another stream).
+        ``out``: an array of that shape and dtype to fill (on NumPy; elsewhere a new array)."""
         xp = self.backend.xp
         dtype = self.backend.dtype
-        e = self._gen.standard_exponential(shape, dtype=dtype)
+        if out is not None and self.backend.on_host:
+            e = self._gen.standard_exponential(dtype=dtype, out=out)
+        else:
+            e = self._gen.standard_exponential(shape, dtype=dtype)
         xp.maximum(e, float(np.finfo(dtype).tiny), out=e)
         xp.log(e, out=e)
         xp.negative(e, out=e)

@@ -14,6 +14,7 @@ the backend and the input files are checked before any work starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -304,6 +305,32 @@ def _check_grey_levels(x: np.ndarray, settings: dict, data) -> None:
                            f"(or its max_value), or use --leaf gaussian")
 
 
+@contextlib.contextmanager
+def _cluster(args):
+    """The Dask client that ``--workers`` or ``--scheduler`` asks for (None without them), closed at the end."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise OptionalDependencyError("--workers and --scheduler need Dask: pip install 'pcircuits[distributed]'") \
+            from None
+    if args.scheduler is not None:
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except OSError as err:
+            raise CommandError(f"no Dask scheduler answers at {args.scheduler} ({err})") from None
+        with client:
+            _say(args, f"cluster: {len(client.scheduler_info()['workers'])} workers at {args.scheduler}")
+            yield client
+        return
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        _say(args, f"cluster: {args.workers} local worker processes, one thread each")
+        yield client
+
+
 def _cmd_train(args) -> int:
     from . import learning
 
@@ -332,8 +359,9 @@ def _cmd_train(args) -> int:
         _note(args, f"resuming from the checkpoint {checkpoint} ({min(done, settings['epochs'])} of "
                     f"{settings['epochs']} epochs done); pass --restart to start over")
     try:
-        history = learning.fit(program, x_train, valid=x_valid, progress=args.progress, checkpoint=checkpoint,
-                               resume=not args.restart, **_fit_options(settings))
+        with _cluster(args) as client:
+            history = learning.fit(program, x_train, valid=x_valid, progress=args.progress, checkpoint=checkpoint,
+                                   resume=not args.restart, client=client, **_fit_options(settings))
     except CheckpointError as err:
         problem = " ".join(str(err).split()).split("; ")[0]
         raise CommandError(f"{problem}; pass --restart to start over (overwriting it)") from None
@@ -344,6 +372,7 @@ def _cmd_train(args) -> int:
         "circuit": {"nodes": circuit.num_nodes, "units": circuit.num_units, "edges": circuit.num_edges,
                     "parameters": circuit.num_params},
         "history": history_record(history), "train_seconds": time.perf_counter() - started,
+        "cluster": {"workers": args.workers, "scheduler": args.scheduler},
     }
     save_model(program, args.out, record)
     if args.curve:
@@ -652,7 +681,7 @@ def _add_train(sub) -> None:
                             "from all batches' statistics")
     train.add_argument("--em-counts", choices=("sum", "mean"), default="sum",
                        help="EM: a batch adds the sum of its examples' statistics or their mean (libspn-keras' "
-                            "units, in which DGC-SPN's smoothing 1e-2/|w| weighs batch-size times more)")
+                            "units, in which DGC-SPN's smoothing of 1e-2 per row weighs batch-size times more)")
     train.add_argument("--epochs", type=_positive_int, default=demo["epochs"], help="passes over the training data")
     train.add_argument("--batch-size", type=_positive_int, default=demo["batch_size"], help="images per update")
     train.add_argument("--lr", type=_positive_float, default=None,
@@ -670,6 +699,13 @@ def _add_train(sub) -> None:
                             "again resumes from it (default: none)")
     train.add_argument("--restart", action="store_true",
                        help="with --checkpoint: start over even if the checkpoint exists, overwriting it")
+    cluster = train.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=_positive_int, default=None,
+                         help="train data-parallel on N local worker processes, one thread each (a Dask "
+                              "LocalCluster; needs pcircuits[distributed]; default: none, one process)")
+    cluster.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                         help="train data-parallel on the Dask cluster whose scheduler is at ADDRESS "
+                              "(tcp://host:8786; default: none)")
     train.add_argument("--curve", metavar="PICTURE", default=None,
                        help="also draw the learning curve to PICTURE (.png, .svg or .pdf; default: none)")
     train.add_argument("--out", default="model.pcz", help="model file to write (its record goes to OUT.json)")

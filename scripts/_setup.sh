@@ -1,4 +1,4 @@
-# Shared set-up for scripts/demo and scripts/test: a local virtual environment with the
+# Shared set-up for scripts/demo, scripts/docs and scripts/test: a local virtual environment with the
 # package and its test extras, and the `dot` program where it can be installed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -107,3 +107,13 @@ def test_diff_sampling_speed_times_the_relaxed_pass_against_the_exact_sampler():
     record = _script("diff_sampling").main(["speed", "--batch", "2", "--reps", "1", "--pd-sums", "2",
                                             "--pd-leaves", "2"])
     assert record["exact_sample_ms"] > 0 and record["relaxed_fwd_bwd_ms"] > 0 and record["ratio"] > 0
+
+
+def test_scaling_benchmark_trains_over_a_npy_file_and_reports_peak_worker_memory(tmp_path):
+    pytest.importorskip("dask.distributed")
+    record = _script("scaling").main(["--out", str(tmp_path), "out-of-core", "--gigabytes", "0.002", "--variables", "8",
+                                      "--workers", "1", "--memory-limit", "2GB", "--batch-size", "512"])
+    assert record["rows"] == int(0.002 * 2 ** 30 / 64) and len(record["peak_worker_bytes"]) == 1
+    assert 0 < record["peak_worker_bytes"][0] < record["memory_limit_bytes"] and record["peak_under_limit"]
+    assert np.isfinite(record["train_ll"]) and np.isfinite(record["ll"])
+    assert (tmp_path / "scaling_out_of_core.json").is_file()

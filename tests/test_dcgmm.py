@@ -327,6 +327,23 @@ def test_delays_grow_by_a_tenth_per_cgmm_layer_below():
     assert stack.delays() == pytest.approx([0, 0, 0, 0.1, 0.2])
 
 
+def test_a_delay_that_never_lets_the_top_layer_learn_is_refused():
+    with pytest.raises(ValueError, match="would start after 100% of training"):
+        small_stack().fit(toy_images(16), epochs=1, delay=1.0, progress=False)
+
+
+def test_labels_without_a_classifier_are_refused():
+    with pytest.raises(ValueError, match="no Classifier layer"):
+        small_stack().fit(toy_images(16), np.zeros(16, dtype=int), epochs=1, progress=False)
+
+
+def test_training_data_with_missing_values_is_refused():
+    x = toy_images(16)
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        small_stack().fit(x, epochs=1, progress=False)
+
+
 def test_training_lowers_every_layer_loss():
     """Each layer's loss, on the inputs the trained layers below give it, is lower with its
     trained parameters than with its initial ones."""
@@ -513,3 +530,19 @@ def test_a_product_over_overlapping_folded_positions_is_not_decomposable():
     whole = pc.Circuit(pc.ProductNode(layer.roots, "cartesian"))
     kinds = {violation.kind for violation in whole.check().violations}
     assert kinds == {"decomposability"}
+
+
+def test_stack_on_the_strict_device_backend_matches_numpy():
+    """The strict backend enforces CuPy's rules (no implicit host transfers) on the CPU."""
+    layers = lambda: [Folding(4, 2), CGMM(9), MaxPooling(2, 1), Folding(2, 1), CGMM(4), Classifier(2, num_inputs=2)]
+    x, labels = toy_images(48), np.arange(48) % 2
+    stacks = [Stack(layers(), (8, 8), backend=name, dtype="float64") for name in ("numpy", "strict")]
+    for stack in stacks:
+        stack.fit(x, labels, epochs=2, batch_size=16, progress=False)
+    for key, value in stacks[0].state_arrays().items():
+        np.testing.assert_allclose(stacks[1].state_arrays()[key], value, rtol=1e-10, atol=1e-12)
+    occluded = x[:3].copy()
+    occluded[:, :, 4:] = np.nan
+    np.testing.assert_allclose(stacks[1].inpaint(occluded), stacks[0].inpaint(occluded), rtol=1e-10)
+    np.testing.assert_allclose(stacks[1].sample(2, classes=[0, 1], sharpen=True, sharpen_iterations=3),
+                               stacks[0].sample(2, classes=[0, 1], sharpen=True, sharpen_iterations=3), rtol=1e-10)

@@ -298,6 +298,22 @@ def test_builder_circuits_relaxed_gradients_match_finite_differences(circuit):
     assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("with_evidence", [False, True])
+@pytest.mark.parametrize("circuit", image_circuits(), ids=["pd", "rat"])
+def test_builder_circuits_temperature_gradient_matches_finite_differences(circuit, with_evidence):
+    program = circuit.compile(dtype="float64")
+    evidence = partial_evidence(program, 4, 3) if with_evidence else None
+    noise = RelaxedNoise.draw(program, 4, 3)
+    target = np.random.default_rng(3).normal(size=(4, circuit.num_variables))
+
+    def loss(t):
+        return loss_and_grad(program.sample_relaxed(temperature=t, noise=noise, evidence=evidence), target)
+
+    _, grad = loss(0.8)
+    analytic = program.backward_relaxed(grad).temperature
+    assert np.isclose(analytic, (loss(0.8 + 1e-6)[0] - loss(0.8 - 1e-6)[0]) / 2e-6, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("circuit", image_circuits(), ids=["pd", "rat"])
 def test_factored_layers_give_the_explicit_layers_samples_and_gradients(circuit, monkeypatch):
     from pcircuits.program.relaxed import RelaxedTape
@@ -325,3 +341,22 @@ def test_a_small_temperature_falls_back_to_explicit_layers_without_nan():
     x = program.sample_relaxed(8, temperature=1e-3, seed=0)
     grads = program.backward_relaxed(np.ones_like(x))
     assert np.isfinite(x).all() and np.isfinite(grads.log_weights).all() and np.isfinite(grads.temperature)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_explicit_layers_chunked_over_the_batch_give_the_same_samples_and_gradients(hard, monkeypatch):
+    from pcircuits.program import relaxed
+    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, seed=0).compile(dtype="float64")
+    monkeypatch.setattr(relaxed.RelaxedTape, "_factored_forward", lambda *args: None)
+    evidence = partial_evidence(program, 6, 4)
+    noise = RelaxedNoise.draw(program, 6, 4)
+    target = np.random.default_rng(4).normal(size=(6, 16))
+    results = []
+    for elements in (1 << 22, 1):                                 # one chunk; one batch column per chunk
+        monkeypatch.setattr(relaxed, "_EXPLICIT_ELEMENTS", elements)
+        x = program.sample_relaxed(temperature=0.6, hard=hard, noise=noise, evidence=evidence)
+        results.append((x, program.backward_relaxed(target)))
+    (x1, g1), (x2, g2) = results
+    assert np.allclose(x1, x2, atol=1e-12)
+    assert np.allclose(g1.log_weights, g2.log_weights, atol=1e-10)
+    assert np.isclose(g1.temperature, g2.temperature, atol=1e-10)

@@ -1,19 +1,13 @@
 """Tutorial 2 (convolutional SPNs) runs from start to end and writes its drawings."""
-import importlib.util
-import runpy
-from pathlib import Path
-
-import pytest
-
-TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "02_convolutional_spns.py"
+from test_tutorials import drawing, run_tutorial
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pcircuits.viz") is None, reason="pcircuits.viz is not available")
-def test_tutorial_02_runs_and_reports_the_wrong_dilation(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(TUTORIAL), run_name="__main__")
-    output = capsys.readouterr().out
-    assert "footnote 2" in output
-    assert "decomposability" in output
-    drawings = {path.stem for path in tmp_path.iterdir()}
-    assert {"dgcspn_1x4", "wrong_dilation"} <= drawings
+def test_tutorial_02_runs_reports_the_wrong_dilation_and_draws_into_its_output_folder(tmp_path):
+    out = tmp_path / "out"
+    result = run_tutorial("02_convolutional_spns.py", tmp_path, out)
+    assert result.returncode == 0, result.stderr
+    assert "footnote 2" in result.stdout
+    assert "decomposability" in result.stdout
+    assert drawing(out, "dgcspn_1x4").stat().st_size > 0
+    assert drawing(out, "wrong_dilation").stat().st_size > 0
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]

@@ -234,3 +234,26 @@ def test_the_builder_follows_the_posters_formulas_on_other_grids(height, width, 
 def test_the_builder_refuses_images_that_are_not_whole_superpixels():
     with pytest.raises(ValueError, match="not a whole number of 4x4 superpixels"):
         pc.builders.vae_spn(10, 8)
+
+
+@pytest.mark.parametrize("pixel, trials, samples", [("bernoulli", 1, 1), ("gaussian", 1, 3)])
+def test_running_the_units_in_blocks_changes_no_value_or_gradient(pixel, trials, samples, monkeypatch):
+    from pcircuits.distributions import vae
+    program = pc.Circuit(pc.SumNode([pc.InputNode(range(3), _family(pixel, trials, samples, units=5))],
+                                    num_units=1, rng=0)).compile(dtype="float64")
+    x = _data(pixel, trials, (6, 3), seed=2)
+
+    def run():
+        values = program.forward(x).copy()
+        gradients = program.backward(inputs=True)
+        return values, {k: v.copy() for k, v in next(iter(gradients.leaves.values())).items()}, gradients.inputs.copy()
+
+    whole = run()
+    monkeypatch.setattr(vae, "_BLOCK_ELEMENTS", 1)                 # one unit per block
+    layer = program.input_layers[0]
+    assert len(pc.VAE._blocks(program.backend, layer.params(program.leaf_tables[layer.table_key]), 6, samples)) == 5
+    blocked = run()
+    assert np.allclose(whole[0], blocked[0], rtol=1e-12)
+    for name in whole[1]:
+        assert np.allclose(whole[1][name], blocked[1][name], rtol=1e-12, atol=1e-14), name
+    assert np.allclose(whole[2], blocked[2], rtol=1e-12, atol=1e-14)

@@ -1,4 +1,8 @@
-"""Tutorial 1: build a circuit by hand, look at its scopes, check it, draw it, break it.
+"""
+Building circuits by hand
+=========================
+
+Build a circuit by hand, look at its scopes, check it, draw it, break it.
 
 Run it from the repository root::
 
@@ -18,12 +22,12 @@ from pcircuits.builders import figure1_spn
 out = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PCIRCUITS_TUTORIAL_OUT", "out/tutorial01"))
 out.mkdir(parents=True, exist_ok=True)
 
-# ---------------------------------------------------------------------------------------------
-# 1. Variables and leaves.
+# %%
+# Variables and leaves
+# --------------------
 # The SPN of Figure 1 of the DGC-SPN paper is over four binary variables X1..X4. Its leaves are
 # indicators: [Xi = 1] and [Xi = 0]. An InputNode holds a leaf *family* (here Indicator) for
 # one variable; the family holds the parameters of all the node's units (here one unit each).
-# ---------------------------------------------------------------------------------------------
 variables = pc.Variables(4, names=["X1", "X2", "X3", "X4"])
 on = [pc.InputNode(v, pc.Indicator([1], num_categories=2), label=f"X{v + 1}") for v in range(4)]
 off = [pc.InputNode(v, pc.Indicator([0], num_categories=2), label=f"not X{v + 1}") for v in range(4)]
@@ -34,11 +38,11 @@ def bernoulli_mixture(v, p_true):
     return p_true * on[v] + (1 - p_true) * off[v]
 
 
-# ---------------------------------------------------------------------------------------------
-# 2. Sums and products with operators.
+# %%
+# Sums and products with operators
+# --------------------------------
 # `0.4 * a + 0.6 * b` is a one-unit SumNode with weights [0.4, 0.6]; `a * b` is a ProductNode.
 # Each component multiplies a distribution over (X1, X2) with one over (X3, X4).
-# ---------------------------------------------------------------------------------------------
 left = [bernoulli_mixture(0, 0.9) * bernoulli_mixture(1, 0.3),
         bernoulli_mixture(0, 0.2) * bernoulli_mixture(1, 0.6)]
 right = [bernoulli_mixture(2, 0.7) * bernoulli_mixture(3, 0.1),
@@ -52,34 +56,34 @@ print("Hand-built:      ", circuit)
 # The same circuit ships as a builder, written with the functions product() and mixture():
 print("figure1_spn():   ", figure1_spn())
 
-# ---------------------------------------------------------------------------------------------
-# 3. Scopes, node by node.
+# %%
+# Scopes, node by node
+# --------------------
 # `circuit.nodes` lists every node children-first. A node's scope is the set of variables below
 # it, computed once and cached; `format_scope` writes it with the variable names.
-# ---------------------------------------------------------------------------------------------
 print("\nScopes, children before parents:")
 for i, node in enumerate(circuit.nodes):
     print(f"  n{i:<3} {node.describe():<38} {circuit.variables.format_scope(node.scope)}")
 
-# ---------------------------------------------------------------------------------------------
-# 4. Check and draw.
+# %%
+# Check and draw
+# --------------
 # check() returns a ValidityReport: every sum must be smooth (children over the same scope),
 # every product decomposable (children over disjoint scopes), no cycles, normalized weights.
-# ---------------------------------------------------------------------------------------------
 report = circuit.check()
 print("\n" + str(report))
-print("drawing:", circuit.render(out / "figure1.svg", report=report))
+print("drawing:", Path(circuit.render(out / "figure1.svg", report=report)).name)
 
 # A circuit is saved as one file (JSON structure + arrays, no pickle) and loaded back exactly:
 circuit.save(out / "figure1.pcz")
 print("saved and loaded back:", pc.Circuit.load(out / "figure1.pcz"))
 
-# ---------------------------------------------------------------------------------------------
-# 5. Break decomposability on purpose.
+# %%
+# Break decomposability on purpose
+# --------------------------------
 # Nodes do not demand validity, so invalid circuits can be built and inspected. Rewire the second
 # (X1, X2) product to multiply two distributions over X1: its children now overlap, and the sum
 # S12 above it mixes a child over {X1, X2} with one over {X1} only, so it is no longer smooth.
-# ---------------------------------------------------------------------------------------------
 x1_factor = left[1].children[0]
 left[1].rewire([x1_factor, bernoulli_mixture(0, 0.5)])
 broken = circuit.check()
@@ -95,4 +99,4 @@ except pc.InvalidCircuitError as error:
     print(f"\nraise_if_invalid() raised InvalidCircuitError ({len(error.report.violations)} violations)")
 
 # The drawing marks the offending nodes in red and writes the broken property on them.
-print("drawing:", circuit.render(out / "figure1_broken.svg", report=broken))
+print("drawing:", Path(circuit.render(out / "figure1_broken.svg", report=broken)).name)

@@ -1,4 +1,8 @@
-"""Tutorial 3: an SPN whose leaves are small VAEs, next to the same SPN with plain leaves.
+"""
+VAE leaves
+==========
+
+An SPN whose leaves are small VAEs, next to the same SPN with plain leaves.
 
 Run it from the repository root::
 
@@ -23,14 +27,15 @@ digits = pc.datasets.load_digits_8x8()
 x_train = digits.x_train.reshape(len(digits.x_train), -1).astype(np.float64)
 x_test = digits.x_test.reshape(len(digits.x_test), -1).astype(np.float64)
 
-# ---------------------------------------------------------------------------------------------
-# 1. The structure. The image is cut into 4x4 superpixels; every rectangle of superpixels is a
+# %%
+# The structure
+# -------------
+# The image is cut into 4x4 superpixels; every rectangle of superpixels is a
 # region with K sum units, split at every grid line (a dense Poon-Domingos SPN). With
 # leaf="vae" each superpixel is an input node of two VAE units: each unit is a small
 # variational auto-encoder over the 16 pixels of its superpixel (here with Binomial pixels,
 # 16 trials, for the grey levels 0..16). With a univariate family instead, each superpixel is
 # itself a dense SPN over its pixels: the "vanilla" SPN of the VAE-leaves poster.
-# ---------------------------------------------------------------------------------------------
 settings = dict(superpixel=(4, 4), num_sums=2, leaves_per_superpixel=2, seed=0)
 with_vae = pc.builders.vae_spn(8, 8, leaf="vae", pixel="binomial", trials=16, latent_dim=2, hidden=16, **settings)
 vanilla = pc.builders.vae_spn(8, 8, leaf="binomial", leaf_params={"n": 16}, **settings)
@@ -41,11 +46,12 @@ for name, circuit in (("SPN + VAE leaves", with_vae), ("vanilla SPN", vanilla)):
           f"{circuit.num_params} parameters")
 with_vae.render(out / "vae_spn.svg")
 
-# ---------------------------------------------------------------------------------------------
-# 2. What a VAE leaf computes. Its log-value is the ELBO (one latent draw, KL in closed form),
+# %%
+# What a VAE leaf computes
+# ------------------------
+# Its log-value is the ELBO (one latent draw, KL in closed form),
 # or the importance-weighted bound with num_samples draws: a lower bound of log p(x), so the
 # whole circuit computes a lower bound, and the Program says so.
-# ---------------------------------------------------------------------------------------------
 program = with_vae.compile(dtype="float64")
 print(f"exact log-likelihoods: {program.exact}")
 
@@ -56,11 +62,12 @@ top_half[:, 32:] = np.nan
 print("log p(top half) bound:", np.round(program.log_likelihood(top_half), 2))
 print("log p(nothing observed):", program.log_likelihood(np.full((1, 64), np.nan)))
 
-# ---------------------------------------------------------------------------------------------
-# 3. Training. VAE leaves have no EM update; Adam trains the sum weights and all encoders and
+# %%
+# Training
+# --------
+# VAE leaves have no EM update; Adam trains the sum weights and all encoders and
 # decoders together, with fresh reparameterization noise per batch seeded by fit's seed (so a
 # run resumes bit for bit from its checkpoint).
-# ---------------------------------------------------------------------------------------------
 histories = {}
 for name, circuit in (("SPN + VAE leaves", with_vae), ("vanilla SPN", vanilla)):
     p = circuit.compile(dtype="float64")
@@ -83,13 +90,14 @@ ax.legend()
 fig.tight_layout()
 fig.savefig(out / "learning_curves.png", dpi=100)
 
-# ---------------------------------------------------------------------------------------------
-# 4. Completion and sampling. A partly observed superpixel is encoded from its observed pixels
+# %%
+# Completion and sampling
+# -----------------------
+# A partly observed superpixel is encoded from its observed pixels
 # (the missing ones zero-filled, the observation mask as extra encoder input): MPE decodes the
 # posterior mean latent and takes the most probable pixels, the posterior mean averages the
 # decoders' pixel means under the circuit's posterior over the leaves. Sampling draws a latent
 # from the prior and pixels from the decoder.
-# ---------------------------------------------------------------------------------------------
 program = with_vae.compile(dtype="float64")
 mask = np.zeros((8, 8), dtype=bool)
 mask[4:] = True
@@ -100,10 +108,11 @@ save_completion_grid(out / "completions.png", x_test[:10], mask.ravel(),
 save_image_grid(out / "samples.png", program.sample(32, seed=0), 8, shape=(8, 8), value_range=(0, 16),
                 title="SPN + VAE leaves: samples")
 
-# ---------------------------------------------------------------------------------------------
-# 5. Files. The encoders and decoders are arrays of the leaf family: they are saved with the
+# %%
+# Files
+# -----
+# The encoders and decoders are arrays of the leaf family: they are saved with the
 # circuit in a .pcz file (no pickle) and load bit for bit.
-# ---------------------------------------------------------------------------------------------
 with_vae.save(out / "vae_spn.pcz")
 loaded = pc.Circuit.load(out / "vae_spn.pcz")
 same = np.array_equal(loaded.compile(dtype="float64").log_likelihood(x_test[:20]),

@@ -1,4 +1,8 @@
-"""Tutorial 4: deep convolutional Gaussian mixture models (DCGMM, Gepperth).
+"""
+Deep convolutional Gaussian mixture models
+==========================================
+
+Deep convolutional Gaussian mixture models (DCGMM, Gepperth).
 
 A DCGMM is not one circuit: it is a stack of layers, each cGMM layer a Gaussian mixture over the
 channel vectors at every position of its input, trained on its own loss. This tutorial
@@ -15,9 +19,10 @@ channel vectors at every position of its input, trained on its own loss. This tu
    layer's log-likelihood, and shows what the validity report says when overlapping positions
    are multiplied as a circuit would need; draws the stack.
 
-Run it from any folder: ``python tutorials/04_dcgmm.py [out-folder]``. It writes its pictures
-into the out folder (default: the current folder).
+Run it from the repository root: ``python tutorials/04_dcgmm.py [output-folder]``. It writes its
+pictures into the output folder (or ``$PCIRCUITS_TUTORIAL_OUT``, default ``out/tutorial04``).
 """
+import os
 import sys
 from pathlib import Path
 
@@ -105,6 +110,6 @@ def main(out: Path):
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PCIRCUITS_TUTORIAL_OUT", "out/tutorial04"))
     target.mkdir(parents=True, exist_ok=True)
     main(target)

@@ -1,4 +1,8 @@
-"""Tutorial 5: differentiable sampling, and training a circuit for the quality of its samples.
+"""
+Differentiable sampling
+=======================
+
+Differentiable sampling, and training a circuit for the quality of its samples.
 
 Run it from the repository root::
 
@@ -20,11 +24,11 @@ from pcircuits.program import RelaxedNoise
 out = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PCIRCUITS_TUTORIAL_OUT", "out/tutorial05"))
 out.mkdir(parents=True, exist_ok=True)
 
-# ---------------------------------------------------------------------------------------------
-# 1. A circuit and some data.
+# %%
+# A circuit and some data
+# -----------------------
 # Two half moons in the plane, and a circuit that is one sum over K products of two univariate
 # Gaussian leaves (Lang et al.'s synthetic setting): a mixture of K axis-aligned Gaussians.
-# ---------------------------------------------------------------------------------------------
 rng = np.random.default_rng(0)
 t = rng.uniform(0, np.pi, 1200)
 upper = rng.random(1200) < 0.5
@@ -39,13 +43,13 @@ components = [pc.ProductNode([pc.InputNode([0], pc.Gaussian([c[0]], [0.5])), pc.
 circuit = pc.Circuit(pc.SumNode(components, weights=np.full((1, K), 1.0 / K)))
 program = circuit.compile(dtype="float64")
 
-# ---------------------------------------------------------------------------------------------
-# 2. Relaxed samples.
+# %%
+# Relaxed samples
+# ---------------
 # program.sample(n) draws exact samples: at every sum it picks one input, which has no gradient.
 # program.sample_relaxed(n, temperature) replaces the pick by a Gumbel-softmax vector y over the
 # inputs and returns the y-weighted interpolation of the inputs' samples. The noise can be
 # drawn once and passed in: the samples are then a smooth function of the parameters.
-# ---------------------------------------------------------------------------------------------
 noise = RelaxedNoise.draw(program, 5, seed=1)
 exact = program.top_down(np.full((5, 2), np.nan), mode="sample", noise=noise)
 for tau in (1.0, 0.1, 0.01):
@@ -55,21 +59,21 @@ for tau in (1.0, 0.1, 0.01):
 hard = program.sample_relaxed(temperature=0.5, hard=True, noise=noise)
 print("straight-through samples equal the exact draws:", bool(np.array_equal(hard, exact)))
 
-# ---------------------------------------------------------------------------------------------
-# 3. Gradients through the samples.
+# %%
+# Gradients through the samples
+# -----------------------------
 # backward_relaxed(d loss / d samples) returns the gradients with respect to the log-weights,
 # the leaf parameters (means and log standard deviations) and the temperature, noise fixed.
-# ---------------------------------------------------------------------------------------------
 samples = program.sample_relaxed(temperature=0.5, noise=noise)
 grads = program.backward_relaxed(2 * samples)                 # loss = sum of squared samples
 print("gradient w.r.t. the log-weights has shape", grads.log_weights.shape,
       f"and d loss / d temperature = {grads.temperature:.4f}")
 
-# ---------------------------------------------------------------------------------------------
-# 4. Train for the samples: MMD.
+# %%
+# Train for the samples: MMD
+# --------------------------
 # fit(method="mmd") draws relaxed samples every step, scores them against the batch with the
 # kernel two-sample distance (MMD, Gaussian kernels) and follows its gradient with Adam.
-# ---------------------------------------------------------------------------------------------
 widths = [0.1, 0.2, 0.5, 1.0, 2.0]
 
 
@@ -84,9 +88,9 @@ after = held_out_mmd()
 print(f"MMD to held-out data: {before:.4f} before, {after:.4f} after MMD training "
       f"(lower: {after < before})")
 
-# ---------------------------------------------------------------------------------------------
-# 5. Look at it.
-# ---------------------------------------------------------------------------------------------
+# %%
+# Look at it
+# ----------
 import matplotlib                                              # noqa: E402
 
 matplotlib.use("Agg")

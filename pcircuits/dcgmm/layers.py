@@ -125,11 +125,6 @@ class _Window(Layer):
         s = self.stride
         return slice(a, a + s * (out_h - 1) + 1, s), slice(b, b + s * (out_w - 1) + 1, s)
 
-    @property
-    def max_coverage(self) -> int:
-        """The largest number of windows that contain one input position."""
-        return int(self._coverage().max())
-
     def _coverage(self):
         """How many windows contain each input position, shape (H', W')."""
         h, w, _ = self.input_shape
@@ -566,7 +561,7 @@ class CGMM(Layer):
 
         Parameters
         ----------
-        x : array, shape (batch, *input_shape)
+        x : array, shape ``(batch, *input_shape)``
         scores : array, shape (batch, positions, K), optional
             ``log_scores(x)`` when already computed.
 
@@ -628,7 +623,7 @@ class CGMM(Layer):
         Returns
         -------
         objective : array, shape (batch,)
-        gradient : array, shape (batch, *input_shape)
+        gradient : array, shape ``(batch, *input_shape)``
         """
         xp = self.backend.xp
         flat = self._flat(x)

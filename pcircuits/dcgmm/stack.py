@@ -28,6 +28,8 @@ from .layers import CGMM, Classifier, Folding, Layer, MaxPooling
 
 __all__ = ["Stack"]
 
+#: Sharpening steps are taken on the mean objective of a batch of this many samples (the paper's code).
+SHARPEN_BATCH = 100
 _FORMAT = "pcircuits-dcgmm-checkpoint"
 _VERSION = 1
 
@@ -289,9 +291,12 @@ class Stack:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Stack.fit: {name} must be a positive int, got {value!r}")
-        if not (isinstance(delay, (int, float)) and delay >= 0 and max(self.delays(delay)) < 1):
-            raise ValueError(f"Stack.fit: delay must be >= 0 and let every layer start before the end of training "
-                             f"(largest delay fraction {max(self.delays(float(delay))):.3g} >= 1), got {delay!r}")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+            raise ValueError(f"Stack.fit: delay must be a number >= 0, got {delay!r}")
+        if max(self.delays(delay)) >= 1:
+            raise ValueError(f"Stack.fit: with delay={delay!r} the highest trainable layer would start after "
+                             f"{max(self.delays(delay)):.0%} of training; choose delay < "
+                             f"{1 / max(1, len(self.cgmm_layers) - (self.classifier is None)):.3g}")
         data = self._prepare(x, "x")
         n = int(data.shape[0])
         if self.classifier is not None and labels is None:
@@ -417,15 +422,15 @@ class Stack:
         max-component objective (eq. 8), which pulls overlapping patches towards agreeing with
         the target's components. The paper (V-D) uses I = 300, eps = 1.0.
 
-        The step is ``step_size`` in units of the inverse curvature bound: an input entry copied
-        into ``J`` patches of a target with ``P`` positions and precisions at most ``D_max``
-        has a second derivative of at most ``J D_max^2 / P`` in magnitude, so the gradient is
-        multiplied by ``step_size * P / (J D_max^2)``. ``step_size = 1`` is then a Newton step
-        where the bound is reached and never overshoots; larger steps than 2 can diverge.
+        The ascent is on the paper's loss: the target layer's objective averaged over a
+        sampling batch of ``SHARPEN_BATCH = 100`` examples (the batch the paper's code samples
+        in) and over positions. Each example therefore moves by ``step_size / 100`` times the
+        gradient of its own objective, whatever the number of samples. Larger steps pull
+        more and more patches onto the target's most probable (blank) component.
 
         Parameters
         ----------
-        control : backend array, shape (batch, *input shape of the folding layer)
+        control : backend array, shape ``(batch, *input_shape)`` of the folding layer
         layer_index : int
             0-based index of the folding layer.
 
@@ -438,8 +443,7 @@ class Stack:
             return control
         target = targets[0]
         between = self.layers[layer_index:target]
-        coverage = int(np.prod([layer.max_coverage for layer in between]))
-        scale = step_size * self.layers[target].num_positions / (coverage * self.layers[target].max_precision ** 2)
+        scale = step_size / SHARPEN_BATCH
         for _ in range(iterations):
             acts = [control]
             for layer in between:

@@ -166,7 +166,7 @@ class Bernoulli(LeafFamily):
 
 
 class Categorical(LeafFamily):
-    """Categorical leaves over ``K`` categories ``0 .. K-1``.
+    """Categorical leaves over ``K`` categories ``0, 1, ..., K-1``.
 
     Parameters
     ----------
@@ -260,7 +260,7 @@ class Categorical(LeafFamily):
 
 
 class Binomial(LeafFamily):
-    """Binomial leaves: counts ``0 .. n`` with success probability ``p[u]``.
+    """Binomial leaves: counts ``0, 1, ..., n`` with success probability ``p[u]``.
 
     Parameters
     ----------

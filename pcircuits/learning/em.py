@@ -206,6 +206,11 @@ class EM(Learner):
         self.totals = None
         self.steps = 0
 
+    @property
+    def updates_per_batch(self) -> bool:
+        """Online mode updates after every batch; full-batch mode adds up until :meth:`end_epoch`."""
+        return self.mode == "online"
+
     # ---- E-step -----------------------------------------------------------------------
     def statistics(self, x, labels=None, *, rng=None) -> dict:
         """Sufficient statistics of one batch (``rng`` is not used: ties are drawn from ``seed``).

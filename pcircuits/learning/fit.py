@@ -47,7 +47,7 @@ CHECKPOINT_FORMAT = "pcircuits-fit-checkpoint"
 CHECKPOINT_VERSION = 4
 #: ``fit`` options that do not decide the trained parameters (the data is fingerprinted instead).
 _BOOKKEEPING = frozenset({"epochs", "labels", "valid", "valid_labels", "progress", "checkpoint", "resume",
-                          "force_resume", "callback"})
+                          "force_resume", "callback", "client", "partitions"})
 #: The option tables of each learner family (other families are compared on every option).
 _FAMILY_OPTIONS = {"em": EM_OPTIONS, "gradient": GRADIENT_OPTIONS,
                    "sampling": {**GRADIENT_OPTIONS, **SAMPLING_OPTIONS}}
@@ -79,7 +79,8 @@ FIT_OPTIONS = {
                       optional=True),
     "valid_labels": Argument(Anything("array of int, shape (m,)"), "Labels of the validation data.", optional=True),
     "objective": Argument(Options(*OBJECTIVES), "Default: cross-entropy for gradient methods with labels and several\n"
-                          "roots, else NLL. EM always maximizes the likelihood.", optional=True),
+                          "roots, else NLL. EM always maximizes the likelihood; the sample-based methods\n"
+                          "(mmd, adversarial, pae) optimize their own objective.", optional=True),
     "progress": Argument(Boolean(), "Show a tqdm progress bar."),
     "seed": Argument(Integer(0), "Seeds the shuffles and dropout masks (epoch ``e`` uses ``default_rng([seed, e])``)."),
     "checkpoint": Argument(FolderOf(), "Written after every epoch (npz, no pickle). If it exists and ``resume`` is\n"
@@ -90,6 +91,14 @@ FIT_OPTIONS = {
                              "warning names them); parameters of another circuit are refused regardless."),
     "callback": Argument(CallableValue(), "``callback(epoch, history)`` after every epoch (``epoch`` counts from 1);\n"
                          "a true return value stops training.", optional=True),
+    "client": Argument(Anything('dask.distributed.Client or "local"'), "Train data-parallel on a Dask cluster: the data\n"
+                       "is split into partitions kept on the workers, which compute each batch's statistics; the\n"
+                       "client updates (``\"local\"``: a LocalCluster on this machine, closed at the end). Deterministic\n"
+                       "learners reach the single-process parameters (see :mod:`pcircuits.learning.distributed`).\n"
+                       "``data`` may then also be a ``.npy`` path (read a batch at a time), a list of ``.npz`` shards or a\n"
+                       "dask array.", optional=True),
+    "partitions": Argument(Integer(1), "With ``client``: how many partitions an array or ``.npy`` file is split into\n"
+                           "(default twice the number of workers).", optional=True),
 }
 
 
@@ -103,16 +112,29 @@ def fit(program, data, *, method: str = "em", epochs: int = 10, batch_size: int 
         hard: bool = False, num_samples: int | None = None, ll_weight: float = 0.0, bandwidths=None,
         learned_kernel=None, critic_hidden=(64, 64), critic_lr: float = 2e-4, critic_steps: int = 1, latent=None,
         reconstruction: str = "bce", progress: bool = True, seed: int = 0, checkpoint=None, resume: bool = True,
-        force_resume: bool = False, callback=None) -> History:
+        force_resume: bool = False, callback=None, client=None, partitions: int | None = None) -> History:
     options = {name: value for name, value in locals().items() if name not in ("program", "data")}
+    if client is not None:
+        from .distributed import client_session
+        check_arguments("fit", {**FIT_OPTIONS, **PARAMETER_OPTIONS, **EM_OPTIONS, **GRADIENT_OPTIONS,
+                                **SAMPLING_OPTIONS}, options)
+        if LEARNERS[method].family not in ("em", "gradient"):
+            raise ValueError(f"fit: method {method!r} keeps state besides the circuit's parameters and does not run on "
+                             f"a cluster; the EM and gradient methods do")
+        with client_session(client) as session:
+            return _fit(program, data, dict(options, client=session))
+    return _fit(program, data, options)
+
+
+def _fit(program, data, options: dict) -> History:
     run = TrainingRun(program, data, options)
-    learner = make_learner(method, program, run.options)
+    learner = make_learner(options["method"], program, run.options)
     history, start = run.resume(learner)
     bar = run.progress_bar(start)
-    for epoch in range(start, epochs):
+    for epoch in range(start, options["epochs"]):
         history.append(run.epoch(learner, epoch, bar))
         run.save(learner, epoch + 1, history)
-        if callback is not None and callback(epoch + 1, history):
+        if options["callback"] is not None and options["callback"](epoch + 1, history):
             break
     if bar is not None:
         bar.close()
@@ -131,7 +153,8 @@ fit.__doc__ = f"""Train ``program`` on ``data``; returns the per-epoch :class:`H
     program : Program
         From ``circuit.compile()``; trained in place.
     data : array, shape (n, num_variables)
-        Training data (images are flattened); NaN marks missing values.
+        Training data (images are flattened); NaN marks missing values. With ``client``
+        also the path of a ``.npy`` file, a list of ``.npz`` shards or a dask array.
 {document_arguments(FIT_OPTIONS)}
 
     Other Parameters
@@ -154,6 +177,8 @@ class TrainingRun:
     ----------
     program : Program
     data : array, shape (n, num_variables)
+        With a ``client`` option: anything :class:`~pcircuits.learning.distributed.DataPartitions`
+        takes; the data then stays on the workers.
     options : dict
         Every ``fit`` option by name; checked here, before any learner is made.
     """
@@ -164,14 +189,27 @@ class TrainingRun:
         check_arguments("fit", {**FIT_OPTIONS, **PARAMETER_OPTIONS, **EM_OPTIONS, **GRADIENT_OPTIONS,
                                 **SAMPLING_OPTIONS}, options)
         self.program = program
-        self.x = program.prepare(data, what="data")
-        self.n = n = int(self.x.shape[0])
+        self.cluster = None
+        if options["client"] is not None:
+            from .distributed import DataPartitions
+            self.x = None
+            self.partitions = DataPartitions(options["client"], data, options["labels"], program.num_variables,
+                                             partitions=options["partitions"])
+            self.n = n = self.partitions.n
+        else:
+            self.x = program.prepare(data, what="data")
+            self.n = n = int(self.x.shape[0])
         if n == 0:
             raise ValueError("fit: data has no examples")
         self.labels = None if options["labels"] is None else check_labels(options["labels"], n, program.num_outputs)
         options = dict(options, objective=self._objective(options))
         self.valid, self.valid_labels = self._validation(options)
         self.options = options
+        if options["client"] is not None:
+            from .distributed import DistributedEpochs
+            learner_options = {k: v for k, v in options.items() if k not in _BOOKKEEPING}
+            self.cluster = DistributedEpochs(options["client"], program, self.partitions, options["method"],
+                                             learner_options)
 
     def _objective(self, options: dict) -> str:
         objective, entry = options["objective"], LEARNERS[options["method"]]
@@ -225,27 +263,47 @@ class TrainingRun:
             bar.set_description(f"fit {options['method']} epoch {epoch + 1}/{options['epochs']}")
         learner.start_epoch(epoch)
         loss_sum, correct, measured = 0.0, 0, False
-        for start in range(0, self.n, options["batch_size"]):
-            idx = order[start:start + options["batch_size"]]
-            stats = learner.step(self.x[be.index(idx)], None if self.labels is None else self.labels[idx],
-                                 rng=device_rng)
+        if self.cluster is not None and not learner.updates_per_batch:
+            batches = [self._whole_epoch(learner, epoch)]
+        else:
+            batches = (self._batch(learner, order[start:start + options["batch_size"]], epoch, step, device_rng)
+                       for step, start in enumerate(range(0, self.n, options["batch_size"])))
+        for step, (stats, count) in enumerate(batches):
             if not math.isfinite(stats["loss_sum"]):
+                where = f"batch {step + 1}" if count == 1 else f"all {count} batches"
+                data = "" if self.x is None else f" (|x| up to {float(np.nanmax(np.abs(to_numpy(self.x)))):.3g})"
                 raise NonFiniteError(
-                    f"fit: the loss of epoch {epoch + 1}, batch {start // options['batch_size'] + 1} is "
-                    f"{stats['loss_sum']}: some example has probability 0 or one outside what "
-                    f"{be.dtype.name} can evaluate (|x| up to {float(np.nanmax(np.abs(to_numpy(self.x)))):.3g}); "
-                    f"standardize the data, compile with dtype='float64', or lower the learning rate")
+                    f"fit: the loss of epoch {epoch + 1}, {where} is {stats['loss_sum']}: some example has "
+                    f"probability 0 or one outside what {be.dtype.name} can evaluate{data}; standardize the data, "
+                    f"compile with dtype='float64', or lower the learning rate")
             loss_sum += stats["loss_sum"]
             if stats["correct"] is not None:
                 correct, measured = correct + stats["correct"], True
             if bar is not None:
-                bar.update(1)
+                bar.update(count)
         learner.end_epoch()
         self._check_parameters(epoch)
         record = self._record(epoch, loss_sum, correct if measured else None, started)
         if bar is not None:
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k not in ("epoch", "seconds")})
         return record
+
+    def _whole_epoch(self, learner, epoch: int) -> tuple[dict, int]:
+        """All batches of an epoch on the cluster at once (the learner's parameters stay fixed
+        until ``end_epoch``, so each partition's statistics are one task); the count of batches."""
+        stats = self.cluster.epoch_statistics(self.options["batch_size"], epoch)
+        learner.update(stats)
+        return stats, self.num_batches
+
+    def _batch(self, learner, idx, epoch: int, step: int, device_rng) -> tuple[dict, int]:
+        """One training step on the examples ``idx``: their statistics and the count of batches (1)."""
+        if self.cluster is not None:
+            stats = self.cluster.statistics(idx, epoch, step)
+            learner.update(stats)
+            return stats, 1
+        be = self.program.backend
+        return learner.step(self.x[be.index(idx)], None if self.labels is None else self.labels[idx],
+                            rng=device_rng), 1
 
     def _check_parameters(self, epoch: int):
         """Refuse to go on when an update made a weight or leaf parameter NaN or infinite."""
@@ -300,10 +358,13 @@ class TrainingRun:
         """A hash of the training data (as the Program sees it) and the labels."""
         if getattr(self, "_fingerprint", None) is None:
             digest = hashlib.blake2b(digest_size=16)
-            digest.update(repr((tuple(self.x.shape), str(self.x.dtype))).encode())
-            rows = max(1, (1 << 24) // max(1, self.x.shape[1] * self.x.dtype.itemsize))
-            for start in range(0, self.n, rows):
-                digest.update(np.ascontiguousarray(to_numpy(self.x[start:start + rows])).tobytes())
+            if self.x is None:
+                self.partitions.fingerprint(digest, self.program.backend.dtype)
+            else:
+                digest.update(repr((tuple(self.x.shape), str(self.x.dtype))).encode())
+                rows = max(1, (1 << 24) // max(1, self.x.shape[1] * self.x.dtype.itemsize))
+                for start in range(0, self.n, rows):
+                    digest.update(np.ascontiguousarray(to_numpy(self.x[start:start + rows])).tobytes())
             if self.labels is not None:
                 digest.update(np.ascontiguousarray(to_numpy(self.labels)).astype(np.int64).tobytes())
             self._fingerprint = digest.hexdigest()

@@ -14,7 +14,8 @@ anywhere (a worker process holding a partition of the data) and the second once:
 ``update(stats)``
     Change the parameters (EM's M-step, or an optimizer step).
 ``start_epoch(epoch)`` / ``end_epoch()``
-    Schedules (learning-rate decay) and epoch-level updates (full-batch EM's M-step).
+    Schedules (learning-rate decay) and epoch-level updates (full-batch EM's M-step);
+    ``updates_per_batch`` says whether ``update`` changes the parameters or only adds up.
 ``state()`` / ``load_state(arrays)``
     Everything that a resumed run needs besides the Program's parameters, as named arrays.
 ``settings()``
@@ -49,6 +50,13 @@ class Learner:
 
     #: The objectives this learner can optimize.
     objectives: tuple[str, ...] = ("nll",)
+
+    @property
+    def updates_per_batch(self) -> bool:
+        """Whether :meth:`update` changes the parameters. False when it only adds up statistics
+        until :meth:`end_epoch` (full-batch EM), so that an epoch's batches may be computed
+        together, in any grouping."""
+        return True
 
     def start_epoch(self, epoch: int):
         """Called before the first batch of epoch ``epoch`` (counted from 0)."""

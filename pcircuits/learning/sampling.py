@@ -274,7 +274,7 @@ class SampleLearner(GradientLearner):
             if bool(xp.isnan(x).any()):
                 raise ValueError(f"SampleLearner: the {self.sample_objective} objective compares samples with "
                                  f"complete data; the batch has missing values")
-            noise = RelaxedNoise.draw(program, self.num_samples or batch, rng)
+            noise = RelaxedNoise.draw(program, self.num_samples or batch, rng, reuse=True)
             samples = program.sample_relaxed(temperature=self.tau, hard=self.hard, noise=noise)
             if self.sample_objective == "mmd" and self.kernel is not None:
                 for _ in range(self.critic_steps):
@@ -321,7 +321,7 @@ class SampleLearner(GradientLearner):
         code = self.encode(x)
         given = xp.full(x.shape, xp.nan, dtype=x.dtype)
         given[:, self.latent] = code
-        noise = RelaxedNoise.draw(program, int(x.shape[0]), rng)
+        noise = RelaxedNoise.draw(program, int(x.shape[0]), rng, reuse=True)
         recon = program.sample_relaxed(temperature=self.tau, hard=self.hard, evidence=given, noise=noise)
         target = x[:, self.observed]
         if bool(xp.isnan(target).any()):

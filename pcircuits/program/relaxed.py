@@ -53,9 +53,13 @@ class RelaxedNoise:
     leaves: dict
 
     @classmethod
-    def draw(cls, program, batch: int, seed=None) -> "RelaxedNoise":
+    def draw(cls, program, batch: int, seed=None, *, reuse: bool = False) -> "RelaxedNoise":
         """Fresh noise for ``batch`` samples of ``program`` from ``seed`` (an int, a NumPy
-        Generator or a backend :class:`~pcircuits.backend.RandomSource`, which it draws from)."""
+        Generator or a backend :class:`~pcircuits.backend.RandomSource`, which it draws from).
+
+        ``reuse``: draw the sums' noise into the Program's work buffers (what
+        :meth:`Program.sample_relaxed` does when it draws the noise itself; the noise of an
+        earlier such draw is then overwritten)."""
         if not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"RelaxedNoise: batch must be a positive integer, got {batch!r}")
         rng = seed if isinstance(seed, RandomSource) else program.backend.rng(seed)
@@ -63,7 +67,9 @@ class RelaxedNoise:
         for layer in program.inner_layers:
             rule = RELAXED_RULES.get(type(layer))
             if rule is not None and rule.is_sum:
-                sums[layer.start] = rng.gumbel_fast((rule.shape(layer)[0], rule.num_inputs(layer), int(batch)))
+                shape = (rule.shape(layer)[0], rule.num_inputs(layer), int(batch))
+                out = program.buffer(("relaxed-noise", layer.start), shape) if reuse else None
+                sums[layer.start] = rng.gumbel_fast(shape, out=out)
         leaves = {}
         for layer in program.input_layers:
             relax = relaxation_of(layer.family)
@@ -226,6 +232,10 @@ def _rule(layer):
     return rule
 
 
+#: Largest (nodes, units, inputs, columns) array of an explicit layer before the batch is chunked.
+_EXPLICIT_ELEMENTS = 1 << 22
+
+
 def _safe_max(xp, a, axis):
     m = a.max(axis=axis)
     return xp.where(xp.isfinite(m), m, 0)
@@ -301,7 +311,8 @@ class RelaxedTape:
     # ``E = exp(S / tau)`` and ``Z = W @ E``, and the pass and its adjoint are batched matrix
     # products, like the forward and backward of the dense sum layers ("factored"). Where ``Z``
     # underflows (small temperatures), and for straight-through choices, the layer is done with
-    # explicit (N, K, I, B) arrays instead ("explicit").
+    # explicit (N, K, I, columns) arrays over chunks of the batch instead ("explicit"; the
+    # backward recomputes the choices from the stored scores).
 
     def _factored_forward(self, layer, rule, scores, units, flows):
         """The soft layer as matrix products; None when Z underflows somewhere."""
@@ -350,6 +361,17 @@ class RelaxedTape:
         rule.add_weight_gradient(layer, grad_log_weights, g_log_w)
         if value_grads is None and not temperature:
             return 0.0
+        finite = xp.isfinite(log_w)
+        weight_part = (xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
+        if value_grads is None:
+            # only the temperature's gradient: sum_jb scores * g_scores, with the sums over the
+            # inputs done by two more products of the dense layout, (W @ (S E A)) and (W @ (S E))
+            work = program.buffer(("relaxed-work", N, I), (N, I, batch))
+            xp.multiply(scores, EA, out=work)
+            part = (R * xp.matmul(W, work)).sum()
+            xp.multiply(scores, E, out=work)
+            part = part - (RM * xp.matmul(W, work)).sum()
+            return -(weight_part + part / tau) / tau
         Wt = W.transpose(0, 2, 1)
         g_scores = xp.matmul(Wt, R)                                               # (N, I, B)
         g_scores *= EA
@@ -363,40 +385,66 @@ class RelaxedTape:
         if not temperature:
             return 0.0
         # d/dtau = -(1/tau) sum dz * z = -(1/tau) (sum log_w * g_log_w + sum scores * g_scores)
-        finite = xp.isfinite(log_w)
-        if self.evidence is not None:
-            scores = xp.where(xp.isfinite(scores), scores, 0)
-        return -((xp.where(finite, log_w, 0) * xp.where(finite, g_log_w, 0)).sum()
-                 + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
+        scores = xp.where(xp.isfinite(scores), scores, 0)
+        return -(weight_part + xp.vdot(scores.ravel(), g_scores.ravel())) / tau
+
+    def _chunks(self, N, K, I, batch):
+        """Column ranges of the batch whose (N, K, I, columns) arrays hold at most
+        ``_EXPLICIT_ELEMENTS`` values (the explicit layers' memory stays bounded)."""
+        step = max(1, _EXPLICIT_ELEMENTS // max(1, N * K * I))
+        return [(b0, min(batch, b0 + step)) for b0 in range(0, batch, step)]
+
+    def _explicit_choices(self, layer, rule, scores, b0, b1):
+        """Soft choices (and the one-hot ones under ``hard``) of batch columns ``b0:b1``, (N, K, I, c)."""
+        xp, tau = self.program.backend.xp, self.tau
+        z = (rule.log_weights(layer, self.program)[..., None] + scores[:, None, :, b0:b1]) / tau
+        soft = _softmax(xp, z, axis=2)
+        if not self.hard:
+            return soft, soft
+        one_hot = xp.arange(z.shape[2])[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]
+        return soft, one_hot.astype(soft.dtype)
 
     def _explicit_forward(self, layer, rule, scores, units, flows):
-        xp, tau = self.program.backend.xp, self.tau
+        xp = self.program.backend.xp
         N, K, I = rule.shape(layer)
         batch = scores.shape[-1]
-        z = (rule.log_weights(layer, self.program)[..., None] + scores[:, None]) / tau       # (N, K, I, B)
-        soft = _softmax(xp, z, axis=2)
-        y = soft
-        if self.hard:
-            y = (xp.arange(I)[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]).astype(soft.dtype)
-        rule.spread(layer, flows, (y * units.reshape(N, K, 1, batch)).sum(axis=1))
-        return ("explicit", soft, y)
+        units = units.reshape(N, K, 1, batch)
+        inputs = xp.empty((N, I, batch), dtype=scores.dtype)
+        for b0, b1 in self._chunks(N, K, I, batch):
+            _, y = self._explicit_choices(layer, rule, scores, b0, b1)
+            inputs[:, :, b0:b1] = (y * units[..., b0:b1]).sum(axis=1)
+        rule.spread(layer, flows, inputs)
+        return ("explicit", scores)
 
     def _explicit_backward(self, layer, rule, saved, adjoint, flows, grad_log_weights, value_grads, temperature):
         xp, tau = self.program.backend.xp, self.tau
-        _, soft, y = saved
+        _, scores = saved
         N, K, I = rule.shape(layer)
-        batch = soft.shape[-1]
+        batch = scores.shape[-1]
         inputs = rule.gather(layer, adjoint)[:, None]                             # (N, 1, I, B)
-        adjoint[layer.start:layer.stop] = (y * inputs).sum(axis=2).reshape(N * K, batch)
-        dy = flows[layer.start:layer.stop].reshape(N, K, 1, batch) * inputs       # (N, K, I, B)
-        dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))               # d/dz, z = scores / tau
-        with np.errstate(divide="ignore"):
-            log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
-        rule.add_weight_gradient(layer, grad_log_weights, dz.sum(axis=3) / tau)
-        if value_grads is not None:
-            rule.spread(layer, value_grads, dz.sum(axis=1) / tau)
-        # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
-        return -(dz * log_soft).sum() / tau
+        units = flows[layer.start:layer.stop].reshape(N, K, 1, batch)
+        unit_adjoints = xp.empty((N, K, batch), dtype=scores.dtype)
+        g_log_w = xp.zeros((N, K, I), dtype=scores.dtype)
+        g_scores = None if value_grads is None else xp.empty((N, I, batch), dtype=scores.dtype)
+        dtau = xp.zeros((), dtype=scores.dtype)
+        for b0, b1 in self._chunks(N, K, I, batch):
+            soft, y = self._explicit_choices(layer, rule, scores, b0, b1)
+            unit_adjoints[:, :, b0:b1] = (y * inputs[..., b0:b1]).sum(axis=2)
+            dy = units[..., b0:b1] * inputs[..., b0:b1]                          # (N, K, I, c)
+            dz = soft * (dy - (soft * dy).sum(axis=2, keepdims=True))           # d/dz, z = scores / tau
+            g_log_w += dz.sum(axis=3)
+            if g_scores is not None:
+                g_scores[:, :, b0:b1] = dz.sum(axis=1)
+            if temperature:
+                with np.errstate(divide="ignore"):
+                    log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
+                # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
+                dtau = dtau - (dz * log_soft).sum() / tau
+        adjoint[layer.start:layer.stop] = unit_adjoints.reshape(N * K, batch)
+        rule.add_weight_gradient(layer, grad_log_weights, g_log_w / tau)
+        if g_scores is not None:
+            rule.spread(layer, value_grads, g_scores / tau)
+        return dtau
 
     # ---- backward ------------------------------------------------------------------------
     def backward(self, grad, *, temperature: bool = True) -> RelaxedGradients:
@@ -481,7 +529,7 @@ def relaxed_sample(program, num_samples: int | None, temperature: float, *, hard
     if noise is None:
         if num_samples is None:
             raise ValueError("sample_relaxed: give num_samples, evidence or noise")
-        noise = RelaxedNoise.draw(program, num_samples, seed)
+        noise = RelaxedNoise.draw(program, num_samples, seed, reuse=True)
     elif num_samples is not None and num_samples != noise.batch:
         raise ValueError(f"sample_relaxed: num_samples={num_samples} but the noise is for {noise.batch} samples")
     noise.check(program)
