@@ -74,10 +74,14 @@ def _round_trip_seconds(client, repeats: int = 50) -> float:
 
 
 def epochs(args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="scaling-") as folder:
+        return _epochs(args, Path(folder))
+
+
+def _epochs(args, folder: Path) -> dict:
     from threadpoolctl import threadpool_limits
 
     x = _mnist(args.train_size)
-    folder = Path(tempfile.mkdtemp(prefix="scaling-"))
     np.save(folder / "mnist.npy", x)
     program = _program(args, x)
     parameters = _parameters(program)

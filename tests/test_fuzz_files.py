@@ -1,7 +1,9 @@
 """Fuzzing: mutated model files and checkpoints load correctly or fail with the one error type.
 
 Valid ``.pcz`` files and ``fit`` checkpoints are mutated at every level (bytes of the archive,
-fields of the JSON record, ``.npy`` headers, array values), and each mutant must either load
+fields of the JSON record, ``.npy`` headers, array values, entries; for model files also targeted
+hostile structures: absurd array shapes and offsets, a child repeated thousands of times, a
+cartesian product claiming up to 2**30 units), and each mutant must either load
 (a circuit whose ``check()`` runs; a resumed history) or raise ``CircuitFileError`` /
 ``CheckpointError``, within a time and memory bound. 500 examples each, also in CI.
 """
@@ -177,6 +179,37 @@ def entry_mutations(draw, data: bytes) -> bytes:
     return archive(entries)
 
 
+@st.composite
+def hostile_structures(draw, data: bytes) -> bytes:
+    """Targeted edits of a model file's structure: absurd array shapes and offsets, and products
+    that repeat one child many times (cartesian ones claiming up to 2**30 units)."""
+    entries = members(data)
+    structure = json_of(entries["structure.npy"])
+    kind = draw(st.sampled_from(["shape", "offset", "repeat"]))
+    if kind in ("shape", "offset"):
+        reference = structure["arrays"][draw(st.sampled_from(sorted(structure["arrays"])))]
+        if kind == "shape":
+            reference["shape"] = draw(st.just([0, 2 ** 62, 2 ** 62]) | st.lists(
+                st.sampled_from([0, 1, 2, 2 ** 31, 2 ** 62]), max_size=100))
+        else:
+            reference["offset"] = draw(st.sampled_from([2 ** 31, 2 ** 62, 2 ** 64, -1]))
+    else:
+        leaves = [i for i, node in enumerate(structure["nodes"]) if node["kind"] == "input"]
+        child = draw(st.sampled_from(leaves))
+        units = structure["nodes"][child]["num_units"]
+        if units > 1 and draw(st.booleans()):
+            count = draw(st.integers(2, 30))
+            record = {"kind": "product", "label": None, "num_units": min(units ** count, 2 ** 31 - 1),
+                      "children": [child] * count, "pattern": "cartesian"}
+        else:
+            record = {"kind": "product", "label": None, "num_units": units,
+                      "children": [child] * draw(st.sampled_from([2, 1000, 20_000])), "pattern": "elementwise"}
+        structure["nodes"].append(record)
+        structure["roots"].append(len(structure["nodes"]) - 1)
+    entries["structure.npy"] = json_npy(structure)
+    return archive(entries)
+
+
 def mutants(data: bytes, record: str):
     return st.one_of(byte_mutations(data), record_mutations(data, record), header_mutations(data),
                      value_mutations(data), entry_mutations(data))
@@ -209,7 +242,8 @@ MODEL_FILES = [saved(sample_circuit()), saved(figure1_spn()),
 
 
 @FUZZ
-@given(data=st.sampled_from(range(len(MODEL_FILES))).flatmap(lambda i: mutants(MODEL_FILES[i], "structure.npy")))
+@given(data=st.sampled_from(range(len(MODEL_FILES))).flatmap(
+    lambda i: mutants(MODEL_FILES[i], "structure.npy") | hostile_structures(MODEL_FILES[i])))
 def test_mutated_model_files_load_or_raise_circuit_file_error(tmp_path, data):
     path = tmp_path / "mutant.pcz"
     path.write_bytes(data)

@@ -293,6 +293,10 @@ class DataPartitions:
     partitions : int, optional
         How many partitions an array or ``.npy`` file is split into (default: twice the number
         of workers); shards and dask arrays keep theirs (one per shard, per chunk of rows).
+    align : int
+        Split arrays and ``.npy`` files on multiples of ``align`` rows (``fit`` aligns on its
+        batch size, so that blocks of a batch fill every partition but the last and the
+        Programs on the workers see one batch shape).
 
     Attributes
     ----------
@@ -303,7 +307,7 @@ class DataPartitions:
         One per partition: its :class:`ArrayPartition` or :class:`NpyPartition`.
     """
 
-    def __init__(self, client, data, labels, num_variables: int, *, partitions: int | None = None):
+    def __init__(self, client, data, labels, num_variables: int, *, partitions: int | None = None, align: int = 1):
         self.client, self.num_variables = client, int(num_variables)
         if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, (int, np.integer))
                                        or partitions < 1):
@@ -324,7 +328,7 @@ class DataPartitions:
                 raise ValueError(f"the .npy file {path} is stored in Fortran order; save it in C order")
             self.kind, self.path = "npy", path
             self._check_shape(mapped.shape)
-            self.bounds = _even_bounds(mapped.shape[0], wanted)
+            self.bounds = _even_bounds(mapped.shape[0], wanted, align)
             self.futures = [client.submit(_npy_partition, path, lo, hi, self._label_slice(p), pure=False)
                             for p, (lo, hi) in enumerate(zip(self.bounds[:-1], self.bounds[1:]))]
         elif _is_dask_array(data):
@@ -340,7 +344,7 @@ class DataPartitions:
             array = np.asarray(data)
             self.kind, self.array = "array", array
             self._check_shape(array.shape)
-            self.bounds = _even_bounds(array.shape[0], wanted)
+            self.bounds = _even_bounds(array.shape[0], wanted, align)
             self.futures = [client.submit(_array_partition, array[lo:hi], self._label_slice(p), pure=False)
                             for p, (lo, hi) in enumerate(zip(self.bounds[:-1], self.bounds[1:]))]
         self.n = int(self.bounds[-1])
@@ -399,8 +403,11 @@ def _whole_npy(data: np.memmap) -> bool:
     return whole.shape == data.shape and whole.dtype == data.dtype and whole.offset == data.offset
 
 
-def _even_bounds(n: int, parts: int) -> np.ndarray:
-    return np.linspace(0, n, min(parts, max(n, 1)) + 1).astype(np.int64)
+def _even_bounds(n: int, parts: int, align: int = 1) -> np.ndarray:
+    """Bounds of about ``parts`` partitions of ``n`` rows, on multiples of ``align`` (except ``n``)."""
+    blocks = -(-n // align)
+    bounds = np.linspace(0, blocks, min(parts, max(blocks, 1)) + 1).round().astype(np.int64) * align
+    return np.unique(np.minimum(bounds, n))
 
 
 def _npy_partition(path: str, start: int, stop: int, labels):

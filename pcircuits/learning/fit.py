@@ -194,7 +194,7 @@ class TrainingRun:
             from .distributed import DataPartitions
             self.x = None
             self.partitions = DataPartitions(options["client"], data, options["labels"], program.num_variables,
-                                             partitions=options["partitions"])
+                                             partitions=options["partitions"], align=options["batch_size"])
             self.n = n = self.partitions.n
         else:
             self.x = program.prepare(data, what="data")
