@@ -116,7 +116,19 @@ class RelaxedGradients:
 
 # ---- per layer kind: the sum layers seen as N nodes of K units over I inputs ------------------
 
-class _PaddedSumRule:
+class _InputRowsRule:
+    """Sum layers whose ``inputs`` index the rows of their inputs directly."""
+
+    @staticmethod
+    def gather(layer, rows):
+        return rows[layer.inputs]
+
+    @staticmethod
+    def gather_into(xp, layer, rows, out):
+        xp.take(rows, layer.inputs, axis=0, out=out)
+
+
+class _PaddedSumRule(_InputRowsRule):
     """:class:`SumLayer`: every unit its own node (``K = 1``); padding has log-weight -inf."""
 
     is_sum = True
@@ -134,14 +146,6 @@ class _PaddedSumRule:
         return layer.log_weights(program)[:, None, :]
 
     @staticmethod
-    def gather(layer, rows):
-        return rows[layer.inputs]
-
-    @staticmethod
-    def gather_into(xp, layer, rows, out):
-        xp.take(rows, layer.inputs, axis=0, out=out)
-
-    @staticmethod
     def spread(layer, dst, flows):
         layer.scatter.add(dst, flows.reshape(-1, flows.shape[-1]))
 
@@ -150,7 +154,7 @@ class _PaddedSumRule:
         layer.weight_scatter.add(grad, edge[:, 0, :][layer.valid_b])
 
 
-class _DenseSumRule:
+class _DenseSumRule(_InputRowsRule):
     """:class:`DenseSumLayer`: ``N`` nodes of ``K`` units over the same ``I`` inputs."""
 
     is_sum = True
@@ -169,14 +173,6 @@ class _DenseSumRule:
             return program.log_weights[layer.slot0:layer.slot0 + layer.N * layer.K * layer.I].reshape(
                 layer.N, layer.K, layer.I)
         return program.log_weights[layer.slots]
-
-    @staticmethod
-    def gather(layer, rows):
-        return rows[layer.inputs]
-
-    @staticmethod
-    def gather_into(xp, layer, rows, out):
-        xp.take(rows, layer.inputs, axis=0, out=out)
 
     @staticmethod
     def spread(layer, dst, flows):
