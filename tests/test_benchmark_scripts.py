@@ -117,3 +117,20 @@ def test_scaling_benchmark_trains_over_a_npy_file_and_reports_peak_worker_memory
     assert 0 < record["peak_worker_bytes"][0] < record["memory_limit_bytes"] and record["peak_under_limit"]
     assert np.isfinite(record["train_ll"]) and np.isfinite(record["ll"])
     assert (tmp_path / "scaling_out_of_core.json").is_file()
+
+
+def test_program_cpu_agrees_with_and_times_the_pytorch_reference(capsys):
+    pytest.importorskip("torch")
+    records = _script("program_cpu").main(["--compare", "torch", "--cases", "digits", "--reps", "1", "--rounds", "1"])
+    (record,) = records
+    assert record["ll_max_abs_error"] <= 1e-4 and record["grad_max_rel_error"] <= 1e-5
+    for library in ("pcircuits", "torch"):
+        assert record[f"{library}_forward_ms_batch1"] > 0 and record[f"{library}_forward_ms_batch16"] > 0
+
+
+def test_program_cpu_floor_counts_the_leaf_layer():
+    module = _script("program_cpu")
+    import pcircuits as pc
+    program = pc.builders.rat_spn(16, depth=2, num_repetitions=2, num_sums=2, num_leaves=3, seed=0).compile()
+    leaf_values = sum(layer.variables_np.size + layer.stop - layer.start for layer in program.input_layers)
+    assert module.leaf_floor_ms(program, 10, 4e9) == pytest.approx(leaf_values * 10 * 4 / 4e9 * 1e3)

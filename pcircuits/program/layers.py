@@ -93,15 +93,23 @@ class InputLayer:
     def forward(self, program, values, x, context, cache):
         be = self.backend
         params = self.params(program.leaf_tables[self.table_key])
-        xg = self.gather_inputs(x)
-        noise = self.noise(params, xg.shape[0], context.rng)
-        if noise is not None and cache is not None:
-            cache[("leaf-noise", self.start)] = noise
-            logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+        out = values[self.start:self.stop]
+        if self.family.stochastic:
+            xg = self.gather_inputs(x)
+            noise = self.noise(params, xg.shape[0], context.rng)
+            if cache is not None:
+                cache[("leaf-noise", self.start)] = noise
+                logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+            else:
+                logp = self.log_prob(params, xg, noise)
+            out[...] = logp.T
         else:
-            logp = self.log_prob(params, xg, noise)
-        if context.mode == "max":
+            noise = None
+            self.family.log_prob_units(be, params, program.inputs_t, self.variables, out,
+                                       missing=program.inputs_missing)
+        if context.mode == "max" and program.inputs_missing:
             # a missing variable takes the leaf's most probable value (given the observed ones)
+            xg = self.gather_inputs(x)
             missing = be.xp.isnan(xg).any(axis=2)
             if be.maybe_any(missing):
                 if self.family.conditional:
@@ -109,13 +117,12 @@ class InputLayer:
                 else:
                     mode_x = self.family.mode(be, params)[None]
                 filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
-                logp = be.xp.where(missing, self.log_prob(params, filled, noise), logp)
+                out[...] = be.xp.where(missing, self.log_prob(params, filled, noise), out.T).T
         if context.leaf_dropout:
-            dropped = context.rng.bernoulli_mask(logp.shape, context.leaf_dropout)
-            be.xp.putmask(logp, dropped, 0)
+            dropped = context.rng.bernoulli_mask((out.shape[1], out.shape[0]), context.leaf_dropout)
+            be.xp.putmask(out, dropped.T, 0)
             if cache is not None:
                 cache[("leaf-dropout", self.start)] = dropped
-        values[self.start:self.stop] = logp.T
 
     def backward(self, program, values, grads, cache):
         """Leaf parameters are not weights: their gradients come from :meth:`Program.backward`'s
