@@ -22,7 +22,8 @@ first checks, in float64, that the two agree (log-likelihoods to 1e-4, gradients
 log-weights and leaf parameters to 1e-5 relative), then times float32 forward and
 forward+backward passes (median of ``--reps``); the least disturbed round (smallest median) is
 reported. It is skipped with a message when PyTorch is not installed (``pip install
-pcircuits[bench]``).
+pcircuits[bench]``). ``--baseline DIR`` also times the pcircuits package of another source folder
+(an earlier version) in the same interleaved rounds.
 
     python benchmarks/program_cpu.py --compare torch [--cases pd8 pd32 rat digits] [--reps 7] [--rounds 3]
 """
@@ -268,16 +269,21 @@ def compare(args) -> list[dict]:
     script = Path(__file__).resolve()
     env = _pin_threads(args.threads)
     env["PYTHONPATH"] = os.pathsep.join([str(script.parent), str(script.parents[1]), env.get("PYTHONPATH", "")])
+    envs = {"pcircuits": env, "torch": env}
+    if args.baseline:
+        envs["baseline"] = dict(env, PYTHONPATH=os.pathsep.join([str(script.parent), str(Path(args.baseline).resolve()),
+                                                                  env.get("PYTHONPATH", "")]))
     records = []
     for case in args.cases:
-        runs = {"pcircuits": [], "torch": []}
+        runs = {library: [] for library in envs}
         for round_ in range(args.rounds):
-            order = ("pcircuits", "torch") if round_ % 2 == 0 else ("torch", "pcircuits")
+            order = list(envs) if round_ % 2 == 0 else list(envs)[::-1]
             for library in order:
-                out = subprocess.run([sys.executable, str(script), "--worker", library, "--case", case,
+                worker = "pcircuits" if library == "baseline" else library
+                out = subprocess.run([sys.executable, str(script), "--worker", worker, "--case", case,
                                       "--reps", str(args.reps), "--batch", str(args.batch),
                                       "--threads", str(args.threads)],
-                                     env=env, check=True, capture_output=True, text=True).stdout
+                                     env=envs[library], check=True, capture_output=True, text=True).stdout
                 runs[library].append(json.loads(out.splitlines()[-1]))
         record = {"case": case, "threads": args.threads, "reps": args.reps, "rounds": args.rounds,
                   "load_average": os.getloadavg()[0]}
@@ -287,9 +293,11 @@ def compare(args) -> list[dict]:
                     record[f"{library}_{key}"] = round(min(r[key] for r in results), 3)
         record.update({k: runs["torch"][0][k] for k in ("ll_max_abs_error", "grad_max_rel_error")})
         for key in list(record):
-            if key.startswith("pcircuits_"):
-                name = key[len("pcircuits_"):]
-                record[f"ratio_{name}"] = round(record[key] / record[f"torch_{name}"], 3)
+            for library in ("pcircuits", "baseline"):
+                if key.startswith(f"{library}_"):
+                    name = key[len(library) + 1:]
+                    prefix = "ratio" if library == "pcircuits" else "baseline_ratio"
+                    record[f"{prefix}_{name}"] = round(record[key] / record[f"torch_{name}"], 3)
         print(json.dumps(record), flush=True)
         records.append(record)
     return records
@@ -315,6 +323,8 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="+", default=list(COMPARE_CASES), choices=list(COMPARE_CASES))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline", help="also time the pcircuits package found in this source folder (another "
+                                           "version), in its own processes")
     parser.add_argument("--worker", choices=["pcircuits", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=list(COMPARE_CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
