@@ -281,3 +281,50 @@ def test_segment_layers_read_every_input_layer_once_per_pass():
     program = pc.Circuit(pc.ProductNode(mixtures)).compile(dtype="float64")
     assert sum(isinstance(layer, InputLayer) for layer in program.layers) == 1
     assert [type(layer) for layer in program.inner_layers] == [SegmentSumLayer, SegmentProductLayer]
+
+
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "gaussian")), st.integers(0, 2**31 - 1))
+def test_segment_layers_agree_with_their_padded_form_on_every_pass(circuit, seed):
+    from pcircuits.program.context import MAX, SUM
+    program = circuit.compile(dtype="float64")
+    x = program.prepare(with_missing(program.sample(5, seed=seed), seed))
+    rng = np.random.default_rng(seed)
+    for context in (SUM, MAX):
+        program._forward(x, context)
+        values = program.values
+        for layer in program.inner_layers:
+            ours, padded = values.copy(), values.copy()
+            layer.forward(program, ours, x, context, None)
+            layer.padded.forward(program, padded, x, context, None)
+            assert np.allclose(ours[layer.start:layer.stop], padded[layer.start:layer.stop], rtol=1e-13, atol=0)
+    program._forward(x, SUM)
+    values = program.values.copy()
+    for layer in program.inner_layers:
+        grads = rng.normal(size=values.shape)
+        results = []
+        for runner in (layer, layer.padded):
+            g = grads.copy()
+            program.grad_log_weights = np.zeros_like(program.weights)
+            runner.backward(program, values.copy(), g, {})
+            results.append((g, program.grad_log_weights.copy()))
+        assert np.allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+        assert np.allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=5, deadline=None)
+@given(scalar_circuits(leaves=("gaussian",)))
+def test_strict_device_runs_segment_layers_without_pulling_scalars(circuit):
+    from pcircuits.strict_device import TRANSFERS, reset_transfers
+    device = circuit.compile(backend="strict", dtype="float64")
+    x = np.random.default_rng(0).normal(size=(16, circuit.num_variables))
+    x[::3, ::2] = np.nan
+    x = device.backend.asarray(x)
+    reset_transfers()
+    device.forward(x, mode="sum")
+    device.backward()
+    device.forward(x, mode="max")
+    device.top_down(x, mode="sample", seed=0)
+    assert TRANSFERS["copy"] == 0
+    # each public pass checks its input once; the segment layers pull nothing
+    assert TRANSFERS["scalar"] <= 3
