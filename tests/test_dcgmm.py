@@ -155,6 +155,18 @@ def test_cgmm_forward_marginalizes_missing_entries():
     np.testing.assert_allclose(layer.forward(missing), reduced.forward(x[..., [0, 2]]), rtol=1e-10)
 
 
+def test_cgmm_keeps_its_weights_uniform_unless_given_a_weight_rate():
+    layer = built(CGMM(4), (2, 2, 3))
+    x = np.random.default_rng(10).normal(size=(5, 2, 2, 3))
+    _, grads = layer.objective_and_gradients(x)
+    assert np.abs(grads["logits"]).max() > 0
+    layer.apply_gradients(grads)
+    np.testing.assert_array_equal(layer.weights(), np.full((1, 4), 0.25))
+    layer.rates = dict(layer.rates, logits=2.0)
+    layer.apply_gradients(grads)
+    np.testing.assert_allclose(layer.logits, 2.0 * layer.learning_rate * grads["logits"])
+
+
 def test_cgmm_exact_log_likelihood_is_the_log_sum_of_the_scores():
     layer = random_cgmm((2, 2, 3), 4)
     x = np.random.default_rng(6).normal(size=(3, 2, 2, 3))
