@@ -96,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test-size", type=int, default=None,
                         help="score the first N test images (default: all; per category for Caltech)")
     parser.add_argument("--categories", nargs="+", default=None,
-                        help="Caltech categories to run (default: all 101, in the file's order)")
+                        help="Caltech categories to run, in this order (default: all 101, in the file's order)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first run")
     parser.add_argument("--runs", type=int, default=1, help="independent runs, seeds seed .. seed + runs - 1")
     parser.add_argument("--jobs", type=int, default=1, help="models trained at once, each in its own process")
@@ -395,7 +395,7 @@ def main(argv=None) -> list[dict]:
         if unknown:
             raise SystemExit(f"completion: unknown Caltech categories {unknown}; categories are case-sensitive, "
                              f"for example {every[:6]}")
-        categories = [c for c in every if args.categories is None or c in args.categories]
+        categories = list(dict.fromkeys(args.categories)) if args.categories else every
     if not args.summarize:
         todo = pending(args, categories)
         print(json.dumps({"models_to_train": len(todo), "already_done": args.runs * len(categories) - len(todo)}),

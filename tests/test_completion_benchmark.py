@@ -49,13 +49,13 @@ def test_completion_scores_both_halves_both_methods_and_the_baseline_on_a_tiny_s
     assert (tmp_path / f"{tag}_left.png").stat().st_size > 0 and (tmp_path / f"{tag}_bottom.png").stat().st_size > 0
 
 
-def test_caltech_trains_one_model_per_category_and_a_rerun_trains_only_the_missing_ones(shared_data, tmp_path,
-                                                                                          monkeypatch):
+def test_caltech_trains_one_model_per_category_in_the_given_order_and_a_rerun_trains_only_the_missing_ones(
+        shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("PCIRCUITS_DATA", str(shared_data("caltech101_pd64.npz").parent))
-    argv = ["--data", "caltech", *TINY, "--categories", "dolphin", "helicopter", "--out", str(tmp_path)]
+    argv = ["--data", "caltech", *TINY, "--categories", "helicopter", "dolphin", "--out", str(tmp_path)]
     completion.main(argv)
     first = _records(tmp_path)
-    assert sorted(r["category"] for r in first) == ["dolphin", "helicopter"]
+    assert [r["category"] for r in first] == ["helicopter", "dolphin"]
     (tmp_path / "results.jsonl").write_text(json.dumps(first[0]) + "\n")
     completion.main(argv)
     second = _records(tmp_path)
