@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layerize.plan import DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec, SumLayerSpec
+from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
+                              SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec)
 from .context import SUM
 from .scatter import Scatter, add_at
 
-__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "COMPILE_RULES", "build_layer"]
+__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "SegmentProductLayer",
+           "SegmentSumLayer", "COMPILE_RULES", "build_layer"]
 
 # largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
 _MAX_CHUNK_ELEMENTS = 1 << 24
@@ -495,9 +497,175 @@ class FusedSumLayer(DenseSumLayer):
         active[self.right[node, split, rest % self.KR], batch] = True
 
 
+class _SegmentLayer:
+    """Scalar nodes as a flat edge list in rounds (see
+    :class:`~pcircuits.layerize.plan.SegmentLayerSpec`): round ``r`` is the contiguous block of
+    the ``r``-th inputs of the layer's first ``n_r`` units, so a reduction over every unit's
+    inputs is one elementwise operation per round on a prefix of the layer's rows, with no
+    padding and no scattered writes. The top-down and relaxed passes see the layer in its padded
+    form (:attr:`padded`, made on first use)."""
+
+    def __init__(self, spec, backend):
+        self.backend = backend
+        self.start, self.stop = spec.start, spec.stop
+        self.spec = spec
+        self.inputs_np = spec.inputs
+        bounds = np.concatenate([[0], np.cumsum(spec.round_sizes)])
+        self.rounds = [(int(lo), int(n)) for lo, n in zip(bounds[:-1], spec.round_sizes)]
+        self.inputs = backend.index(spec.inputs)
+        self.round_inputs = [backend.index(spec.inputs[lo:lo + n]) for lo, n in self.rounds]
+        self.scatter = Scatter(backend, spec.inputs)
+        self.num_edges = int(len(spec.inputs))
+        self._padded = None
+
+    def _padded_table(self, fill: int, values: np.ndarray) -> np.ndarray:
+        """``values`` per edge as a (units, largest fan-in) table, padded with ``fill``."""
+        table = np.full((self.stop - self.start, len(self.rounds)), fill, dtype=np.int64)
+        for r, (lo, n) in enumerate(self.rounds):
+            table[:n, r] = values[lo:lo + n]
+        return table
+
+    def _reduce(self, ufunc, edges, out):
+        """``out[u] = ufunc.reduce`` over unit ``u``'s rows of ``edges`` (E, batch)."""
+        out[...] = edges[:self.rounds[0][1]]
+        for lo, n in self.rounds[1:]:
+            ufunc(out[:n], edges[lo:lo + n], out=out[:n])
+
+    def _spread(self, rows, edges, ufunc=None):
+        """Every unit's row of ``rows`` (U, batch) onto its edges' rows of ``edges``: copied, or
+        combined in place with ``ufunc``."""
+        for lo, n in self.rounds:
+            if ufunc is None:
+                edges[lo:lo + n] = rows[:n]
+            else:
+                ufunc(edges[lo:lo + n], rows[:n], out=edges[lo:lo + n])
+
+
+class SegmentProductLayer(_SegmentLayer):
+    """Scalar products: ``value[u]`` is the sum of the log-values of unit ``u``'s inputs."""
+
+    kind = "product"
+
+    def __init__(self, spec: SegmentProductLayerSpec, backend):
+        super().__init__(spec, backend)
+        self.root_input_rows = None     # units that feed a root (set by the Program)
+
+    @property
+    def padded(self) -> ProductLayer:
+        """The same products as a padded :class:`ProductLayer`."""
+        if self._padded is None:
+            table = self._padded_table(self.spec.zero_slot, self.inputs_np)
+            self._padded = ProductLayer(ProductLayerSpec(self.start, self.stop, table, self.spec.zero_slot),
+                                        self.backend)
+        return self._padded
+
+    @property
+    def columns(self):
+        """The padded form's input columns (the relaxed pass's adjoint reads them)."""
+        return self.padded.columns
+
+    def forward(self, program, values, x, context, cache):
+        xp = self.backend.xp
+        out = values[self.start:self.stop]
+        xp.take(values, self.round_inputs[0], axis=0, out=out)
+        if len(self.rounds) > 1:
+            scratch = program.scratch("segment-round", self.rounds[1][1], values.shape[1])
+            for (lo, n), inputs in zip(self.rounds[1:], self.round_inputs[1:]):
+                xp.take(values, inputs, axis=0, out=scratch[:n])
+                out[:n] += scratch[:n]
+        if context.product_dropout:
+            dropped = context.rng.bernoulli_mask(out.shape, context.product_dropout)
+            if context.spare_root_inputs and self.root_input_rows is not None:
+                dropped[self.root_input_rows] = False
+            xp.putmask(out, dropped, -xp.inf)
+
+    def backward(self, program, values, grads, cache):
+        flows = program.scratch("segment-edges", self.num_edges, grads.shape[1])
+        self._spread(grads[self.start:self.stop], flows)
+        self.scatter.add(grads, flows)
+
+    def select(self, program, values, active, choose):
+        xp = self.backend.xp
+        for (lo, n), inputs in zip(self.rounds, self.round_inputs):
+            units, batch = xp.nonzero(active[self.start:self.start + n])
+            active[inputs[units], batch] = True
+
+
+class SegmentSumLayer(_SegmentLayer):
+    """Scalar sums: ``value[u] = logsumexp_e(log w[e] + value[inputs[e]])`` over unit ``u``'s edges.
+
+    Each unit is shifted by its own largest weighted input, so the sum of the shifted
+    exponentials ``S`` is at least 1 (or exactly 0 when every input is -inf): nothing underflows,
+    and the flows are ``exp(shifted score) * grad / S``.
+    """
+
+    kind = "sum"
+
+    def __init__(self, spec: SegmentSumLayerSpec, backend):
+        super().__init__(spec, backend)
+        self.slots_np = spec.weight_slots
+        self.slots = backend.index(spec.weight_slots)
+        self.weight_scatter = Scatter(backend, spec.weight_slots)
+
+    @property
+    def padded(self) -> SumLayer:
+        """The same sums as a padded :class:`SumLayer` (padding has weight slot -1)."""
+        if self._padded is None:
+            inputs = self._padded_table(self.spec.zero_slot, self.inputs_np)
+            slots = self._padded_table(-1, self.slots_np)
+            self._padded = SumLayer(SumLayerSpec(self.start, self.stop, inputs, slots), self.backend)
+        return self._padded
+
+    def forward(self, program, values, x, context, cache):
+        xp = self.backend.xp
+        batch = values.shape[1]
+        units = self.stop - self.start
+        out = values[self.start:self.stop]
+        if cache is None:
+            scores = program.scratch("segment-edges", self.num_edges, batch)
+            total = program.scratch("segment-total", units, batch)
+        else:
+            scores = program.buffer(("segment-scores", self.start), (self.num_edges, batch))
+            total = program.buffer(("segment-total", self.start), (units, batch))
+        xp.take(values, self.inputs, axis=0, out=scores)
+        scores += program.log_weights[self.slots][:, None]
+        if context.mode == "max":
+            self._reduce(xp.maximum, scores, out)
+            return
+        shift = program.scratch("segment-shift", units, batch)
+        self._reduce(xp.maximum, scores, shift)
+        xp.putmask(shift, ~xp.isfinite(shift), 0)
+        self._spread(shift, scores, xp.subtract)
+        xp.exp(scores, out=scores)
+        self._reduce(xp.add, scores, total)
+        with np.errstate(divide="ignore"):
+            xp.log(total, out=out)
+        out += shift
+        if cache is not None:
+            cache[id(self)] = (scores, total)
+
+    def backward(self, program, values, grads, cache):
+        xp = self.backend.xp
+        if id(self) not in cache:
+            self.forward(program, values, None, SUM, cache)
+        shifted, total = cache[id(self)]
+        ratio = program.scratch("segment-shift", self.stop - self.start, grads.shape[1])
+        xp.maximum(total, 1, out=ratio)
+        xp.divide(grads[self.start:self.stop], ratio, out=ratio)
+        flows = program.scratch("segment-edges", self.num_edges, grads.shape[1])
+        flows[...] = shifted
+        self._spread(ratio, flows, xp.multiply)
+        self.scatter.add(grads, flows)
+        self.weight_scatter.add(program.grad_log_weights, flows.sum(axis=1))
+
+    def select(self, program, values, active, choose):
+        self.padded.select(program, values, active, choose)
+
+
 #: The compile rule table: layer spec type -> executable layer class.
 COMPILE_RULES = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
-                 DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer}
+                 DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer,
+                 SegmentProductLayerSpec: SegmentProductLayer, SegmentSumLayerSpec: SegmentSumLayer}
 
 
 def build_layer(spec, backend):

@@ -23,7 +23,7 @@ from ..distributions.relaxations import relaxation_of
 from ..inference import DEFAULT_MEMORY_BUDGET
 from .context import SUM, PassContext
 from .inputs import InputDomain
-from .layers import DenseSumLayer, FusedSumLayer, InputLayer, ProductLayer, SumLayer, build_layer
+from .layers import DenseSumLayer, FusedSumLayer, InputLayer, SegmentProductLayer, SegmentSumLayer, SumLayer, build_layer
 
 __all__ = ["Program", "Gradients"]
 
@@ -132,7 +132,7 @@ class Program:
                 if start is not None:
                     feeds_root[start:start + child.num_units] = True
         for layer in self.layers:
-            if isinstance(layer, ProductLayer):
+            if layer.kind == "product":
                 rows = np.flatnonzero(feeds_root[layer.start:layer.stop])
                 layer.root_input_rows = self.backend.index(rows) if len(rows) else None
             elif isinstance(layer, FusedSumLayer):
@@ -151,6 +151,15 @@ class Program:
             buf = self.backend.xp.empty(shape, dtype=dtype)
             self._buffers[key] = buf
         return buf
+
+    def scratch(self, name, rows: int, batch: int):
+        """The first ``rows`` rows of a work array of shape (at least ``rows``, ``batch``) that
+        all layers asking for ``name`` share (grown to the largest request, then reused)."""
+        buf = self._buffers.get(("scratch", name))
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != batch or buf.dtype != self.backend.dtype:
+            buf = self.backend.xp.empty((rows, batch), dtype=self.backend.dtype)
+            self._buffers[("scratch", name)] = buf
+        return buf[:rows]
 
     def release_buffers(self):
         """Free the work arrays (they are made again on the next pass)."""
@@ -501,7 +510,8 @@ class Program:
         return {"layers": len(self.layers), "units": self.num_units, "edges": self.num_edges,
                 "weights": self.num_weights, "backend": self.backend.name, "dtype": self.backend.dtype.name,
                 "dense_layers": sum(isinstance(l, DenseSumLayer) for l in self.layers),
-                "gather_sum_layers": sum(isinstance(l, SumLayer) for l in self.layers)}
+                "gather_sum_layers": sum(isinstance(l, SumLayer) for l in self.layers),
+                "segment_layers": sum(isinstance(l, (SegmentProductLayer, SegmentSumLayer)) for l in self.layers)}
 
     def __repr__(self) -> str:
         s = self.statistics()
