@@ -127,7 +127,8 @@ def _refuse_impossible(program, root, part: slice, who: str, what: str = "eviden
                          f"conditioned on it; remove the example or the impossible values")
 
 
-def log_likelihood(program, x, *, batch_size: int | None = None, progress: bool = False):
+def log_likelihood(program, x, *, batch_size: int | None = None, progress: bool = False, client=None,
+                   partitions: int | None = None):
     """Log-probability of each example; NaN entries are marginalized.
 
     A row with every variable missing has log-probability exactly 0 on a circuit compiled with
@@ -136,15 +137,29 @@ def log_likelihood(program, x, *, batch_size: int | None = None, progress: bool 
     Parameters
     ----------
     x : array, shape (batch, num_variables)
+        With ``client``, also the path of a ``.npy`` file (read on the workers, a block at a
+        time), a list of ``.npz`` shards or a dask array.
     batch_size : int, optional
         Rows per chunk (default: from ``program.memory_budget``); the result does not depend on it.
     progress : bool
-        A progress bar over the chunks.
+        A progress bar over the chunks (over the partitions with ``client``).
+    client : dask.distributed.Client or "local", optional
+        Evaluate the partitions of ``x`` on the client's workers (``"local"``: a LocalCluster on
+        this machine); the result equals the single-process one.
+    partitions : int, optional
+        How many partitions ``x`` is split into with ``client`` (default: twice the number of
+        workers).
 
     Returns
     -------
     array, shape (batch,) or (batch, num_outputs) for several roots
     """
+    if client is not None:
+        from .learning.distributed import log_likelihood_on_client
+        rows = chunk_rows(program, "forward", batch_size)
+        out = log_likelihood_on_client(program, x, batch_size=rows, client=client, partitions=partitions,
+                                       progress=progress)
+        return _squeeze(program, program.backend.asarray(out))
     rows = _Rows(program, x, query="forward", batch_size=batch_size)
     be, xp = program.backend, program.backend.xp
     out = xp.empty((rows.n, program.num_outputs), dtype=be.dtype)

@@ -77,6 +77,40 @@ def test_evaluate_reads_a_npy_file_on_the_workers(clients, tmp_path):
     assert got["ll"] == pytest.approx(expected["ll"], rel=RELATIVE)
 
 
+def test_log_likelihood_on_two_workers_equals_one_process_row_by_row(clients):
+    program, data = _program(), _data(101)
+    data[::7, 2] = np.nan
+    expected = program.log_likelihood(data, batch_size=16)
+    got = program.log_likelihood(data, batch_size=16, client=clients(2), partitions=3)
+    assert got.shape == (101,)
+    np.testing.assert_allclose(got, expected, rtol=RELATIVE, atol=0)
+
+
+def test_log_likelihood_of_several_roots_on_workers_keeps_one_column_per_root(clients):
+    program, data = _program(seed=2, num_classes=3), _data(40, seed=2)
+    got = pc.inference.log_likelihood(program, data, client=clients(2))
+    assert got.shape == (40, 3)
+    np.testing.assert_allclose(got, program.log_likelihood(data), rtol=RELATIVE, atol=0)
+
+
+def test_log_likelihood_reads_npy_files_shards_and_dask_arrays_on_the_workers(clients, tmp_path):
+    import dask.array as da
+    program, data = _program(), _data(90, seed=3)
+    expected = program.log_likelihood(data)
+    np.save(tmp_path / "data.npy", data)
+    np.savez(tmp_path / "a.npz", x=data[:25])
+    np.savez(tmp_path / "b.npz", x=data[25:])
+    for source in (str(tmp_path / "data.npy"), [tmp_path / "a.npz", tmp_path / "b.npz"],
+                   da.from_array(data, chunks=(33, 6))):
+        got = program.log_likelihood(source, batch_size=8, client=clients(2))
+        np.testing.assert_allclose(got, expected, rtol=RELATIVE, atol=0)
+
+
+def test_log_likelihood_on_workers_refuses_data_of_the_wrong_width(clients):
+    with pytest.raises(ValueError, match="5 variables per example, the circuit has 6"):
+        _program().log_likelihood(np.zeros((10, 5)), client=clients(2))
+
+
 def test_an_unknown_client_name_is_refused():
     program = pc.builders.rat_spn(2, depth=1, num_repetitions=1, num_sums=1, num_leaves=1, seed=0).compile()
     with pytest.raises(ValueError, match="client"):

@@ -46,7 +46,8 @@ import numpy as np
 from ..backend import to_numpy
 from ..errors import OptionalDependencyError
 
-__all__ = ["client_session", "resolve_client", "circuit_bytes", "evaluate_on_client", "DataPartitions",
+__all__ = ["client_session", "resolve_client", "circuit_bytes", "evaluate_on_client", "log_likelihood_on_client",
+           "DataPartitions",
            "DistributedEpochs", "ArrayPartition", "NpyPartition", "peak_worker_memory"]
 
 #: Compiled Programs of :func:`evaluate_on_client`, by circuit digest, backend and dtype.
@@ -174,6 +175,52 @@ def evaluate_on_client(sums, program, data, labels, *, objective: str, batch_siz
         futures = [session.submit(_partition_sums, sums, blob, backend, dtype, part, objective, batch_size,
                                   pure=False) for part in parts.futures]
         return _tree_sum(session, futures, _add).result()
+
+
+def _partition_log_likelihoods(blob, backend, dtype, partition, batch_size) -> np.ndarray:
+    program = _worker_program(blob, backend, dtype)
+    parts = [to_numpy(program.log_likelihood(x, batch_size=batch_size)).reshape(len(x), -1)
+             for x, _ in partition.blocks(batch_size)]
+    return np.concatenate(parts) if parts else np.empty((0, program.num_outputs))
+
+
+def log_likelihood_on_client(program, data, *, batch_size: int, client, partitions: int | None = None,
+                             progress: bool = False) -> np.ndarray:
+    """Log-probability of every example of a collection, computed where its partitions live.
+
+    Each worker evaluates its partitions ``batch_size`` rows at a time with a Program it
+    compiles once from the circuit's ``.pcz`` bytes; only the per-example results travel back.
+
+    Parameters
+    ----------
+    data : array, shape (n, num_variables), path of a ``.npy`` file, list of ``.npz`` shards or dask array
+    batch_size : int
+        Rows per block on the workers.
+    client : dask.distributed.Client or "local"
+    partitions : int, optional
+        How many partitions an array or ``.npy`` file is split into (default: twice the number
+        of workers).
+    progress : bool
+        A progress bar over the finished partitions.
+
+    Returns
+    -------
+    ndarray, shape (n, num_outputs)
+        In the order of ``data``'s rows.
+    """
+    with client_session(client) as session:
+        parts = DataPartitions(session, data, None, program.num_variables, partitions=partitions)
+        blob = session.submit(_identity, circuit_bytes(program), pure=False)
+        backend, dtype = program.backend.name, program.backend.dtype.name
+        futures = [session.submit(_partition_log_likelihoods, blob, backend, dtype, part, batch_size, pure=False)
+                   for part in parts.futures]
+        if progress:
+            from dask.distributed import as_completed
+            from tqdm.auto import tqdm
+            for _ in tqdm(as_completed(futures), total=len(futures), desc="log-likelihood", unit="partition",
+                          leave=False):
+                pass
+        return np.concatenate(session.gather(futures))
 
 
 def _identity(value):

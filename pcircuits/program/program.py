@@ -525,10 +525,16 @@ class Program:
         forward = item * (2 * (self.num_units + 1) + 3 * widest) + 8 * (3 * leaves + 2 * self.num_variables)
         return _PASS_FACTORS[query] * forward
 
-    def log_likelihood(self, x, *, batch_size: int | None = None, progress: bool = False):
-        """Log-probability per example (NaN = marginalized); (batch,) or (batch, num_outputs)."""
+    def log_likelihood(self, x, *, batch_size: int | None = None, progress: bool = False, client=None,
+                       partitions: int | None = None):
+        """Log-probability per example (NaN = marginalized); (batch,) or (batch, num_outputs).
+
+        With ``client`` (a Dask client or ``"local"``), ``x`` may also be a ``.npy`` path, ``.npz``
+        shards or a dask array, evaluated on the workers.
+        """
         from ..inference import log_likelihood
-        return log_likelihood(self, x, batch_size=batch_size, progress=progress)
+        return log_likelihood(self, x, batch_size=batch_size, progress=progress, client=client,
+                              partitions=partitions)
 
     def log_conditional(self, x_query, x_evidence, *, batch_size: int | None = None):
         """``log p(query | evidence)`` per example."""
