@@ -117,3 +117,43 @@ def test_scaling_benchmark_trains_over_a_npy_file_and_reports_peak_worker_memory
     assert 0 < record["peak_worker_bytes"][0] < record["memory_limit_bytes"] and record["peak_under_limit"]
     assert np.isfinite(record["train_ll"]) and np.isfinite(record["ll"])
     assert (tmp_path / "scaling_out_of_core.json").is_file()
+
+
+def _description_log_likelihood(description, x):
+    """Log-likelihood of a scalar-SPN description, node by node in float64 (the reference)."""
+    from scipy.special import logsumexp
+    from scipy.stats import norm
+    values = []
+    for node in description["nodes"]:
+        if node["kind"] == "gaussian":
+            values.append(norm.logpdf(x[:, node["variable"]], node["mean"], node["std"]))
+        elif node["kind"] == "bernoulli":
+            values.append(np.log(np.where(x[:, node["variable"]] == 1, node["p"], 1 - node["p"])))
+        elif node["kind"] == "product":
+            values.append(sum(values[c] for c in node["children"]))
+        else:
+            children = np.stack([values[c] for c in node["children"]])
+            values.append(logsumexp(children + np.log(node["weights"])[:, None], axis=0))
+    return values[description["root"]]
+
+
+def test_scalar_spn_structure_has_about_the_requested_nodes_and_irregular_fan_in():
+    module = _script("scalar_spn")
+    description = module.random_structure(16, 2000, seed=3)
+    fan_in = {len(n["children"]) for n in description["nodes"] if n["kind"] in ("sum", "product")}
+    assert abs(len(description["nodes"]) - 2000) < 200 and len(fan_in) >= 4
+    assert description["root"] == len(description["nodes"]) - 1
+
+
+def test_scalar_spn_pcircuits_model_computes_the_description_log_likelihood():
+    module = _script("scalar_spn")
+    description = module.random_structure(12, 300, seed=4)
+    x = module.random_data(12, 20, seed=5)
+    program = module.to_pcircuits(description).compile(dtype="float64")
+    np.testing.assert_allclose(program.log_likelihood(x), _description_log_likelihood(description, x), rtol=1e-12)
+
+
+def test_scalar_spn_benchmark_times_pcircuits_and_skips_spflow_without_its_interpreter(capsys):
+    record = _script("scalar_spn").main(["--nodes", "300", "--variables", "12", "--batch", "16", "--reps", "1"])
+    assert record["pcircuits"]["forward_ms"] > 0 and record["pcircuits"]["forward_backward_ms"] > 0
+    assert "spflow" not in record and "spflow: skipped" in capsys.readouterr().err

@@ -480,7 +480,7 @@ def _add_bias(xp, y, bias):
         y += bias[:, None, :]
         return
     rows = y.reshape(networks, batch // fold, fold * out)
-    rows += xp.tile(bias, (1, fold))[:, None, :]
+    rows += xp.repeat(bias[:, None, :], fold, axis=1).reshape(networks, 1, fold * out)
 
 
 def _check_dtypes(params: dict, x, where: str):
