@@ -313,15 +313,31 @@ class _Streams:
         return np.random.default_rng(self.sequence.spawn(1)[0])
 
 
-def leaf_posteriors(program, x, *, root=0):
+def leaf_posteriors(program, x, *, root=0, batch_size: int | None = None):
     """Posterior probability of every input unit being in the induced tree, shape (num_units, batch).
 
     Rows of non-input units hold their flows too; input units' rows are the quantities used
-    by posterior-mean inpainting. The result itself is ``num_units x batch``; for many rows use
-    :func:`inpaint`, which works in chunks.
+    by posterior-mean inpainting. The rows are processed in chunks like every query, so only
+    the result (``num_units x batch``) grows with the batch.
+
+    Parameters
+    ----------
+    x : array, shape (batch, num_variables)
+    root : int or array of int, shape (batch,)
+    batch_size : int, optional
+        Rows per chunk (default: from ``program.memory_budget``).
     """
-    x = program.prepare(x)
-    return _posteriors(program, x, _root(program, root, int(x.shape[0]), "leaf_posteriors"))
+    rows = _Rows(program, x, query="posterior", batch_size=batch_size)
+    root = _root(program, root, rows.n, "leaf_posteriors")
+    out = None
+    for part in rows.slices():
+        flows = _posteriors(program, rows.chunk(part), _root_part(root, part))
+        if out is None:
+            out = program.backend.xp.empty((flows.shape[0], rows.n), dtype=flows.dtype)
+        out[:, part] = flows
+    if out is None:
+        out = program.backend.xp.empty((program.num_units, 0), dtype=program.backend.dtype)
+    return out
 
 
 def _posteriors(program, x, root):

@@ -251,3 +251,43 @@ def test_many_rows_run_in_the_memory_budget(program):
         program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
     assert peak < (16 << 20) + 50_000 * 4 + (4 << 20)
     assert 50_000 * program.bytes_per_row("forward") > 4 * peak
+
+
+def test_leaf_posteriors_in_chunks_equal_one_batch(data):
+    block = pc.program.blocks.ROW_BLOCK
+    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=8, num_leaves=4, seed=0).compile(dtype="float32")
+    program.memory_budget = 1 << 30
+    x = np.repeat(data, 5 * block // len(data) + 1, axis=0)
+    whole = program.leaf_posteriors(x)
+    assert whole.shape == (program.num_units, len(x))
+    np.testing.assert_array_equal(program.leaf_posteriors(x, batch_size=2 * block), whole)
+
+
+def test_leaf_posteriors_work_in_the_memory_budget(program):
+    program.memory_budget = 8 << 20
+    x = np.random.default_rng(1).normal(size=(20_000, 16)).astype(np.float32)
+    program.leaf_posteriors(x[:10])
+    program.release_buffers()
+    tracemalloc.start()
+    try:
+        out = program.leaf_posteriors(x)
+        program.release_buffers()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
+    assert peak < out.nbytes + (8 << 20) + x.nbytes + (4 << 20)
+    assert 20_000 * program.bytes_per_row("posterior") > 4 * (peak - out.nbytes)
+
+
+def test_preparing_many_rows_takes_bounded_memory_beyond_the_result(program):
+    """Checking converts to float64; done for all rows at once it would take ~5x the data."""
+    x = np.random.default_rng(2).normal(size=(1_000_000, 16)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        prepared = program.prepare(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(prepared, x)
+    assert peak - prepared.nbytes < 4 * (16 << 20)   # blocks of 16 MB of float64 (CHECK_BYTES)

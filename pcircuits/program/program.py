@@ -556,7 +556,7 @@ class Program:
         from ..inference import inpaint
         return inpaint(self, x, method=method, root=root, batch_size=batch_size)
 
-    def leaf_posteriors(self, x, *, root=0):
-        """Posterior flows of all units given ``x``, shape (num_units, batch)."""
+    def leaf_posteriors(self, x, *, root=0, batch_size: int | None = None):
+        """Posterior flows of all units given ``x``, shape (num_units, batch), in chunks."""
         from ..inference import leaf_posteriors
-        return leaf_posteriors(self, x, root=root)
+        return leaf_posteriors(self, x, root=root, batch_size=batch_size)
