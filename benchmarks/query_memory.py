@@ -72,6 +72,7 @@ def run_one(query: str, rows: int) -> dict:
 def compare(rows: int) -> dict:
     """Whether chunks of whole row blocks equal one batch bit for bit, and how far chunks of 64
     rows (smaller than a row block) are from it (largest relative difference; MPE: equal)."""
+    from pcircuits.inference import SAMPLE_BLOCK
     from pcircuits.program.blocks import ROW_BLOCK
 
     program = readme_program()
@@ -92,7 +93,9 @@ def compare(rows: int) -> dict:
             "log_likelihood_64_rows_max_relative_difference": difference(program.log_likelihood),
             "inpaint_64_rows_max_relative_difference": difference(program.inpaint),
             "samples_of_a_seed_independent_of_count": bool(np.array_equal(
-                program.sample(1100, seed=1)[:1024], program.sample(1024, seed=1)))}
+                program.sample(1100, seed=1)[:1024], program.sample(1024, seed=1))),
+            "samples_of_a_seed_independent_of_chunks": bool(np.array_equal(
+                program.sample(rows, seed=1, batch_size=SAMPLE_BLOCK), program.sample(rows, seed=1)))}
 
 
 def main(argv=None) -> list[dict]:

@@ -78,6 +78,7 @@ def test_query_memory_benchmark_reports_peaks_and_chunked_equality():
     assert comparison["log_likelihood_64_rows_max_relative_difference"] < 1e-6
     assert comparison["inpaint_64_rows_max_relative_difference"] < 1e-6
     assert comparison["samples_of_a_seed_independent_of_count"]
+    assert comparison["samples_of_a_seed_independent_of_chunks"]
 
 
 def test_diff_sampling_synthetic_trains_every_objective_and_draws_the_grid(tmp_path):
