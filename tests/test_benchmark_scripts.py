@@ -156,5 +156,23 @@ def test_scalar_spn_pcircuits_model_computes_the_description_log_likelihood():
 
 def test_scalar_spn_benchmark_times_pcircuits_and_skips_spflow_without_its_interpreter(capsys):
     record = _script("scalar_spn").main(["--nodes", "300", "--variables", "12", "--batch", "16", "--reps", "1"])
-    assert record["pcircuits"]["forward_ms"] > 0 and record["pcircuits"]["forward_backward_ms"] > 0
+    timings = record["pcircuits"]
+    assert 0 < timings["exp_log_floor_ms"] and 0 < timings["inner_forward_ms"] and 0 < timings["forward_ms"] and 0 < timings["forward_backward_ms"]
     assert "spflow" not in record and "spflow: skipped" in capsys.readouterr().err
+
+
+def test_program_cpu_agrees_with_and_times_the_pytorch_reference(capsys):
+    pytest.importorskip("torch")
+    records = _script("program_cpu").main(["--compare", "torch", "--cases", "digits", "--reps", "1", "--rounds", "1"])
+    (record,) = records
+    assert record["ll_max_abs_error"] <= 1e-4 and record["grad_max_rel_error"] <= 1e-5
+    for library in ("pcircuits", "torch"):
+        assert record[f"{library}_forward_ms_batch1"] > 0 and record[f"{library}_forward_ms_batch16"] > 0
+
+
+def test_program_cpu_floor_counts_the_leaf_layer():
+    module = _script("program_cpu")
+    import pcircuits as pc
+    program = pc.builders.rat_spn(16, depth=2, num_repetitions=2, num_sums=2, num_leaves=3, seed=0).compile()
+    leaf_values = sum(layer.variables_np.size + layer.stop - layer.start for layer in program.input_layers)
+    assert module.leaf_floor_ms(program, 10, 4e9) == pytest.approx(leaf_values * 10 * 4 / 4e9 * 1e3)
