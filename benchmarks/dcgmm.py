@@ -46,12 +46,14 @@ def auc(inlier_scores: np.ndarray, outlier_scores: np.ndarray) -> float:
     return float((ranks[:n_in].sum() - n_in * (n_in + 1) / 2) / (n_in * n_out))
 
 
-def train(stack, x, labels, args) -> tuple[dict, float]:
+def train(stack, x, labels, args, callback=None) -> tuple[dict, float]:
     """Fit; returns the history (with ``cpu_seconds`` of this process, the figure that other
     programs on a shared machine do not inflate) and the wall time."""
+    for layer in stack.cgmm_layers:
+        layer.rates = dict(layer.rates, logits=args.weight_rate)
     started, cpu = time.perf_counter(), time.process_time()
     history = stack.fit(x, labels, epochs=args.epochs, batch_size=args.batch_size, progress=args.progress,
-                        seed=args.seed, checkpoint=args.checkpoint)
+                        seed=args.seed, checkpoint=args.checkpoint, callback=callback)
     history = dict(history, cpu_seconds=time.process_time() - cpu)
     return history, time.perf_counter() - started
 
@@ -60,9 +62,14 @@ def run_outliers(args) -> dict:
     x_train, y_train, x_test, y_test = load(args.data, args.train_size, args.test_size)
     inliers = y_train != 0
     stack = pc.builders.dcgmm(args.instance, seed=args.seed)
-    for layer in stack.cgmm_layers:
-        layer.rates = dict(layer.rates, logits=args.weight_rate)
-    history, seconds = train(stack, x_train[inliers], None, args)
+    trace = []
+
+    def score_epoch(epoch, history):
+        ll = stack.layer_log_likelihoods(x_test)[stack.layers[stack.top_cgmm].name]
+        trace.append(100 * auc(ll[y_test != 0], ll[y_test == 0]))
+        print(json.dumps({"epoch": epoch, "top_layer_auc_exact": trace[-1]}), flush=True)
+
+    history, seconds = train(stack, x_train[inliers], None, args, score_epoch if args.trace else None)
     scored = time.perf_counter()
     results = {}
     for kind in ("exact", "max-component"):
@@ -71,9 +78,73 @@ def run_outliers(args) -> dict:
     top = stack.layers[stack.top_cgmm].name
     return {"history": history, "train_seconds": seconds, "score_seconds": time.perf_counter() - scored,
             "train_images": int(inliers.sum()), "test_images": len(x_test), "auc_percent": results,
-            "weight_rate": args.weight_rate,
+            "weight_rate": args.weight_rate, "top_layer_auc_per_epoch": trace or None,
             "top_layer": top, "top_layer_auc_exact": results["exact"][top],
             "paper_top_layer_auc": {"mnist": 92.8, "fashion-mnist": 74.9}[args.data] if args.instance == "E" else None}
+
+
+def build_circuit(structure: str, args, x_train: np.ndarray):
+    """A circuit over the 784 pixels and the data it models.
+
+    PD and RAT-SPN: binomial leaves over the grey levels 0..255 (as the paper's SPN baselines);
+    DGC-SPN (generative, 5.1): 4 Gaussian leaves per pixel at the pixel's quantile means, unit
+    variance kept fixed, on images standardized with the training set's mean and deviation.
+    Returns the circuit and a function that maps images in [0, 1] to its inputs.
+    """
+    leaf = dict(leaf="binomial", leaf_params={"n": 255})
+    if structure == "pd":
+        circuit = pc.builders.poon_domingos(28, 28, delta=7, dense=True, num_sums=args.num_sums,
+                                            num_leaves=args.num_leaves, seed=args.seed, **leaf)
+        return circuit, lambda x: np.rint(x.reshape(len(x), -1) * 255)
+    if structure == "rat":
+        circuit = pc.builders.rat_spn(784, depth=args.depth, num_repetitions=args.repetitions, num_sums=args.num_sums,
+                                      num_leaves=args.num_leaves, seed=args.seed, **leaf)
+        return circuit, lambda x: np.rint(x.reshape(len(x), -1) * 255)
+    mean, std = float(x_train.mean()), float(x_train.std())
+
+    def standardize(x):
+        return (x.reshape(len(x), -1).astype(np.float64) - mean) / std
+
+    means = pc.learning.quantile_means(standardize(x_train), 4).reshape(28, 28, 4)
+    circuit = pc.builders.dgcspn(28, 28, num_sums=args.dgcspn_sums, leaf_means=means,
+                                 leaf_stds=np.ones_like(means), seed=args.seed)
+    return circuit, standardize
+
+
+def run_circuits(args) -> dict:
+    """The outlier protocol for pcircuits' own circuits: train on the inliers by mini-batch EM,
+    score the test images by the circuit's log-likelihood."""
+    x_train, y_train, x_test, y_test = load(args.data, args.train_size, args.test_size)
+    inliers = x_train[y_train != 0]
+    if args.circuit_train_size:
+        inliers = inliers[:args.circuit_train_size]
+    records = {}
+    for structure in args.structures:
+        started = time.perf_counter()
+        circuit, encode = build_circuit(structure, args, inliers)
+        program = circuit.compile()
+        built = time.perf_counter()
+        frozen = structure == "dgcspn"
+        history = pc.learning.fit(program, encode(inliers), method="em", mode="online", step_size=args.step_size,
+                                  epochs=args.epochs, batch_size=args.em_batch_size, progress=args.progress,
+                                  seed=args.seed, freeze_leaves=frozen, learn_leaves=not frozen)
+        trained = time.perf_counter()
+        ll = np.asarray(pc.to_numpy(program.log_likelihood(encode(x_test), batch_size=500))).reshape(len(x_test), -1)[:, 0]
+        records[structure] = {
+            "auc_percent": 100 * auc(ll[y_test != 0], ll[y_test == 0]),
+            "paper_auc": {"pd": {"mnist": 91.2, "fashion-mnist": 48.5}, "rat": {"mnist": 91.8, "fashion-mnist": 39.2},
+                          "dgcspn": {"mnist": 90.6, "fashion-mnist": 57.1}}[structure][args.data],
+            "train_images": len(inliers), "test_images": len(x_test), "params": circuit.num_params, "nodes": circuit.num_nodes,
+            "build_seconds": built - started, "train_seconds": trained - built,
+            "score_seconds": time.perf_counter() - trained, "train_ll_per_epoch": list(history["train_ll"]),
+            "test_ll_inliers": float(ll[y_test != 0].mean()), "test_ll_outliers": float(ll[y_test == 0].mean())}
+        print(json.dumps({"structure": structure, **{k: v for k, v in records[structure].items()
+                                                     if k != "train_ll_per_epoch"}}), flush=True)
+    return {"circuits": records, "settings": {
+        "pd": f"delta 7 grid, dense, K={args.num_sums}, {args.num_leaves} binomial leaves per cell",
+        "rat": f"depth {args.depth}, R={args.repetitions}, S={args.num_sums}, I={args.num_leaves}, binomial leaves",
+        "dgcspn": f"generative, {args.dgcspn_sums} sums, 4 fixed unit-variance Gaussian leaves per pixel",
+        "em": f"online EM, step {args.step_size}, batch {args.em_batch_size}"}}
 
 
 def run_classify(args) -> dict:
@@ -128,7 +199,8 @@ def run_samples(args) -> dict:
 
 def run_timing(args) -> dict:
     """cGMM forward (log-scores and responsibilities) against the two bare products of the same shapes,
-    timed alternately in the same run; minima are the figures least disturbed by other programs."""
+    timed alternately in the same run; minima are the figures least disturbed by other programs, and
+    the thread's CPU time (one BLAS thread) is not inflated by the time other programs hold the core."""
     be = pc.backend.get_backend(args.backend, "float32")
     rng = np.random.default_rng(args.seed)
     cases = {"E L4: 12x12 positions, d=400, K=25": (12, 12, 400, 25),
@@ -149,20 +221,24 @@ def run_timing(args) -> dict:
             return layer.forward(x)
 
         samples = {"bare_matmuls": [], "cgmm_forward": []}
+        cpu = {"bare_matmuls": [], "cgmm_forward": []}
         bare()
         forward()
         for _ in range(args.reps):
             for label, fn in (("bare_matmuls", bare), ("cgmm_forward", forward)):
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.thread_time()
                 fn()
                 be.synchronize()
                 samples[label].append(time.perf_counter() - started)
+                cpu[label].append(time.thread_time() - started_cpu)
         record = {}
         for label, values in samples.items():
             record[f"{label}_median_ms"] = 1e3 * float(np.median(values))
             record[f"{label}_min_ms"] = 1e3 * float(np.min(values))
+            record[f"{label}_cpu_min_ms"] = 1e3 * float(np.min(cpu[label]))
         record["ratio_of_medians"] = record["cgmm_forward_median_ms"] / record["bare_matmuls_median_ms"]
         record["ratio_of_minima"] = record["cgmm_forward_min_ms"] / record["bare_matmuls_min_ms"]
+        record["ratio_of_cpu_minima"] = record["cgmm_forward_cpu_min_ms"] / record["bare_matmuls_cpu_min_ms"]
         records[name] = record
     result = {"batch_size": args.batch_size, "reps": args.reps, "forward": records}
     if args.epoch_images:
@@ -177,7 +253,7 @@ def run_timing(args) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["outliers", "classify", "samples", "timing"])
+    parser.add_argument("task", choices=["outliers", "circuits", "classify", "samples", "timing"])
     parser.add_argument("--data", choices=["mnist", "fashion-mnist"], default="mnist")
     parser.add_argument("--instance", default=None, help="Table V instance (default: E for outliers, B for "
                                                          "classify, C for samples)")
@@ -190,9 +266,22 @@ def main(argv=None):
     parser.add_argument("--divisor", type=float, default=1.0, help="divide the sampling standard deviations")
     parser.add_argument("--sharpen-iterations", type=int, default=300)
     parser.add_argument("--sharpen-step", type=float, default=1.0)
-    parser.add_argument("--weight-rate", type=float, default=1.0,
-                        help="outliers: factor of the mixture weights' step (0 keeps them uniform, the paper's "
-                             "code's default)")
+    parser.add_argument("--weight-rate", type=float, default=0.0,
+                        help="factor of the mixture weights' step (0, the default as in the paper's code, keeps "
+                             "them uniform; 1 learns them at the means' step)")
+    parser.add_argument("--trace", action="store_true",
+                        help="outliers: also score the test set after every epoch (top layer's AUC per epoch)")
+    parser.add_argument("--structures", nargs="+", choices=["pd", "rat", "dgcspn"], default=["pd", "rat", "dgcspn"],
+                        help="circuits: the structures to train")
+    parser.add_argument("--num-sums", type=int, default=5, help="circuits: PD / RAT-SPN sums per region")
+    parser.add_argument("--num-leaves", type=int, default=5, help="circuits: PD / RAT-SPN leaves per region")
+    parser.add_argument("--depth", type=int, default=5, help="circuits: RAT-SPN split depth")
+    parser.add_argument("--repetitions", type=int, default=10, help="circuits: RAT-SPN repetitions")
+    parser.add_argument("--dgcspn-sums", type=int, default=16, help="circuits: DGC-SPN channels per sum layer")
+    parser.add_argument("--step-size", type=float, default=0.1, help="circuits: stepwise EM blend factor")
+    parser.add_argument("--em-batch-size", type=int, default=100, help="circuits: EM mini-batch")
+    parser.add_argument("--circuit-train-size", type=int, default=None,
+                        help="circuits: train on only the first N inlier images")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--epoch-images", type=int, default=0, help="timing: also time one epoch on this many images")
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
@@ -201,10 +290,11 @@ def main(argv=None):
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.add_argument("--out", default="out/dcgmm")
     args = parser.parse_args(argv)
-    args.instance = args.instance or {"outliers": "E", "classify": "B", "samples": "C", "timing": "E"}[args.task]
+    args.instance = args.instance or {"outliers": "E", "circuits": "-".join(args.structures), "classify": "B",
+                                      "samples": "C", "timing": "E"}[args.task]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    result = {"outliers": run_outliers, "classify": run_classify, "samples": run_samples,
+    result = {"outliers": run_outliers, "circuits": run_circuits, "classify": run_classify, "samples": run_samples,
               "timing": run_timing}[args.task](args)
     record = {"task": args.task, "data": args.data, "instance": args.instance, "epochs": args.epochs,
               "batch_size": args.batch_size, "seed": args.seed, "wall_seconds": time.perf_counter() - started,

@@ -122,6 +122,12 @@ def to_pcircuits(description: dict):
 
 
 def time_pcircuits(description: dict, x: np.ndarray, reps: int) -> dict:
+    """Forward (the log-likelihoods), its sum and product layers alone (``inner_forward_ms``: the
+    leaf layers left out), forward+backward, and the floor of the sum layers: one ``np.exp`` per
+    sum edge and one ``np.log`` per sum unit over the batch (``exp_log_floor_ms``), in
+    milliseconds."""
+    from pcircuits.program.context import PassContext
+
     t0 = time.perf_counter()
     circuit = to_pcircuits(description)
     build_s = time.perf_counter() - t0
@@ -137,9 +143,25 @@ def time_pcircuits(description: dict, x: np.ndarray, reps: int) -> dict:
         program._forward(xb, "sum", cache=True)
         program.backward(leaves=True)
 
+    def inner_forward():
+        for layer in program.inner_layers:
+            layer.forward(program, program.values, xb, context, None)
+
+    sum_layers = [layer for layer in program.inner_layers if layer.kind == "sum"]
+    rng = np.random.default_rng(0)
+    exps = -rng.exponential(size=(sum(layer.num_edges for layer in sum_layers), x.shape[0]))
+    logs = 1.0 + rng.random((sum(layer.stop - layer.start for layer in sum_layers), x.shape[0]))
+    exps_out, logs_out = np.empty_like(exps), np.empty_like(logs)
+
+    def exp_log_floor():
+        np.exp(exps, out=exps_out)
+        np.log(logs, out=logs_out)
+
     ll = np.asarray(forward())[:, 0]
+    context = PassContext("sum")
     return {"library": "pcircuits", "build_s": round(build_s, 3), "compile_s": round(compile_s, 3),
             "layers": len(program.layers), "forward_ms": median_ms(forward, reps),
+            "inner_forward_ms": median_ms(inner_forward, reps), "exp_log_floor_ms": median_ms(exp_log_floor, reps),
             "forward_backward_ms": median_ms(forward_backward, reps), "log_likelihood": ll}
 
 

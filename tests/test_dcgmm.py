@@ -134,6 +134,39 @@ def test_cgmm_forward_gives_responsibilities(shared):
     np.testing.assert_allclose(layer.forward(x), expected.reshape(3, 2, 3, 5), rtol=1e-10)
 
 
+@pytest.mark.parametrize("stacked_dim", [0, 64], ids=["wide", "small"])
+def test_cgmm_forward_in_blocks_gives_the_responsibilities_of_every_row(stacked_dim, monkeypatch):
+    layer = random_cgmm((3, 2, 4), 5)
+    monkeypatch.setattr(layer, "stacked_dim", stacked_dim)
+    monkeypatch.setattr(layer, "block_rows", 4)
+    x = np.random.default_rng(8).normal(size=(3, 3, 2, 4))                    # 18 rows: blocks of 4, 4, 4, 4, 2
+    scores = log_scores_by_hand(layer, x)
+    expected = np.exp(scores - logsumexp(scores, axis=-1, keepdims=True))
+    np.testing.assert_allclose(layer.forward(x), expected.reshape(3, 3, 2, 5), rtol=1e-10)
+
+
+def test_cgmm_forward_marginalizes_missing_entries():
+    layer = random_cgmm((1, 2, 3), 4)
+    x = np.random.default_rng(9).normal(size=(2, 1, 2, 3))
+    missing = x.copy()
+    missing[:, :, :, 1] = np.nan
+    reduced = random_cgmm((1, 2, 2), 4)
+    reduced.set_parameters(logits=layer.logits, means=layer.means[..., [0, 2]], precisions=layer.precisions[..., [0, 2]])
+    np.testing.assert_allclose(layer.forward(missing), reduced.forward(x[..., [0, 2]]), rtol=1e-10)
+
+
+def test_cgmm_keeps_its_weights_uniform_unless_given_a_weight_rate():
+    layer = built(CGMM(4), (2, 2, 3))
+    x = np.random.default_rng(10).normal(size=(5, 2, 2, 3))
+    _, grads = layer.objective_and_gradients(x)
+    assert np.abs(grads["logits"]).max() > 0
+    layer.apply_gradients(grads)
+    np.testing.assert_array_equal(layer.weights(), np.full((1, 4), 0.25))
+    layer.rates = dict(layer.rates, logits=2.0)
+    layer.apply_gradients(grads)
+    np.testing.assert_allclose(layer.logits, 2.0 * layer.learning_rate * grads["logits"])
+
+
 def test_cgmm_exact_log_likelihood_is_the_log_sum_of_the_scores():
     layer = random_cgmm((2, 2, 3), 4)
     x = np.random.default_rng(6).normal(size=(3, 2, 2, 3))

@@ -42,5 +42,16 @@ def test_sample_run_writes_its_grids(shared_data, tmp_path, monkeypatch):
 def test_timing_run_compares_the_forward_pass_with_its_matmuls(tmp_path):
     record = script().main(["timing", "--batch-size", "4", "--reps", "1", "--out", str(tmp_path)])
     for case in record["forward"].values():
-        assert case["ratio_of_minima"] > 0 and case["bare_matmuls_min_ms"] > 0
+        assert case["ratio_of_minima"] > 0 and case["bare_matmuls_min_ms"] > 0 and case["ratio_of_cpu_minima"] > 0
         assert case["ratio_of_medians"] == case["cgmm_forward_median_ms"] / case["bare_matmuls_median_ms"]
+
+
+def test_circuit_run_reports_an_auc_per_structure_against_the_paper(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PCIRCUITS_DATA", str(shared_data("mnist.npz").parent))
+    record = script().main(["circuits", "--structures", "pd", "rat", "--train-size", "200", "--test-size", "100",
+                            "--depth", "2", "--repetitions", "2", "--num-sums", "2", "--num-leaves", "2",
+                            "--no-progress", "--out", str(tmp_path)])
+    assert set(record["circuits"]) == {"pd", "rat"}
+    assert all(0 <= r["auc_percent"] <= 100 for r in record["circuits"].values())
+    assert record["circuits"]["rat"]["paper_auc"] == 91.8
+    assert (tmp_path / "circuits_mnist_pd-rat.json").exists()

@@ -110,7 +110,9 @@ def _planning_examples():
     masked = pc.SumNode([pc.ProductNode(leaves, pattern="cartesian")], num_units=2,
                         mask=np.array([[True, False, True, True], [False, True, True, True]]), rng=0)
     dense = pc.SumNode([pc.ProductNode(leaves, pattern="elementwise")], num_units=1, rng=0)
-    return [pc.Circuit(masked), pc.Circuit(dense),
+    scalar = pc.SumNode([pc.ProductNode([pc.InputNode(v, pc.Bernoulli([0.2 + 0.3 * k])) for v in range(2)])
+                         for k in range(2)], rng=0)
+    return [pc.Circuit(masked), pc.Circuit(dense), pc.Circuit(scalar),
             pc.builders.poon_domingos(4, 4, delta=2, num_sums=2, num_leaves=2, seed=0),
             pc.builders.rat_spn(8, depth=2, num_repetitions=1, num_sums=2, num_leaves=2, seed=0)]
 

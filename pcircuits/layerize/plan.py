@@ -7,7 +7,11 @@ Nodes are grouped by height (longest path to an input node), then by kind, then 
 sum nodes over binary cartesian products that they alone use become *fused* layers (products
 never stored; one batched matmul over outer products of the children), other sum nodes with
 the same ``(num_units, num_inputs)`` and dense weights become one *dense block* layer (a batched
-matrix product), every other sum goes to a padded-gather layer.
+matrix product), every other sum goes to a padded-gather layer. *Scalar* nodes (one unit over
+one-unit children, the nodes of structure-learned SPNs) of one height and kind become one
+*segment* layer: a flat edge list in rounds (the ``r``-th input of every node with more than ``r``
+inputs, nodes sorted by fan-in), reduced round by round over contiguous blocks, so that a layer
+touches each edge once and pads nothing whatever its nodes' fan-ins are.
 """
 from __future__ import annotations
 
@@ -16,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-__all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "FusedSumLayerSpec", "Plan",
-           "plan_layers", "LAYER_RULES"]
+__all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "FusedSumLayerSpec",
+           "SegmentProductLayerSpec", "SegmentSumLayerSpec", "Plan", "plan_layers", "LAYER_RULES"]
 
 
 @dataclass
@@ -60,7 +64,7 @@ class DenseSumLayerSpec:
     start: int
     stop: int
     inputs: np.ndarray             # (N, I) int64 global slots
-    weight_slots: np.ndarray       # (N, K, I) int64 positions in the flat weight vector
+    weight_offsets: np.ndarray     # (N,) int64 flat-vector position of each node's (K, I) weight block
     num_nodes: int
     num_units: int
     num_inputs: int
@@ -79,12 +83,39 @@ class FusedSumLayerSpec:
     stop: int
     left: np.ndarray               # (N, n, KL) int64 global slots of the left children's units
     right: np.ndarray              # (N, n, KR) int64 global slots of the right children's units
-    weight_slots: np.ndarray       # (N, K, n * KL * KR) int64 positions in the flat weight vector
+    weight_offsets: np.ndarray     # (N,) int64 flat-vector position of each node's (K, n * KL * KR) weights
     num_nodes: int
     num_units: int
     num_splits: int
     left_units: int
     right_units: int
+
+
+@dataclass
+class SegmentLayerSpec:
+    """Scalar nodes as a flat edge list in *rounds*: the units are ordered by decreasing fan-in,
+    and round ``r`` holds the ``r``-th input of each of the first ``round_sizes[r]`` units (those
+    with more than ``r`` inputs), so that every round is a contiguous block of edges whose unit
+    rows are a prefix of the layer.
+    """
+
+    start: int
+    stop: int
+    inputs: np.ndarray             # (E,) int64 global slots, round by round
+    round_sizes: np.ndarray        # (A,) int64 units per round, non-increasing; A the largest fan-in
+    zero_slot: int                 # the padding slot of the padded form (top-down passes)
+
+
+@dataclass
+class SegmentProductLayerSpec(SegmentLayerSpec):
+    """Scalar products: ``value[u] = sum_r value[inputs[round r, u]]``."""
+
+
+@dataclass
+class SegmentSumLayerSpec(SegmentLayerSpec):
+    """Scalar sums: ``value[u] = logsumexp_r(log w[slot[round r, u]] + value[inputs[round r, u]])``."""
+
+    weight_slots: np.ndarray = None  # (E,) int64 position of every edge's weight in the flat vector
 
 
 @dataclass
@@ -187,11 +218,19 @@ def _parameter_objects(nodes):
     return sum_params, families, family_index
 
 
+def _is_scalar(node) -> bool:
+    """One unit over one-unit children (and no mask): a node of a structure-learned SPN."""
+    return (node.num_units == 1 and all(c.num_units == 1 for c in node.children)
+            and (node.kind != "sum" or node.params.mask is None))
+
+
 def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> dict:
     """Group the nodes into layers: ``(height, layer kind, signature) -> nodes``.
 
-    Inputs group by family table; products by height; sums by height and signature: fused,
-    dense blocks of equal ``(num_units, num_inputs)``, or padded gathers for the rest.
+    Inputs group by family table; scalar products and scalar sums (:func:`_is_scalar`) by
+    height, whatever their fan-in (segment layers); other products by height; other sums by
+    height and signature: fused, dense blocks of equal ``(num_units, num_inputs)``, or padded
+    gathers for the rest.
     """
     absorbed = {id(p) for n in nodes if id(n) in fused for p in n.children}
     groups: dict[tuple, list] = {}
@@ -202,6 +241,8 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
             key = (heights[id(n)], "fused-sum", ("fused", n.num_units) + fused[id(n)])
         elif n.kind == "input":
             key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
+        elif n.kind in ("product", "sum") and _is_scalar(n):
+            key = (heights[id(n)], f"segment-{n.kind}", "scalar")
         elif n.kind == "product":
             key = (heights[id(n)], "product", 0)
         elif n.kind == "sum":
@@ -211,6 +252,9 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         else:
             raise TypeError(f"layerize: unknown node kind {n.kind!r} ({type(n).__name__})")
         groups.setdefault(key, []).append(n)
+    for key, members in groups.items():
+        if key[1].startswith("segment-"):
+            members.sort(key=lambda m: -len(m.children))      # stable: decreasing fan-in
     return groups
 
 
@@ -271,8 +315,6 @@ class _Layout:
     def child_slots(self, n) -> np.ndarray:
         return np.concatenate([self.node_offsets[id(c)] + np.arange(c.num_units) for c in n.children])
 
-    def weight_block(self, n, num_units: int, num_inputs: int) -> np.ndarray:
-        return self.weight_offsets[id(n.params)] + np.arange(num_units * num_inputs).reshape(num_units, num_inputs)
 
 
 def _input_layer(members, key, layout: _Layout) -> InputLayerSpec:
@@ -303,9 +345,8 @@ def _fused_sum_layer(members, key, layout: _Layout) -> FusedSumLayerSpec:
                      for m in members])
     right = np.stack([[layout.node_offsets[id(p.children[1])] + np.arange(right_units) for p in m.children]
                       for m in members])
-    num_inputs = num_splits * left_units * right_units
-    slots = np.stack([layout.weight_block(m, num_units_each, num_inputs) for m in members])
-    return FusedSumLayerSpec(start, stop, left, right, slots, len(members), num_units_each, num_splits,
+    offsets = np.array([layout.weight_offsets[id(m.params)] for m in members], dtype=np.int64)
+    return FusedSumLayerSpec(start, stop, left, right, offsets, len(members), num_units_each, num_splits,
                              left_units, right_units)
 
 
@@ -332,10 +373,36 @@ def _dense_sum_layer(members, key, layout: _Layout) -> DenseSumLayerSpec:
     start, stop = layout.span(members)
     num_units_each, num_inputs = key[2]
     inputs = np.stack([layout.child_slots(m) for m in members])
-    slots = np.stack([layout.weight_block(m, num_units_each, num_inputs) for m in members])
-    return DenseSumLayerSpec(start, stop, inputs, slots, len(members), num_units_each, num_inputs)
+    offsets = np.array([layout.weight_offsets[id(m.params)] for m in members], dtype=np.int64)
+    return DenseSumLayerSpec(start, stop, inputs, offsets, len(members), num_units_each, num_inputs)
+
+
+def _segment_edges(members, layout: _Layout, per_edge: np.ndarray | None = None):
+    """The members' input slots in rounds (members sorted by decreasing fan-in), the round
+    sizes, and ``per_edge`` (one value per edge, node by node) in the same order."""
+    counts = np.array([len(m.children) for m in members], dtype=np.int64)
+    inputs = np.array([layout.node_offsets[id(c)] for m in members for c in m.children], dtype=np.int64)
+    unit = np.repeat(np.arange(len(members)), counts)
+    rank = np.arange(len(inputs)) - np.repeat(np.cumsum(counts) - counts, counts)
+    order = np.lexsort((unit, rank))
+    round_sizes = np.bincount(rank).astype(np.int64)
+    return inputs[order], round_sizes, None if per_edge is None else per_edge[order]
+
+
+def _segment_product_layer(members, key, layout: _Layout) -> SegmentProductLayerSpec:
+    start, stop = layout.span(members)
+    inputs, round_sizes, _ = _segment_edges(members, layout)
+    return SegmentProductLayerSpec(start, stop, inputs, round_sizes, layout.zero_slot)
+
+
+def _segment_sum_layer(members, key, layout: _Layout) -> SegmentSumLayerSpec:
+    start, stop = layout.span(members)
+    slots = np.concatenate([layout.weight_offsets[id(m.params)] + np.arange(len(m.children)) for m in members])
+    inputs, round_sizes, slots = _segment_edges(members, layout, slots.astype(np.int64))
+    return SegmentSumLayerSpec(start, stop, inputs, round_sizes, layout.zero_slot, slots)
 
 
 #: The rule that makes the spec of each layer kind: ``rule(members, group key, layout)``.
 LAYER_RULES = {"input": _input_layer, "product": _product_layer, "fused-sum": _fused_sum_layer,
-               "gather-sum": _gather_sum_layer, "dense-sum": _dense_sum_layer}
+               "gather-sum": _gather_sum_layer, "dense-sum": _dense_sum_layer,
+               "segment-product": _segment_product_layer, "segment-sum": _segment_sum_layer}

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layerize.plan import DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec, SumLayerSpec
+from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
+                              SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec)
+from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
 
-__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "COMPILE_RULES", "build_layer"]
+__all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "SegmentProductLayer",
+           "SegmentSumLayer", "COMPILE_RULES", "build_layer"]
 
 # largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
 _MAX_CHUNK_ELEMENTS = 1 << 24
@@ -93,15 +96,23 @@ class InputLayer:
     def forward(self, program, values, x, context, cache):
         be = self.backend
         params = self.params(program.leaf_tables[self.table_key])
-        xg = self.gather_inputs(x)
-        noise = self.noise(params, xg.shape[0], context.rng)
-        if noise is not None and cache is not None:
-            cache[("leaf-noise", self.start)] = noise
-            logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+        out = values[self.start:self.stop]
+        if self.family.stochastic:
+            xg = self.gather_inputs(x)
+            noise = self.noise(params, xg.shape[0], context.rng)
+            if cache is not None:
+                cache[("leaf-noise", self.start)] = noise
+                logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+            else:
+                logp = self.log_prob(params, xg, noise)
+            out[...] = logp.T
         else:
-            logp = self.log_prob(params, xg, noise)
-        if context.mode == "max":
+            noise = None
+            self.family.log_prob_units(be, params, program.inputs_t, self.variables, out,
+                                       missing=program.inputs_missing)
+        if context.mode == "max" and program.inputs_missing:
             # a missing variable takes the leaf's most probable value (given the observed ones)
+            xg = self.gather_inputs(x)
             missing = be.xp.isnan(xg).any(axis=2)
             if be.maybe_any(missing):
                 if self.family.conditional:
@@ -109,13 +120,12 @@ class InputLayer:
                 else:
                     mode_x = self.family.mode(be, params)[None]
                 filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
-                logp = be.xp.where(missing, self.log_prob(params, filled, noise), logp)
+                out[...] = be.xp.where(missing, self.log_prob(params, filled, noise), out.T).T
         if context.leaf_dropout:
-            dropped = context.rng.bernoulli_mask(logp.shape, context.leaf_dropout)
-            be.xp.putmask(logp, dropped, 0)
+            dropped = context.rng.bernoulli_mask((out.shape[1], out.shape[0]), context.leaf_dropout)
+            be.xp.putmask(out, dropped.T, 0)
             if cache is not None:
                 cache[("leaf-dropout", self.start)] = dropped
-        values[self.start:self.stop] = logp.T
 
     def backward(self, program, values, grads, cache):
         """Leaf parameters are not weights: their gradients come from :meth:`Program.backward`'s
@@ -147,6 +157,15 @@ class ProductLayer:
                                              Scatter(backend, spec.inputs[rows, j])))
         self.num_edges = int((~padding).sum())
         self.root_input_rows = None     # units that feed a root (set by the Program)
+        # when the layer's inputs are a contiguous range of slots, each read once (the leaves
+        # under a RAT-SPN's or PD's first products), the backward pass gathers every input's
+        # flow from its one parent, block by block, instead of one scatter per column
+        targets = spec.inputs[~padding]
+        self.input_range = None
+        if len(targets) and len(np.unique(targets)) == len(targets) and \
+                targets.max() - targets.min() + 1 == len(targets):
+            order = np.argsort(targets)
+            self.input_range = (int(targets.min()), backend.index(np.nonzero(~padding)[0][order]))
 
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
@@ -165,6 +184,14 @@ class ProductLayer:
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
+        if self.input_range is not None:
+            first, parents = self.input_range
+            xp = self.backend.xp
+
+            def block(lo, hi):
+                grads[first + lo:first + hi] += xp.take(g, parents[lo:hi], axis=0)
+            self.backend.blocks(len(parents), g.shape[1], block)
+            return
         for rows, scatter in self.column_scatters:
             scatter.add(grads, g if rows is None else g[rows])
 
@@ -259,13 +286,26 @@ class DenseSumLayer:
         shared = self.N > 1 and bool((spec.inputs == spec.inputs[:1]).all())
         self.Nb, self.Kb = (1, self.N * self.K) if shared else (self.N, self.K)
         self.batched_inputs = backend.index(spec.inputs[:self.Nb])
-        flat = spec.weight_slots.ravel()
-        self.contiguous = bool(np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))))
-        self.slot0 = int(flat[0])
-        self.slots = backend.index(spec.weight_slots)
         self.scatter = Scatter(backend, spec.inputs[:self.Nb].ravel())
-        self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
-        self.num_edges = int(flat.size)
+        self._weight_layout(spec.weight_offsets, backend)
+        self.num_edges = self.N * self.K * self.I
+
+    def _weight_layout(self, offsets: np.ndarray, backend):
+        """Keep where every node's (K, I) weight block starts, (N,), not a slot per weight: the
+        layer's weights are one contiguous range (``contiguous``, ``slot0``) unless nodes are tied."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        size = self.K * self.I
+        self.contiguous = bool(np.array_equal(offsets, offsets[0] + size * np.arange(len(offsets))))
+        self.slot0 = int(offsets[0])
+        self.weight_offsets = backend.index(offsets)
+        self.weight_scatter = None if self.contiguous else \
+            Scatter(backend, (offsets[:, None] + np.arange(size)[None, :]).ravel())
+
+    @property
+    def slots(self):
+        """Position of every weight in the flat vector, shape (N, K, I) (made on each call)."""
+        block = self.backend.xp.arange(self.K * self.I, dtype=np.int64).reshape(self.K, self.I)
+        return self.weight_offsets[:, None, None] + block[None]
 
     def weights(self, program):
         """Linear weights, shape (N, K, I): a view of the flat vector when untied."""
@@ -286,7 +326,7 @@ class DenseSumLayer:
 
     def _finish(self, program, values, E, S, M, cache, exact: bool = True):
         xp = self.backend.xp
-        xp.matmul(self._batched_weights(program), E, out=S)       # (Nb, Kb, B)
+        batch_matmul(self.backend, self._batched_weights(program), E, S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         with np.errstate(divide="ignore"):
             xp.log(S, out=out)
@@ -380,7 +420,7 @@ class DenseSumLayer:
             R[small] = 0
         W = self._batched_weights(program)
         flows = program.buffer(("WtR", self.Nb, self.I), (self.Nb, self.I, R.shape[2]))
-        xp.matmul(W.transpose(0, 2, 1), R, out=flows)
+        batch_matmul(self.backend, W.transpose(0, 2, 1), R, flows)
         flows *= E
         edge = W * xp.matmul(R, E.transpose(0, 2, 1))
         if small is not None and exact:
@@ -411,7 +451,7 @@ class DenseSumLayer:
         j = choose(scores, self, node, batch)
         self._activate(active, node, j, batch)
         if choose.counts is not None:
-            choose.counts.append(self.slots[node, unit, j])
+            choose.counts.append(self.weight_offsets[node] + unit * self.I + j)
 
 class FusedSumLayer(DenseSumLayer):
     """Sums over binary cartesian products, fused: products are formed as outer products of the
@@ -427,14 +467,10 @@ class FusedSumLayer(DenseSumLayer):
         self.I = self.n * self.KL * self.KR
         self.left = backend.index(spec.left)
         self.right = backend.index(spec.right)
-        flat = spec.weight_slots.ravel()
-        self.contiguous = bool(np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))))
-        self.slot0 = int(flat[0])
-        self.slots = backend.index(spec.weight_slots)
+        self._weight_layout(spec.weight_offsets, backend)
         self.left_scatter = Scatter(backend, spec.left.ravel())
         self.right_scatter = Scatter(backend, spec.right.ravel())
-        self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
-        self.num_edges = int(flat.size) + 2 * self.N * self.I
+        self.num_edges = self.N * self.K * self.I + 2 * self.N * self.I
 
     def _products(self, program, values, E, context):
         """Fill E (N, I, B) with max-shifted product exponentials; return their log-scale M (N, B)."""
@@ -495,9 +531,175 @@ class FusedSumLayer(DenseSumLayer):
         active[self.right[node, split, rest % self.KR], batch] = True
 
 
+class _SegmentLayer:
+    """Scalar nodes as a flat edge list in rounds (see
+    :class:`~pcircuits.layerize.plan.SegmentLayerSpec`): round ``r`` is the contiguous block of
+    the ``r``-th inputs of the layer's first ``n_r`` units, so a reduction over every unit's
+    inputs is one elementwise operation per round on a prefix of the layer's rows, with no
+    padding and no scattered writes. The top-down and relaxed passes see the layer in its padded
+    form (:attr:`padded`, made on first use)."""
+
+    def __init__(self, spec, backend):
+        self.backend = backend
+        self.start, self.stop = spec.start, spec.stop
+        self.spec = spec
+        self.inputs_np = spec.inputs
+        bounds = np.concatenate([[0], np.cumsum(spec.round_sizes)])
+        self.rounds = [(int(lo), int(n)) for lo, n in zip(bounds[:-1], spec.round_sizes)]
+        self.inputs = backend.index(spec.inputs)
+        self.round_inputs = [backend.index(spec.inputs[lo:lo + n]) for lo, n in self.rounds]
+        self.scatter = Scatter(backend, spec.inputs)
+        self.num_edges = int(len(spec.inputs))
+        self._padded = None
+
+    def _padded_table(self, fill: int, values: np.ndarray) -> np.ndarray:
+        """``values`` per edge as a (units, largest fan-in) table, padded with ``fill``."""
+        table = np.full((self.stop - self.start, len(self.rounds)), fill, dtype=np.int64)
+        for r, (lo, n) in enumerate(self.rounds):
+            table[:n, r] = values[lo:lo + n]
+        return table
+
+    def _reduce(self, ufunc, edges, out):
+        """``out[u] = ufunc.reduce`` over unit ``u``'s rows of ``edges`` (E, batch)."""
+        out[...] = edges[:self.rounds[0][1]]
+        for lo, n in self.rounds[1:]:
+            ufunc(out[:n], edges[lo:lo + n], out=out[:n])
+
+    def _spread(self, rows, edges, ufunc=None):
+        """Every unit's row of ``rows`` (U, batch) onto its edges' rows of ``edges``: copied, or
+        combined in place with ``ufunc``."""
+        for lo, n in self.rounds:
+            if ufunc is None:
+                edges[lo:lo + n] = rows[:n]
+            else:
+                ufunc(edges[lo:lo + n], rows[:n], out=edges[lo:lo + n])
+
+
+class SegmentProductLayer(_SegmentLayer):
+    """Scalar products: ``value[u]`` is the sum of the log-values of unit ``u``'s inputs."""
+
+    kind = "product"
+
+    def __init__(self, spec: SegmentProductLayerSpec, backend):
+        super().__init__(spec, backend)
+        self.root_input_rows = None     # units that feed a root (set by the Program)
+
+    @property
+    def padded(self) -> ProductLayer:
+        """The same products as a padded :class:`ProductLayer`."""
+        if self._padded is None:
+            table = self._padded_table(self.spec.zero_slot, self.inputs_np)
+            self._padded = ProductLayer(ProductLayerSpec(self.start, self.stop, table, self.spec.zero_slot),
+                                        self.backend)
+        return self._padded
+
+    @property
+    def columns(self):
+        """The padded form's input columns (the relaxed pass's adjoint reads them)."""
+        return self.padded.columns
+
+    def forward(self, program, values, x, context, cache):
+        xp = self.backend.xp
+        out = values[self.start:self.stop]
+        xp.take(values, self.round_inputs[0], axis=0, out=out)
+        if len(self.rounds) > 1:
+            scratch = program.scratch("segment-round", self.rounds[1][1], values.shape[1])
+            for (lo, n), inputs in zip(self.rounds[1:], self.round_inputs[1:]):
+                xp.take(values, inputs, axis=0, out=scratch[:n])
+                out[:n] += scratch[:n]
+        if context.product_dropout:
+            dropped = context.rng.bernoulli_mask(out.shape, context.product_dropout)
+            if context.spare_root_inputs and self.root_input_rows is not None:
+                dropped[self.root_input_rows] = False
+            xp.putmask(out, dropped, -xp.inf)
+
+    def backward(self, program, values, grads, cache):
+        flows = program.scratch("segment-edges", self.num_edges, grads.shape[1])
+        self._spread(grads[self.start:self.stop], flows)
+        self.scatter.add(grads, flows)
+
+    def select(self, program, values, active, choose):
+        xp = self.backend.xp
+        for (lo, n), inputs in zip(self.rounds, self.round_inputs):
+            units, batch = xp.nonzero(active[self.start:self.start + n])
+            active[inputs[units], batch] = True
+
+
+class SegmentSumLayer(_SegmentLayer):
+    """Scalar sums: ``value[u] = logsumexp_e(log w[e] + value[inputs[e]])`` over unit ``u``'s edges.
+
+    Each unit is shifted by its own largest weighted input, so the sum of the shifted
+    exponentials ``S`` is at least 1 (or exactly 0 when every input is -inf): nothing underflows,
+    and the flows are ``exp(shifted score) * grad / S``.
+    """
+
+    kind = "sum"
+
+    def __init__(self, spec: SegmentSumLayerSpec, backend):
+        super().__init__(spec, backend)
+        self.slots_np = spec.weight_slots
+        self.slots = backend.index(spec.weight_slots)
+        self.weight_scatter = Scatter(backend, spec.weight_slots)
+
+    @property
+    def padded(self) -> SumLayer:
+        """The same sums as a padded :class:`SumLayer` (padding has weight slot -1)."""
+        if self._padded is None:
+            inputs = self._padded_table(self.spec.zero_slot, self.inputs_np)
+            slots = self._padded_table(-1, self.slots_np)
+            self._padded = SumLayer(SumLayerSpec(self.start, self.stop, inputs, slots), self.backend)
+        return self._padded
+
+    def forward(self, program, values, x, context, cache):
+        xp = self.backend.xp
+        batch = values.shape[1]
+        units = self.stop - self.start
+        out = values[self.start:self.stop]
+        if cache is None:
+            scores = program.scratch("segment-edges", self.num_edges, batch)
+            total = program.scratch("segment-total", units, batch)
+        else:
+            scores = program.buffer(("segment-scores", self.start), (self.num_edges, batch))
+            total = program.buffer(("segment-total", self.start), (units, batch))
+        xp.take(values, self.inputs, axis=0, out=scores)
+        scores += program.log_weights[self.slots][:, None]
+        if context.mode == "max":
+            self._reduce(xp.maximum, scores, out)
+            return
+        shift = program.scratch("segment-shift", units, batch)
+        self._reduce(xp.maximum, scores, shift)
+        xp.putmask(shift, ~xp.isfinite(shift), 0)
+        self._spread(shift, scores, xp.subtract)
+        xp.exp(scores, out=scores)
+        self._reduce(xp.add, scores, total)
+        with np.errstate(divide="ignore"):
+            xp.log(total, out=out)
+        out += shift
+        if cache is not None:
+            cache[id(self)] = (scores, total)
+
+    def backward(self, program, values, grads, cache):
+        xp = self.backend.xp
+        if id(self) not in cache:
+            self.forward(program, values, None, SUM, cache)
+        shifted, total = cache[id(self)]
+        ratio = program.scratch("segment-shift", self.stop - self.start, grads.shape[1])
+        xp.maximum(total, 1, out=ratio)
+        xp.divide(grads[self.start:self.stop], ratio, out=ratio)
+        flows = program.scratch("segment-edges", self.num_edges, grads.shape[1])
+        flows[...] = shifted
+        self._spread(ratio, flows, xp.multiply)
+        self.scatter.add(grads, flows)
+        self.weight_scatter.add(program.grad_log_weights, flows.sum(axis=1))
+
+    def select(self, program, values, active, choose):
+        self.padded.select(program, values, active, choose)
+
+
 #: The compile rule table: layer spec type -> executable layer class.
 COMPILE_RULES = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
-                 DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer}
+                 DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer,
+                 SegmentProductLayerSpec: SegmentProductLayer, SegmentSumLayerSpec: SegmentSumLayer}
 
 
 def build_layer(spec, backend):

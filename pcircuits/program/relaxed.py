@@ -29,7 +29,7 @@ import numpy as np
 from ..backend import RandomSource
 from ..distributions.relaxations import relaxation_of
 from .context import SUM
-from .layers import DenseSumLayer, FusedSumLayer, ProductLayer, SumLayer
+from .layers import DenseSumLayer, FusedSumLayer, ProductLayer, SegmentProductLayer, SegmentSumLayer, SumLayer
 
 __all__ = ["RelaxedNoise", "RelaxedGradients", "RelaxedTape", "relaxed_sample", "RELAXED_RULES"]
 
@@ -212,13 +212,47 @@ class _FusedSumRule(_DenseSumRule):
         layer.right_scatter.add(dst, f.sum(axis=2).reshape(-1, batch))
 
 
+class _SegmentSumRule:
+    """:class:`SegmentSumLayer`: the padded rule applied to the layer's padded form."""
+
+    is_sum = True
+
+    @staticmethod
+    def gather(layer, rows):
+        return _PaddedSumRule.gather(layer.padded, rows)
+
+    @staticmethod
+    def gather_into(xp, layer, rows, out):
+        _PaddedSumRule.gather_into(xp, layer.padded, rows, out)
+
+    @staticmethod
+    def num_inputs(layer):
+        return _PaddedSumRule.num_inputs(layer.padded)
+
+    @staticmethod
+    def shape(layer):
+        return _PaddedSumRule.shape(layer.padded)
+
+    @staticmethod
+    def log_weights(layer, program):
+        return _PaddedSumRule.log_weights(layer.padded, program)
+
+    @staticmethod
+    def spread(layer, dst, flows):
+        _PaddedSumRule.spread(layer.padded, dst, flows)
+
+    @staticmethod
+    def add_weight_gradient(layer, grad, edge):
+        _PaddedSumRule.add_weight_gradient(layer.padded, grad, edge)
+
+
 class _ProductRule:
     is_sum = False
 
 
 #: The relaxed-pass rule of every inner layer kind.
 RELAXED_RULES = {SumLayer: _PaddedSumRule, DenseSumLayer: _DenseSumRule, FusedSumLayer: _FusedSumRule,
-                 ProductLayer: _ProductRule}
+                 SegmentSumLayer: _SegmentSumRule, ProductLayer: _ProductRule, SegmentProductLayer: _ProductRule}
 
 
 def _rule(layer):

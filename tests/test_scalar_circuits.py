@@ -1,0 +1,330 @@
+"""Scalar circuits (one unit per node, irregular fan-in: the SPNs of LearnSPN and SPFlow) run on
+segment layers; every pass agrees with enumeration, finite differences and the padded layers."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pcircuits as pc
+from pcircuits.program import RelaxedNoise
+from pcircuits.program.layers import InputLayer, SegmentProductLayer, SegmentSumLayer
+
+from devices import DEVICE_BACKENDS
+from strategies import brute_force_log_likelihood, enumerate_assignments, leaf_log_values
+from test_program import _chi_square_pvalue
+from test_relaxed_sampling import directional_check
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def scalar_circuits(draw, max_variables: int = 4, leaves=("bernoulli", "categorical"), *, max_fan_in: int = 6):
+    """Random scalar SPNs: sums over 1..``max_fan_in`` children, products splitting their scope into
+    2..4 blocks, univariate blocks a leaf or a mixture of leaves; nodes over the same scope are
+    sometimes reused (a DAG) and sum weights sometimes tied."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    num_variables = draw(st.integers(1, max_variables), label="num_variables")
+    kinds = [leaves[int(rng.integers(len(leaves)))] for _ in range(num_variables)]
+    pool: dict[tuple, list] = {}
+    tied: dict[int, list] = {}
+
+    def leaf(v):
+        if kinds[v] == "bernoulli":
+            return pc.InputNode(v, pc.Bernoulli([rng.uniform(0.05, 0.95)]))
+        if kinds[v] == "categorical":
+            return pc.InputNode(v, pc.Categorical(rng.dirichlet(np.ones(3))[None, :]))
+        return pc.InputNode(v, pc.Gaussian([rng.normal()], [rng.uniform(0.5, 2.0)]))
+
+    def mixture(children):
+        shared = tied.get(len(children))
+        if shared and rng.random() < 0.3:
+            return pc.SumNode(children, weights=shared[0].params)
+        node = pc.SumNode(children, rng=rng)
+        tied.setdefault(len(children), []).append(node)
+        return node
+
+    def build(scope, depth):
+        key = tuple(scope)
+        if pool.get(key) and rng.random() < 0.25:
+            return pool[key][int(rng.integers(len(pool[key])))]
+        if len(scope) == 1:
+            node = leaf(scope[0]) if depth == 0 or rng.random() < 0.5 else \
+                mixture([leaf(scope[0]) for _ in range(int(rng.integers(1, max_fan_in + 1)))])
+        elif depth == 0 or rng.random() < 0.3:
+            node = pc.ProductNode([build([v], 0) for v in scope])
+        else:
+            node = mixture([split(scope, depth) for _ in range(int(rng.integers(1, max_fan_in + 1)))])
+        pool.setdefault(key, []).append(node)
+        return node
+
+    def split(scope, depth):
+        parts = int(rng.integers(2, min(4, len(scope)) + 1))
+        cuts = np.sort(rng.choice(np.arange(1, len(scope)), size=parts - 1, replace=False))
+        return pc.ProductNode([build(sorted(b.tolist()), depth - 1) for b in np.split(rng.permutation(scope), cuts)])
+
+    scope = list(range(num_variables))
+    root = mixture([split(scope, 3) if num_variables > 1 else build(scope, 2)
+                    for _ in range(int(rng.integers(1, max_fan_in + 1)))])
+    return pc.Circuit(root)
+
+
+def max_product_oracle(circuit, x):
+    """The max-product value of the root at complete assignments ``x``, node by node in float64."""
+    values = {}
+    for node in circuit.nodes:
+        if node.kind == "input":
+            values[id(node)] = leaf_log_values(node, x)[:, 0]
+        elif node.kind == "product":
+            values[id(node)] = sum(values[id(c)] for c in node.children)
+        else:
+            with np.errstate(divide="ignore"):
+                scores = np.stack([values[id(c)] for c in node.children]) + np.log(node.weights[0])[:, None]
+            values[id(node)] = scores.max(axis=0)
+    return values[id(circuit.roots[0])]
+
+
+def with_missing(x, seed, rate=0.3):
+    x = x.copy()
+    x[np.random.default_rng(seed).random(x.shape) < rate] = np.nan
+    return x
+
+
+def _numeric_gradient(f, x0, eps=1e-6):
+    grad = np.zeros_like(x0)
+    for i in np.ndindex(x0.shape):
+        up, down = x0.copy(), x0.copy()
+        up[i] += eps
+        down[i] -= eps
+        grad[i] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
+# ---- the plan ------------------------------------------------------------------------------------
+
+@FAST
+@given(scalar_circuits())
+def test_scalar_nodes_compile_to_one_segment_layer_per_height_and_kind(circuit):
+    program = circuit.compile(dtype="float64")
+    assert all(isinstance(layer, (SegmentProductLayer, SegmentSumLayer)) for layer in program.inner_layers)
+    heights = {id(n): h for n, h in ((n, program.plan.heights[id(n)]) for n in circuit.nodes)}
+    kinds = {(heights[id(n)], n.kind) for n in circuit.nodes if n.kind != "input"}
+    assert len(program.inner_layers) == len(kinds)
+
+
+@FAST
+@given(scalar_circuits())
+def test_segment_rounds_hold_every_edge_once_with_units_by_decreasing_fan_in(circuit):
+    program = circuit.compile(dtype="float64")
+    for layer in program.inner_layers:
+        sizes = [n for _, n in layer.rounds]
+        assert sizes[0] == layer.stop - layer.start and sizes == sorted(sizes, reverse=True)
+        fan_in = {program.plan.node_offsets[id(n)]: len(n.children) for n in circuit.nodes
+                  if program.plan.node_offsets.get(id(n), -1) in range(layer.start, layer.stop)}
+        assert sorted(fan_in.values(), reverse=True) == [fan_in[s] for s in range(layer.start, layer.stop)]
+        assert sum(sizes) == layer.num_edges == sum(fan_in.values())
+
+
+def test_scalar_products_of_very_different_fan_in_share_one_layer_without_padding():
+    leaves = [pc.InputNode(v, pc.Bernoulli([0.3])) for v in range(40)]
+    wide = pc.ProductNode(leaves[:38])
+    narrow = pc.ProductNode(leaves[38:])
+    circuit = pc.Circuit(pc.ProductNode([pc.SumNode([wide], rng=0), pc.SumNode([narrow], rng=1)]))
+    program = circuit.compile(dtype="float64")
+    layer = next(l for l in program.inner_layers if isinstance(l, SegmentProductLayer))
+    assert layer.stop - layer.start == 2 and layer.num_edges == 40
+
+
+# ---- passes against enumeration and finite differences -------------------------------------------
+
+@FAST
+@given(scalar_circuits(), st.integers(0, 2**31 - 1))
+def test_forward_matches_node_by_node_oracle_with_missing_values(circuit, seed):
+    program = circuit.compile(dtype="float64")
+    x = with_missing(program.sample(16, seed=seed), seed)
+    assert np.allclose(program.log_likelihood(x), brute_force_log_likelihood(circuit, x)[:, 0], rtol=1e-12,
+                       atol=1e-12)
+
+
+@FAST
+@given(scalar_circuits(max_variables=3, leaves=("gaussian",)), st.integers(0, 2**31 - 1))
+def test_forward_matches_oracle_on_gaussian_leaves(circuit, seed):
+    program = circuit.compile(dtype="float64")
+    x = np.random.default_rng(seed).normal(scale=3.0, size=(8, circuit.num_variables))
+    assert np.allclose(program.log_likelihood(x), brute_force_log_likelihood(circuit, x)[:, 0], rtol=1e-12)
+
+
+@FAST
+@given(scalar_circuits())
+def test_scalar_circuit_sums_to_one_over_all_assignments(circuit):
+    program = circuit.compile(dtype="float64")
+    assert np.isclose(np.exp(program.log_likelihood(enumerate_assignments(circuit))).sum(), 1.0, rtol=1e-10)
+
+
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "categorical", "gaussian")), st.integers(0, 2**31 - 1))
+def test_log_weight_gradient_equals_finite_differences(circuit, seed):
+    program = circuit.compile(dtype="float64")
+    x = with_missing(program.sample(4, seed=seed), seed)
+    program.forward(x)
+    analytic = program.backward().log_weights
+    w0 = program.weights.copy()
+
+    def total(log_w):
+        program.set_weights(np.exp(log_w))
+        return float(program.forward(x).sum())
+
+    numeric = _numeric_gradient(total, np.log(w0))
+    program.set_weights(w0)
+    assert np.allclose(analytic, numeric, atol=1e-6)
+
+
+@FAST
+@given(scalar_circuits(max_variables=3, leaves=("gaussian",)), st.integers(0, 2**31 - 1))
+def test_input_gradient_equals_finite_differences(circuit, seed):
+    program = circuit.compile(dtype="float64")
+    x = np.random.default_rng(seed).normal(size=(3, circuit.num_variables))
+    program.forward(x)
+    analytic = program.backward(inputs=True).inputs
+    numeric = _numeric_gradient(lambda z: float(program.forward(z).sum()), x)
+    assert np.allclose(analytic, numeric, atol=1e-6)
+
+
+@FAST
+@given(scalar_circuits(), st.integers(0, 2**31 - 1))
+def test_unit_flows_are_the_posteriors_of_being_in_the_induced_tree(circuit, seed):
+    """The flow of a leaf unit summed over the leaves of one variable is 1 in a smooth,
+    decomposable circuit (every induced tree holds exactly one leaf per variable)."""
+    program = circuit.compile(dtype="float64")
+    x = with_missing(program.sample(6, seed=seed), seed)
+    program.forward(x)
+    flows = program.backward().unit_flows
+    for layer in program.input_layers:
+        per_variable = np.zeros((circuit.num_variables, x.shape[0]))
+        np.add.at(per_variable, layer.variables_np[:, 0], flows[layer.start:layer.stop])
+        seen = np.isin(np.arange(circuit.num_variables), layer.variables_np[:, 0])
+        assert np.allclose(per_variable[seen], 1.0, atol=1e-10)
+
+
+@FAST
+@given(scalar_circuits())
+def test_max_pass_is_the_largest_max_product_value_over_all_assignments(circuit):
+    program = circuit.compile(dtype="float64")
+    empty = np.full((1, circuit.num_variables), np.nan)
+    worlds = enumerate_assignments(circuit)
+    assert np.isclose(program.forward(empty, mode="max")[0, 0], max_product_oracle(circuit, worlds).max(),
+                      rtol=1e-12)
+
+
+@FAST
+@given(scalar_circuits(), st.integers(0, 2**31 - 1))
+def test_mpe_decodes_an_assignment_that_reaches_the_max_pass_value(circuit, seed):
+    program = circuit.compile(dtype="float64")
+    evidence = with_missing(program.sample(5, seed=seed), seed, rate=0.6)
+    decoded = program.mpe(evidence)
+    observed = ~np.isnan(evidence)
+    assert np.array_equal(decoded[observed], evidence[observed]) and not np.isnan(decoded).any()
+    assert np.allclose(max_product_oracle(circuit, decoded), program.forward(evidence, mode="max")[:, 0], rtol=1e-12)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scalar_circuits(max_variables=3))
+def test_sample_frequencies_pass_chi_square(circuit):
+    program = circuit.compile(dtype="float64")
+    worlds = enumerate_assignments(circuit)
+    p = np.exp(program.log_likelihood(worlds))
+    assert _chi_square_pvalue(program.sample(4000, seed=7), worlds, p) > 1e-4
+
+
+@FAST
+@given(scalar_circuits(), st.integers(0, 2**31 - 1))
+def test_hard_em_counts_one_chosen_edge_per_active_sum_unit(circuit, seed):
+    program = circuit.compile(dtype="float64")
+    x = with_missing(program.sample(6, seed=seed), seed)
+    _, counts, active = program.top_down(x, "argmax", counts=True, return_active=True)
+    active_sums = sum(int(active[layer.start:layer.stop].sum()) for layer in program.inner_layers
+                      if isinstance(layer, SegmentSumLayer))
+    assert counts.sum() == active_sums > 0
+
+
+# ---- the strict device and the relaxed pass ------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICE_BACKENDS)
+@settings(max_examples=10, deadline=None)
+@given(scalar_circuits(leaves=("bernoulli", "categorical", "gaussian")), st.integers(0, 2**31 - 1))
+def test_device_backend_agrees_with_numpy_on_scalar_circuits(device, circuit, seed):
+    reference = circuit.compile(backend="numpy", dtype="float64")
+    other = circuit.compile(backend=device, dtype="float64")
+    x = with_missing(reference.sample(8, seed=seed), seed)
+    assert np.allclose(pc.to_numpy(other.log_likelihood(x)), reference.log_likelihood(x), atol=1e-10)
+    assert np.allclose(pc.to_numpy(other.forward(x, mode="max")), reference.forward(x, mode="max"), atol=1e-10)
+    reference.forward(x)
+    other.forward(x)
+    g_ref, g_other = reference.backward(), other.backward()
+    assert np.allclose(pc.to_numpy(g_other.log_weights), g_ref.log_weights, atol=1e-10)
+    assert np.allclose(pc.to_numpy(g_other.unit_flows), g_ref.unit_flows, atol=1e-10)
+    assert np.allclose(pc.to_numpy(other.mpe(x)), reference.mpe(x), equal_nan=True)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scalar_circuits(max_variables=3, leaves=("bernoulli", "gaussian")), st.integers(0, 2**31 - 1))
+def test_relaxed_gradients_match_finite_differences_on_scalar_circuits(circuit, seed):
+    program = circuit.compile(dtype="float64")
+    noise = RelaxedNoise.draw(program, 4, seed)
+    analytic, numeric = directional_check(program, noise, 0.7, False, None, seed)
+    assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_segment_layers_read_every_input_layer_once_per_pass():
+    """One input layer per leaf family: the leaves' tables stack however many nodes there are."""
+    leaves = [pc.InputNode(v % 3, pc.Bernoulli([0.1 + 0.02 * v])) for v in range(30)]
+    mixtures = [pc.SumNode(leaves[v::3], rng=v) for v in range(3)]
+    program = pc.Circuit(pc.ProductNode(mixtures)).compile(dtype="float64")
+    assert sum(isinstance(layer, InputLayer) for layer in program.layers) == 1
+    assert [type(layer) for layer in program.inner_layers] == [SegmentSumLayer, SegmentProductLayer]
+
+
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "gaussian")), st.integers(0, 2**31 - 1))
+def test_segment_layers_agree_with_their_padded_form_on_every_pass(circuit, seed):
+    from pcircuits.program.context import MAX, SUM
+    program = circuit.compile(dtype="float64")
+    x = program.prepare(with_missing(program.sample(5, seed=seed), seed))
+    rng = np.random.default_rng(seed)
+    for context in (SUM, MAX):
+        program._forward(x, context)
+        values = program.values
+        for layer in program.inner_layers:
+            ours, padded = values.copy(), values.copy()
+            layer.forward(program, ours, x, context, None)
+            layer.padded.forward(program, padded, x, context, None)
+            assert np.allclose(ours[layer.start:layer.stop], padded[layer.start:layer.stop], rtol=1e-13, atol=0)
+    program._forward(x, SUM)
+    values = program.values.copy()
+    for layer in program.inner_layers:
+        grads = rng.normal(size=values.shape)
+        results = []
+        for runner in (layer, layer.padded):
+            g = grads.copy()
+            program.grad_log_weights = np.zeros_like(program.weights)
+            runner.backward(program, values.copy(), g, {})
+            results.append((g, program.grad_log_weights.copy()))
+        assert np.allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+        assert np.allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=5, deadline=None)
+@given(scalar_circuits(leaves=("gaussian",)))
+def test_strict_device_runs_segment_layers_without_pulling_scalars(circuit):
+    from pcircuits.strict_device import TRANSFERS, reset_transfers
+    device = circuit.compile(backend="strict", dtype="float64")
+    x = np.random.default_rng(0).normal(size=(16, circuit.num_variables))
+    x[::3, ::2] = np.nan
+    x = device.backend.asarray(x)
+    reset_transfers()
+    device.forward(x, mode="sum")
+    device.backward()
+    device.forward(x, mode="max")
+    device.top_down(x, mode="sample", seed=0)
+    assert TRANSFERS["copy"] == 0
+    # each public pass checks its input once; the segment layers pull nothing
+    assert TRANSFERS["scalar"] <= 3
