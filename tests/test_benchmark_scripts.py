@@ -71,14 +71,15 @@ def test_gpu_check_without_a_gpu_says_what_is_missing_and_exits_2(tmp_path):
 
 
 def test_query_memory_benchmark_reports_peaks_and_chunked_equality():
-    records = _script("query_memory").main(["--rows", "3000", "--compare", "300"])
-    peaks, comparison = records[:3], records[3]
-    assert [r["query"] for r in peaks] == ["log_likelihood", "inpaint", "sample"]
+    records = _script("query_memory").main(["--rows", "3000", "--compare", "600"])
+    peaks, comparison = records[:5], records[5]
+    assert [r["query"] for r in peaks] == ["log_likelihood", "inpaint", "sample", "leaf_posteriors", "fit"]
     assert all(r["peak_mb"] >= r["peak_mb_after_data"] > 0 for r in peaks)
-    assert comparison["mpe_equal"]
-    assert comparison["log_likelihood_max_relative_difference"] < 1e-6
-    assert comparison["inpaint_max_relative_difference"] < 1e-6
+    assert all(comparison[f"{query}_equal"] for query in ("log_likelihood", "inpaint", "leaf_posteriors", "mpe"))
+    assert comparison["log_likelihood_64_rows_max_relative_difference"] < 1e-6
+    assert comparison["inpaint_64_rows_max_relative_difference"] < 1e-6
     assert comparison["samples_of_a_seed_independent_of_count"]
+    assert comparison["samples_of_a_seed_independent_of_chunks"]
 
 
 def test_diff_sampling_synthetic_trains_every_objective_and_draws_the_grid(tmp_path):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
                               SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec)
+from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
 
@@ -325,7 +326,7 @@ class DenseSumLayer:
 
     def _finish(self, program, values, E, S, M, cache, exact: bool = True):
         xp = self.backend.xp
-        xp.matmul(self._batched_weights(program), E, out=S)       # (Nb, Kb, B)
+        batch_matmul(self.backend, self._batched_weights(program), E, S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         with np.errstate(divide="ignore"):
             xp.log(S, out=out)
@@ -419,7 +420,7 @@ class DenseSumLayer:
             R[small] = 0
         W = self._batched_weights(program)
         flows = program.buffer(("WtR", self.Nb, self.I), (self.Nb, self.I, R.shape[2]))
-        xp.matmul(W.transpose(0, 2, 1), R, out=flows)
+        batch_matmul(self.backend, W.transpose(0, 2, 1), R, flows)
         flows *= E
         edge = W * xp.matmul(R, E.transpose(0, 2, 1))
         if small is not None and exact:
