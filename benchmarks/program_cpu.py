@@ -9,17 +9,38 @@ one Adam step (forward, backward, parameter update) at ``--train-batch``: NLL fo
 for the discriminative DGC-SPN of DGC-SPN 5.2 (``dgcspn``) cross-entropy over its 10 class
 roots with product and input dropout 0.2, the step that MNIST classification repeats.
 
+The floor also counts the leaf layer at the memory bandwidth measured in the same run (one
+read of the gathered inputs and one write of the leaf outputs): ``floor_with_leaves_*``.
+
     python benchmarks/program_cpu.py [--batch 512] [--reps 5] [--backend numpy] [--which pd rat dgcspn]
+
+``--compare torch`` instead times the Program against a plain PyTorch implementation of the same
+layered computation (``benchmarks/torch_reference.py``: the same layers, partitions, ``K`` and
+Gaussian leaves; outer product and ``bmm`` for the sums), each library in its own process with
+its threads pinned to ``--threads``, the two interleaved for ``--rounds`` rounds. Each process
+first checks, in float64, that the two agree (log-likelihoods to 1e-4, gradients of the
+log-weights and leaf parameters to 1e-5 relative), then times float32 forward and
+forward+backward passes (median of ``--reps``); the least disturbed round (smallest median) is
+reported. It is skipped with a message when PyTorch is not installed (``pip install
+pcircuits[bench]``). ``--baseline DIR`` also times the pcircuits package of another source folder
+(an earlier version) in the same interleaved rounds.
+
+    python benchmarks/program_cpu.py --compare torch [--cases pd8 pd32 rat digits] [--reps 7] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import pcircuits as pc
+from pcircuits.backend import to_numpy
 from pcircuits.program.layers import DenseSumLayer
 
 
@@ -56,6 +77,22 @@ def matmul_floor_ms(program, batch: int, reps: int) -> tuple[float, float]:
 
     sync = program.backend.synchronize
     return median_ms(forward, reps, sync), median_ms(forward_backward, reps, sync)
+
+
+def memory_bandwidth(nbytes: int = 1 << 27, reps: int = 5) -> float:
+    """Bytes per second of one large copy (read plus write), median of ``reps``."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    seconds = median_ms(lambda: np.copyto(dst, src), reps, lambda: None) / 1e3
+    return 2 * src.nbytes / seconds
+
+
+def leaf_floor_ms(program, batch: int, bandwidth: float) -> float:
+    """The leaf layers' least memory traffic: one read of their gathered inputs and one write of
+    their outputs, shape (leaf units, batch) each, at ``bandwidth`` bytes per second."""
+    item = program.backend.dtype.itemsize
+    elements = sum(layer.variables_np.size + (layer.stop - layer.start) for layer in program.input_layers)
+    return elements * batch * item / bandwidth * 1e3
 
 
 def build(which: str, args):
@@ -106,6 +143,7 @@ def run(which: str, args) -> dict:
     fwd = median_ms(forward, args.reps, sync)
     fwd_bwd = median_ms(forward_backward, args.reps, sync)
     floor_f, floor_fb = matmul_floor_ms(program, args.batch, args.reps)
+    leaves = leaf_floor_ms(program, args.batch, memory_bandwidth())
     step = train_step_ms(program, which, args)
     edges = circuit.num_edges
     return {
@@ -118,8 +156,151 @@ def run(which: str, args) -> dict:
         "matmul_floor_forward_ms": round(floor_f, 2), "matmul_floor_forward_backward_ms": round(floor_fb, 2),
         "forward_over_floor": round(fwd / floor_f, 2),
         "forward_backward_over_floor": round(fwd_bwd / floor_fb, 2),
+        "leaf_floor_ms": round(leaves, 2),
+        "floor_with_leaves_forward_ms": round(floor_f + leaves, 2),
+        "floor_with_leaves_forward_backward_ms": round(floor_fb + leaves, 2),
+        "forward_backward_over_floor_with_leaves": round(fwd_bwd / (floor_fb + leaves), 2),
         "train_batch": args.train_batch, "train_step_ms": round(step, 2),
     }
+
+#: The circuits of the comparison with PyTorch: builder, its settings, and the batch sizes timed
+#: (``None``: forward and forward+backward at ``--batch``; a list: forward only, at each size).
+COMPARE_CASES = {
+    "pd8": (lambda: pc.builders.poon_domingos(28, 28, delta=7, num_sums=8, num_leaves=4, dense=True, seed=0), None),
+    "pd32": (lambda: pc.builders.poon_domingos(28, 28, delta=7, num_sums=32, num_leaves=4, dense=True, seed=0), None),
+    "rat": (lambda: pc.builders.rat_spn(784, depth=5, num_repetitions=8, num_sums=16, num_leaves=8, leaf="gaussian",
+                                        seed=0), None),
+    "digits": (lambda: pc.builders.poon_domingos(8, 8, delta=2, num_sums=8, num_leaves=4, dense=True, seed=0), [1, 16]),
+}
+
+
+def _pin_threads(threads: int) -> dict:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
+
+
+def check_torch_agreement(circuit, batch: int = 16) -> dict:
+    """Largest differences between the Program and the PyTorch reference in float64: log-likelihoods
+    (absolute) and gradients (relative to the largest gradient); raises when above 1e-4 / 1e-5."""
+    import torch
+
+    from torch_reference import TorchReference
+    program = circuit.compile(dtype="float64")
+    x = np.random.default_rng(2).normal(size=(batch, program.num_variables))
+    ll = to_numpy(program._forward(program.prepare(x), "sum", cache=True))
+    grads = program.backward(leaves=True)
+    reference = TorchReference(program, torch.float64)
+    out = reference.forward(torch.from_numpy(x))
+    out.sum().backward()
+    expected = reference.gradients()
+    ll_error = float(np.abs(out.detach().numpy() - ll).max())
+    pairs = [(to_numpy(grads.log_weights), expected["log_weights"])]
+    for key, table in grads.leaves.items():
+        pairs += [(to_numpy(table[name])[:, 0], expected[key][name]) for name in ("mean", "std")]
+    grad_error = max(float(np.abs(a - b).max() / max(1.0, np.abs(b).max())) for a, b in pairs)
+    if ll_error > 1e-4 or grad_error > 1e-5:
+        raise AssertionError(f"the PyTorch reference disagrees: log-likelihoods by {ll_error:.3g}, "
+                             f"gradients by {grad_error:.3g} (relative)")
+    return {"ll_max_abs_error": ll_error, "grad_max_rel_error": grad_error}
+
+
+def compare_worker(library: str, case: str, args) -> dict:
+    """Time one case with one library (run in a process of its own)."""
+    builder, batches = COMPARE_CASES[case]
+    circuit = builder()
+    record = {"case": case, "library": library}
+    if library == "torch":
+        import torch
+
+        from torch_reference import TorchReference
+        torch.set_num_threads(args.threads)
+        record.update(check_torch_agreement(circuit))
+        program = circuit.compile(dtype="float32")
+        reference = TorchReference(program, torch.float32)
+        program.release_buffers()
+
+        def make(batch):
+            x = torch.from_numpy(np.random.default_rng(0).normal(size=(batch, 784 if case != "digits" else 64))
+                                 .astype(np.float32))
+
+            def forward():
+                with torch.no_grad():
+                    reference.forward(x)
+
+            def forward_backward():
+                reference.zero_grad()
+                reference.forward(x).sum().backward()
+            return forward, forward_backward
+    else:
+        program = circuit.compile(dtype="float32")
+
+        def make(batch):
+            xb = program.prepare(np.random.default_rng(0).normal(size=(batch, program.num_variables)))
+
+            def forward():
+                program._forward(xb, "sum", cache=False)
+
+            def forward_backward():
+                program._forward(xb, "sum", cache=True)
+                program.backward(leaves=True)
+            return forward, forward_backward
+    no_sync = lambda: None      # noqa: E731 (both libraries compute on the host)
+    if batches is None:
+        forward, forward_backward = make(args.batch)
+        record["batch"] = args.batch
+        record["forward_ms"] = median_ms(forward, args.reps, no_sync)
+        record["forward_backward_ms"] = median_ms(forward_backward, args.reps, no_sync)
+    else:
+        for batch in batches:
+            forward, _ = make(batch)
+            record[f"forward_ms_batch{batch}"] = median_ms(forward, max(args.reps, 50), no_sync)
+    return record
+
+
+def compare(args) -> list[dict]:
+    """The PyTorch comparison: one process per library, case and round, interleaved."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("skipped: PyTorch is not installed (pip install 'pcircuits[bench]')", flush=True)
+        return []
+    script = Path(__file__).resolve()
+    env = _pin_threads(args.threads)
+    env["PYTHONPATH"] = os.pathsep.join([str(script.parent), str(script.parents[1]), env.get("PYTHONPATH", "")])
+    envs = {"pcircuits": env, "torch": env}
+    if args.baseline:
+        envs["baseline"] = dict(env, PYTHONPATH=os.pathsep.join([str(script.parent), str(Path(args.baseline).resolve()),
+                                                                  env.get("PYTHONPATH", "")]))
+    records = []
+    for case in args.cases:
+        runs = {library: [] for library in envs}
+        for round_ in range(args.rounds):
+            order = list(envs) if round_ % 2 == 0 else list(envs)[::-1]
+            for library in order:
+                worker = "pcircuits" if library == "baseline" else library
+                out = subprocess.run([sys.executable, str(script), "--worker", worker, "--case", case,
+                                      "--reps", str(args.reps), "--batch", str(args.batch),
+                                      "--threads", str(args.threads)],
+                                     env=envs[library], check=True, capture_output=True, text=True).stdout
+                runs[library].append(json.loads(out.splitlines()[-1]))
+        record = {"case": case, "threads": args.threads, "reps": args.reps, "rounds": args.rounds,
+                  "load_average": os.getloadavg()[0]}
+        for library, results in runs.items():
+            for key in results[0]:
+                if key.startswith("forward"):
+                    record[f"{library}_{key}"] = round(min(r[key] for r in results), 3)
+        record.update({k: runs["torch"][0][k] for k in ("ll_max_abs_error", "grad_max_rel_error")})
+        for key in list(record):
+            for library in ("pcircuits", "baseline"):
+                if key.startswith(f"{library}_"):
+                    name = key[len(library) + 1:]
+                    prefix = "ratio" if library == "pcircuits" else "baseline_ratio"
+                    record[f"{prefix}_{name}"] = round(record[key] / record[f"torch_{name}"], 3)
+        print(json.dumps(record), flush=True)
+        records.append(record)
+    return records
 
 
 def main(argv=None):
@@ -138,7 +319,20 @@ def main(argv=None):
     parser.add_argument("--rat-reps", type=int, default=8)
     parser.add_argument("--rat-sums", type=int, default=16)
     parser.add_argument("--rat-leaves", type=int, default=8)
+    parser.add_argument("--compare", choices=["torch"], help="time against the PyTorch reference instead")
+    parser.add_argument("--cases", nargs="+", default=list(COMPARE_CASES), choices=list(COMPARE_CASES))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline", help="also time the pcircuits package found in this source folder (another "
+                                           "version), in its own processes")
+    parser.add_argument("--worker", choices=["pcircuits", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=list(COMPARE_CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(compare_worker(args.worker, args.case, args)), flush=True)
+        return
+    if args.compare:
+        return compare(args)
     for which in args.which:
         print(json.dumps(run(which, args)), flush=True)
 

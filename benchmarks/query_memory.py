@@ -3,8 +3,11 @@
 Each query runs in a fresh process (so one query's peak does not hide another's) on ``--rows``
 rows of 64 variables (float32, the right half missing, made in slices so the data cost only
 their own 256 MB per million rows), and the process's peak resident memory is read from the
-operating system (``ru_maxrss``). With ``--compare`` a smaller case also measures how far the
-chunked results are from one big batch.
+operating system (``ru_maxrss``). ``leaf_posteriors`` returns one float32 per unit and row
+(845 units: 3.4 GB per million rows), so its working memory is its peak less data and result.
+``fit`` is one epoch of EM (its whole-data check and conversion included; the data have no
+missing values there). With ``--compare`` a smaller case also checks that chunked results equal
+one big batch.
 
     python benchmarks/query_memory.py --rows 1000000
 """
@@ -19,7 +22,7 @@ import time
 
 import numpy as np
 
-QUERIES = ("log_likelihood", "inpaint", "sample")
+QUERIES = ("log_likelihood", "inpaint", "sample", "leaf_posteriors", "fit")
 
 
 def readme_program():
@@ -28,12 +31,13 @@ def readme_program():
     return circuit.compile(backend="numpy", dtype="float32")
 
 
-def make_data(rows: int) -> np.ndarray:
+def make_data(rows: int, missing: bool = True) -> np.ndarray:
     x = np.empty((rows, 64), dtype=np.float32)
     rng = np.random.default_rng(0)
     for start in range(0, rows, 100_000):
         x[start:start + 100_000] = rng.normal(size=(min(100_000, rows - start), 64))
-    x[:, 32:] = np.nan
+    if missing:
+        x[:, 32:] = np.nan
     return x
 
 
@@ -43,33 +47,50 @@ def peak_mb() -> float:
 
 def run_one(query: str, rows: int) -> dict:
     """Run ``query`` on ``rows`` rows in this process; its timing and peak memory."""
+    from pcircuits.learning import fit
+
     program = readme_program()
-    x = None if query == "sample" else make_data(rows)
+    x = None if query == "sample" else make_data(rows, missing=query != "fit")
     data_mb = peak_mb()
     started = time.perf_counter()
     if query == "sample":
         out = program.sample(rows, seed=0)
     elif query == "inpaint":
         out = program.inpaint(x)
+    elif query == "leaf_posteriors":
+        out = program.leaf_posteriors(x)
+    elif query == "fit":
+        out = np.zeros(0)
+        fit(program, x, method="em", epochs=1, batch_size=10_000, progress=False)
     else:
         out = program.log_likelihood(x)
     return {"query": query, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
             "output_mb": round(out.nbytes / 2 ** 20), "peak_mb_after_data": round(data_mb),
-            "peak_mb": round(peak_mb())}
+            "peak_mb": round(peak_mb()), "work_mb": round(peak_mb() - data_mb - out.nbytes / 2 ** 20)}
 
 
 def compare(rows: int) -> dict:
-    """How far chunks of 64 rows are from one batch (largest relative difference; MPE: equal)."""
+    """Whether chunks of whole row blocks equal one batch bit for bit, and how far chunks of 64
+    rows (smaller than a row block) are from it (largest relative difference; MPE: equal)."""
+    from pcircuits.program.blocks import ROW_BLOCK
+
     program = readme_program()
+    program.memory_budget = 1 << 40                       # one batch unless batch_size says otherwise
     x = make_data(rows)
 
+    def equal(query):
+        return bool(np.array_equal(query(x, batch_size=ROW_BLOCK), query(x)))
+
     def difference(query):
-        chunked, whole = query(x, batch_size=64), query(x, batch_size=rows)
+        chunked, whole = query(x, batch_size=64), query(x)
         return float(np.max(np.abs(chunked - whole) / (1 + np.abs(whole))))
-    return {"rows": rows,
-            "log_likelihood_max_relative_difference": difference(program.log_likelihood),
-            "inpaint_max_relative_difference": difference(program.inpaint),
-            "mpe_equal": bool(np.array_equal(program.mpe(x, batch_size=64), program.mpe(x, batch_size=rows))),
+    return {"rows": rows, "row_block": ROW_BLOCK,
+            "log_likelihood_equal": equal(program.log_likelihood),
+            "inpaint_equal": equal(program.inpaint),
+            "leaf_posteriors_equal": equal(program.leaf_posteriors),
+            "mpe_equal": equal(program.mpe),
+            "log_likelihood_64_rows_max_relative_difference": difference(program.log_likelihood),
+            "inpaint_64_rows_max_relative_difference": difference(program.inpaint),
             "samples_of_a_seed_independent_of_count": bool(np.array_equal(
                 program.sample(1100, seed=1)[:1024], program.sample(1024, seed=1)))}
 

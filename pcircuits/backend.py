@@ -8,12 +8,41 @@ one of these objects and never imports CuPy itself. ``"strict"`` is NumPy behind
 """
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.special
 
 from .errors import OptionalDependencyError
 
-__all__ = ["Backend", "get_backend", "to_numpy", "array_module", "cupy_available"]
+__all__ = ["Backend", "get_backend", "to_numpy", "array_module", "cupy_available", "host_threads"]
+
+#: Elements of one block of a blocked host pass: 32K float32 values (128 KB) per array, so the
+#: few arrays a block's chain of operations touches stay in the core's cache.
+BLOCK_ELEMENTS = 1 << 15
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def host_threads() -> int:
+    """Threads that blocked host passes spread their blocks over: ``PCIRCUITS_NUM_THREADS``, else
+    ``OMP_NUM_THREADS``, else the CPUs this process may run on."""
+    for name in ("PCIRCUITS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != threads:
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pcircuits-blocks")
+        return _pool
 
 
 class Backend:
@@ -98,6 +127,33 @@ class Backend:
             cupyx.scatter_max(dst, index, values)
         else:
             self.xp.maximum.at(dst, index, values)
+
+    def blocks(self, num_rows: int, row_size: int, work) -> None:
+        """Run ``work(lo, hi)`` over row blocks ``[lo, hi)`` of ``num_rows`` rows of ``row_size`` elements.
+
+        On the host the rows are cut into cache-sized blocks (:data:`BLOCK_ELEMENTS`) so that a
+        chain of elementwise operations on one block reads and writes main memory once, and the
+        blocks are shared among :func:`host_threads` threads (NumPy's loops release the GIL);
+        ``work`` must write disjoint rows. On a device it is one call over all rows (the device
+        runs each operation in parallel already).
+        """
+        if num_rows == 0:
+            return
+        step = max(1, BLOCK_ELEMENTS // max(1, row_size))
+        if not self.on_host or num_rows <= step:
+            work(0, num_rows)
+            return
+        starts = list(range(0, num_rows, step))
+        threads = min(host_threads(), len(starts))
+
+        def run(chunk):
+            for lo in chunk:
+                work(lo, min(lo + step, num_rows))
+        if threads == 1:
+            run(starts)
+            return
+        share = -(-len(starts) // threads)
+        list(_thread_pool(threads).map(run, [starts[i:i + share] for i in range(0, len(starts), share)]))
 
     def synchronize(self):
         if self.name == "cupy":

@@ -208,14 +208,16 @@ class Circuit:
         save(self, path)
 
     @classmethod
-    def load(cls, path, **limits) -> "Circuit":
+    def load(cls, path, *, validate: bool = True, **limits) -> "Circuit":
         """Read a file written by :meth:`save`; a damaged file raises ``CircuitFileError``.
 
-        ``limits`` (``max_bytes``, ``max_units``, ``max_edges``) raise or lower the bounds that
-        :func:`pcircuits.serialization.load` checks before allocating anything.
+        The circuit must pass :meth:`check` unless ``validate=False`` (for files that store
+        invalid circuits on purpose). ``limits`` (``max_bytes``, ``max_units``, ``max_edges``)
+        raise or lower the bounds that :func:`pcircuits.serialization.load` checks before
+        allocating anything.
         """
         from .serialization import load
-        return load(path, **limits)
+        return load(path, validate=validate, **limits)
 
     def to_dot(self, report=None, **options) -> str:
         """Graphviz source of the drawing (violations from ``report`` highlighted)."""

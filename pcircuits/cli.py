@@ -392,7 +392,10 @@ class _Opened:
     """A model opened for evaluate, inpaint or sample: its circuit, record, program and test data."""
 
     def __init__(self, args):
-        self.circuit, self.record = load_model(args.model)
+        try:
+            self.circuit, self.record = load_model(args.model)
+        except InvalidCircuitError as err:
+            raise CommandError(f"{args.model} is not a valid circuit: {_violations(err.report, args.model)}") from None
         data_name = args.data or self.record.get("data")
         if data_name is None:
             raise CommandError(f"the model has no record ({record_path(args.model)}) that names its data set; "
@@ -509,7 +512,7 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_draw(args) -> int:
-    circuit, _ = load_model(args.model)
+    circuit, _ = load_model(args.model, validate=False)
     report = circuit.check() if args.highlight else None
     path = circuit.render(args.out, report=report, max_nodes=args.max_nodes, show_scopes=not args.no_scopes)
     summarized = circuit.num_nodes > args.max_nodes
@@ -521,7 +524,7 @@ def _cmd_draw(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    circuit, record = load_model(args.model)
+    circuit, record = load_model(args.model, validate=False)
     report = circuit.check()
     _say(args, str(report))
     if args.report is not None:

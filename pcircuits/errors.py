@@ -5,7 +5,7 @@ code that knows pcircuits can tell a damaged file from a bad argument.
 """
 from __future__ import annotations
 
-__all__ = ["CircuitFileError", "InvalidCircuitError", "CheckpointError", "NonFiniteError", "OptionalDependencyError"]
+__all__ = ["CircuitFileError", "InvalidCircuitError", "InvalidCircuitFileError", "CheckpointError", "NonFiniteError", "OptionalDependencyError"]
 
 
 class CircuitFileError(ValueError):
@@ -20,6 +20,18 @@ class InvalidCircuitError(ValueError):
 
     def __init__(self, report):
         super().__init__(str(report))
+        self.report = report
+
+
+class InvalidCircuitFileError(CircuitFileError, InvalidCircuitError):
+    """A circuit file is readable but its circuit fails ``check()``; carries the report.
+
+    Raised by :func:`~pcircuits.serialization.load` unless ``validate=False``; caught as either
+    a :class:`CircuitFileError` or an :class:`InvalidCircuitError`.
+    """
+
+    def __init__(self, message: str, report):
+        ValueError.__init__(self, message)
         self.report = report
 
 

@@ -6,18 +6,20 @@ kernel runs, and returns arrays of the backend it ran on (NumPy or CuPy); conver
 
 Any number of rows runs in bounded memory: the rows are processed in chunks whose working memory
 stays within ``program.memory_budget`` bytes (:data:`DEFAULT_MEMORY_BUDGET` unless set), or of
-``batch_size`` rows when given. Each row is computed independently, so chunked results equal
-one big batch up to the rounding of the matrix products, whose kernels may add in another order
-for another number of columns (a few units in the last place; MPE completions are identical).
-Automatic chunks are a multiple of 64 rows, which keeps that order in most cases. Sampling draws its random numbers per block of :data:`SAMPLE_BLOCK`
-rows (block ``k`` from the ``k``-th stream spawned from ``seed``), so samples do not depend on
-the chunking either.
+``batch_size`` rows when given. Each row is computed independently, and chunks of more than
+:data:`~pcircuits.program.blocks.ROW_BLOCK` rows are rounded down to a multiple of it, the block
+in which the sum layers multiply (see :mod:`pcircuits.program.blocks`): chunked results are then
+bit-identical to one big batch (on NumPy; with chunks of fewer rows, which only a tiny
+``batch_size`` or memory budget gives, up to the last place of the matrix products). Sampling
+draws its random numbers per block of :data:`SAMPLE_BLOCK` rows (block ``k`` from the ``k``-th
+stream spawned from ``seed``), so samples do not depend on the chunking either.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .backend import to_numpy
+from .program.blocks import ROW_BLOCK
 
 __all__ = ["log_likelihood", "log_conditional", "mpe", "sample", "inpaint", "leaf_posteriors",
            "DEFAULT_MEMORY_BUDGET", "SAMPLE_BLOCK", "chunk_rows"]
@@ -26,13 +28,11 @@ __all__ = ["log_likelihood", "log_conditional", "mpe", "sample", "inpaint", "lea
 DEFAULT_MEMORY_BUDGET = 256 << 20
 #: Rows per random stream of :func:`sample` (and the largest chunk it runs).
 SAMPLE_BLOCK = 1024
-#: Automatic chunks are a multiple of this many rows: matrix-product kernels then mostly tile a
-#: chunk's columns as they tile the whole batch's, adding in the same order.
-_ROW_ALIGNMENT = 64
 
 
 def chunk_rows(program, query: str = "forward", batch_size: int | None = None) -> int:
-    """Rows per chunk of a query: ``batch_size`` when given, else what fits ``program.memory_budget``.
+    """Rows per chunk of a query: ``batch_size`` when given, else what fits ``program.memory_budget``,
+    rounded down to a multiple of :data:`~pcircuits.program.blocks.ROW_BLOCK` when larger.
 
     Parameters
     ----------
@@ -41,10 +41,11 @@ def chunk_rows(program, query: str = "forward", batch_size: int | None = None) -
     batch_size : int, optional
     """
     if batch_size is not None:
-        return _batch_size(batch_size)
-    budget = getattr(program, "memory_budget", DEFAULT_MEMORY_BUDGET)
-    rows = max(1, int(budget // program.bytes_per_row(query)))
-    return rows - rows % _ROW_ALIGNMENT if rows >= _ROW_ALIGNMENT else rows
+        rows = _batch_size(batch_size)
+    else:
+        budget = getattr(program, "memory_budget", DEFAULT_MEMORY_BUDGET)
+        rows = max(1, int(budget // program.bytes_per_row(query)))
+    return rows - rows % ROW_BLOCK if rows > ROW_BLOCK else rows
 
 
 def _batch_size(batch_size) -> int:
@@ -312,15 +313,31 @@ class _Streams:
         return np.random.default_rng(self.sequence.spawn(1)[0])
 
 
-def leaf_posteriors(program, x, *, root=0):
+def leaf_posteriors(program, x, *, root=0, batch_size: int | None = None):
     """Posterior probability of every input unit being in the induced tree, shape (num_units, batch).
 
     Rows of non-input units hold their flows too; input units' rows are the quantities used
-    by posterior-mean inpainting. The result itself is ``num_units x batch``; for many rows use
-    :func:`inpaint`, which works in chunks.
+    by posterior-mean inpainting. The rows are processed in chunks like every query, so only
+    the result (``num_units x batch``) grows with the batch.
+
+    Parameters
+    ----------
+    x : array, shape (batch, num_variables)
+    root : int or array of int, shape (batch,)
+    batch_size : int, optional
+        Rows per chunk (default: from ``program.memory_budget``).
     """
-    x = program.prepare(x)
-    return _posteriors(program, x, _root(program, root, int(x.shape[0]), "leaf_posteriors"))
+    rows = _Rows(program, x, query="posterior", batch_size=batch_size)
+    root = _root(program, root, rows.n, "leaf_posteriors")
+    out = None
+    for part in rows.slices():
+        flows = _posteriors(program, rows.chunk(part), _root_part(root, part))
+        if out is None:
+            out = program.backend.xp.empty((flows.shape[0], rows.n), dtype=flows.dtype)
+        out[:, part] = flows
+    if out is None:
+        out = program.backend.xp.empty((program.num_units, 0), dtype=program.backend.dtype)
+    return out
 
 
 def _posteriors(program, x, root):

@@ -34,12 +34,12 @@ from .archive import ARCHIVE_ERRORS, ArchiveProblem, entry_infos, read_entry
 from .atomic import atomic_write
 from .circuit import Circuit
 from .distributions import FAMILIES, family_from_parameters
-from .errors import CircuitFileError
+from .errors import CircuitFileError, InvalidCircuitFileError
 from .nodes import InputNode, ProductNode, SumNode, SumWeights
 from .scope import Scope, Variables
 from .validity import _shape_problems
 
-__all__ = ["CircuitFileError", "FORMAT_VERSION", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_UNITS", "DEFAULT_MAX_EDGES", "to_networkx", "from_networkx", "save", "load"]
+__all__ = ["CircuitFileError", "InvalidCircuitFileError", "FORMAT_VERSION", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_UNITS", "DEFAULT_MAX_EDGES", "to_networkx", "from_networkx", "save", "load"]
 
 #: The version of the ``.pcz`` layout written by :func:`save` (and the only one :func:`load` reads).
 FORMAT_VERSION = 1
@@ -709,16 +709,22 @@ def save(circuit: Circuit, path: PathLike) -> Path:
     return path
 
 
-def load(path: PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, max_units: int = DEFAULT_MAX_UNITS,
-         max_edges: int = DEFAULT_MAX_EDGES) -> Circuit:
+def load(path: PathLike, *, validate: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
+         max_units: int = DEFAULT_MAX_UNITS, max_edges: int = DEFAULT_MAX_EDGES) -> Circuit:
     """Read a circuit written by :func:`save`, bounding the memory it may take.
 
     Every size a file declares is checked against the limits *before* anything of that size is
     allocated, so a hostile or damaged file cannot exhaust the machine (see ``docs/safety.md``).
+    The circuit read must then pass :meth:`Circuit.check` (smooth, decomposable, acyclic,
+    normalized weights, leaf parameters in their domains), unless ``validate=False``.
 
     Parameters
     ----------
     path : str or path-like
+    validate : bool
+        Refuse a circuit that fails ``check()`` (the default). ``False`` reads files that store
+        invalid circuits on purpose (examples of violations, drawings); such a circuit is still
+        well formed (its arrays fit its nodes) but may break any property ``check()`` reports.
     max_bytes : int
         The largest number of bytes the file's entries may unpack to, all entries together
         (1 GiB by default); the JSON structure may take at most ``max_bytes // 16`` of them,
@@ -738,7 +744,13 @@ def load(path: PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, max_units: int =
         ``path`` is not a circuit file, or it is truncated, corrupted, of an unknown format
         version, exceeds a limit, or describes an impossible circuit. The message says which
         (and which argument raises a limit).
+    InvalidCircuitFileError
+        (A ``CircuitFileError`` and an ``InvalidCircuitError``.) ``validate`` is true and the
+        circuit fails ``check()``: the message names the first violation (its property and
+        node), the error's ``report`` holds them all.
     """
+    if not isinstance(validate, bool):
+        raise TypeError(f"load: validate must be True or False, got {validate!r}")
     limits = {name: _positive_limit(value, name) for name, value in
               (("max_bytes", max_bytes), ("max_units", max_units), ("max_edges", max_edges))}
     path = Path(path)
@@ -753,13 +765,22 @@ def load(path: PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, max_units: int =
     try:
         with archive:
             structure, arrays = _read_archive(archive, limits["max_bytes"])
-        return _spec_to_circuit(structure, arrays, limits)
+        circuit = _spec_to_circuit(structure, arrays, limits)
     except (_FileProblem, ArchiveProblem) as err:
         raise CircuitFileError(f"{path}: {err}") from None
     except _SpecError as err:
         raise CircuitFileError(f"{path}: invalid circuit file: {err}") from None
     except RecursionError:
         raise CircuitFileError(f"{path}: invalid circuit file: nested too deeply") from None
+    if validate:
+        report = circuit.check()
+        if not report.ok:
+            count = len(report.violations)
+            raise InvalidCircuitFileError(
+                f"{path}: the circuit is invalid: {report.violations[0]} ({count} violation"
+                f"{'s' if count > 1 else ''}; load(..., validate=False) reads it anyway, check() lists them all)",
+                report)
+    return circuit
 
 
 def _positive_limit(value, name: str) -> int:

@@ -241,20 +241,23 @@ def read_record(path: os.PathLike) -> dict:
     return record
 
 
-def load_model(path: os.PathLike):
+def load_model(path: os.PathLike, *, validate: bool = True):
     """The circuit in ``path`` and its record (:func:`read_record`; an empty dict when there is none).
+
+    ``validate=False`` also reads a circuit that fails ``check()`` (see :func:`~pcircuits.serialization.load`).
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
     CircuitFileError
-        The circuit file or its record is damaged.
+        The circuit file or its record is damaged, or (``validate``) the circuit is invalid
+        (an ``InvalidCircuitFileError``, which carries the validity report).
     """
     from .circuit import Circuit
 
     path = Path(path)
-    circuit = Circuit.load(path)
+    circuit = Circuit.load(path, validate=validate)
     side = record_path(path)
     return circuit, read_record(side) if side.is_file() else {}
 

@@ -70,13 +70,13 @@ def test_gpu_check_without_a_gpu_says_what_is_missing_and_exits_2(tmp_path):
 
 
 def test_query_memory_benchmark_reports_peaks_and_chunked_equality():
-    records = _script("query_memory").main(["--rows", "3000", "--compare", "300"])
-    peaks, comparison = records[:3], records[3]
-    assert [r["query"] for r in peaks] == ["log_likelihood", "inpaint", "sample"]
+    records = _script("query_memory").main(["--rows", "3000", "--compare", "600"])
+    peaks, comparison = records[:5], records[5]
+    assert [r["query"] for r in peaks] == ["log_likelihood", "inpaint", "sample", "leaf_posteriors", "fit"]
     assert all(r["peak_mb"] >= r["peak_mb_after_data"] > 0 for r in peaks)
-    assert comparison["mpe_equal"]
-    assert comparison["log_likelihood_max_relative_difference"] < 1e-6
-    assert comparison["inpaint_max_relative_difference"] < 1e-6
+    assert all(comparison[f"{query}_equal"] for query in ("log_likelihood", "inpaint", "leaf_posteriors", "mpe"))
+    assert comparison["log_likelihood_64_rows_max_relative_difference"] < 1e-6
+    assert comparison["inpaint_64_rows_max_relative_difference"] < 1e-6
     assert comparison["samples_of_a_seed_independent_of_count"]
 
 
@@ -158,3 +158,20 @@ def test_scalar_spn_benchmark_times_pcircuits_and_skips_spflow_without_its_inter
     timings = record["pcircuits"]
     assert 0 < timings["exp_log_floor_ms"] and 0 < timings["inner_forward_ms"] and 0 < timings["forward_ms"] and 0 < timings["forward_backward_ms"]
     assert "spflow" not in record and "spflow: skipped" in capsys.readouterr().err
+
+
+def test_program_cpu_agrees_with_and_times_the_pytorch_reference(capsys):
+    pytest.importorskip("torch")
+    records = _script("program_cpu").main(["--compare", "torch", "--cases", "digits", "--reps", "1", "--rounds", "1"])
+    (record,) = records
+    assert record["ll_max_abs_error"] <= 1e-4 and record["grad_max_rel_error"] <= 1e-5
+    for library in ("pcircuits", "torch"):
+        assert record[f"{library}_forward_ms_batch1"] > 0 and record[f"{library}_forward_ms_batch16"] > 0
+
+
+def test_program_cpu_floor_counts_the_leaf_layer():
+    module = _script("program_cpu")
+    import pcircuits as pc
+    program = pc.builders.rat_spn(16, depth=2, num_repetitions=2, num_sums=2, num_leaves=3, seed=0).compile()
+    leaf_values = sum(layer.variables_np.size + layer.stop - layer.start for layer in program.input_layers)
+    assert module.leaf_floor_ms(program, 10, 4e9) == pytest.approx(leaf_values * 10 * 4 / 4e9 * 1e3)

@@ -225,12 +225,22 @@ def test_check_passes_a_valid_model(model, tmp_path, capsys):
     assert report["ok"] and report["num_variables"] == 64 and report["violations"] == []
 
 
-def test_check_fails_an_invalid_model(tmp_path):
+def not_smooth_model(tmp_path):
     x0, x1 = pc.InputNode(0, pc.Bernoulli([0.3])), pc.InputNode(1, pc.Bernoulli([0.6]))
     not_smooth = pc.SumNode([x0, x1], weights=np.array([[0.5, 0.5]]))
     path = tmp_path / "bad.pcz"
     pc.Circuit(not_smooth).save(path)
-    assert cli.main(["check", str(path), "--quiet"]) == 1
+    return path
+
+
+def test_check_fails_an_invalid_model(tmp_path):
+    assert cli.main(["check", str(not_smooth_model(tmp_path)), "--quiet"]) == 1
+
+
+def test_draw_highlights_an_invalid_model(tmp_path):
+    path = tmp_path / "circuit.dot"
+    assert cli.main(["draw", str(not_smooth_model(tmp_path)), "--highlight", "--out", str(path), "--quiet"]) == 0
+    assert "! smoothness" in path.read_text()
 
 
 def test_a_missing_model_file_is_a_clean_error(tmp_path, capsys):

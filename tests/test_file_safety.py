@@ -66,8 +66,8 @@ def test_raising_max_units_admits_a_large_circuit(tmp_path):
     add_root(path, {"kind": "product", "label": None, "num_units": 2 ** 10, "children": [0] * 10,
                     "pattern": "cartesian"})
     with pytest.raises(CircuitFileError, match="max_units=1000"):
-        load(path, max_units=1000)
-    assert load(path, max_units=2000).num_units > 1024
+        load(path, max_units=1000, validate=False)
+    assert load(path, max_units=2000, validate=False).num_units > 1024
 
 
 def test_edges_beyond_max_edges_are_refused(tmp_path):
@@ -75,8 +75,8 @@ def test_edges_beyond_max_edges_are_refused(tmp_path):
     add_root(path, {"kind": "product", "label": None, "num_units": 2, "children": [0] * 100_000,
                     "pattern": "elementwise"})
     with pytest.raises(CircuitFileError, match="more than max_edges=100000"):
-        load(path, max_edges=100_000)
-    assert load(path).num_edges >= 100_000
+        load(path, max_edges=100_000, validate=False)
+    assert load(path, validate=False).num_edges >= 100_000
 
 
 def test_limits_must_be_positive_ints(tmp_path):
@@ -260,3 +260,43 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_save(tmp_path):
     assert not dead.exists()
     assert alive.exists() and other.exists()
 
+
+
+# ---- validation on load ------------------------------------------------------------------------
+def not_smooth_circuit():
+    x0, x1 = pc.InputNode(0, pc.Bernoulli([0.3])), pc.InputNode(1, pc.Bernoulli([0.6]))
+    return pc.Circuit(pc.SumNode([x0, x1], weights=np.array([[0.5, 0.5]]), label="mix"))
+
+
+def unnormalized_file(tmp_path):
+    circuit = sample_circuit()
+    circuit.roots[0].weights[...] *= 3
+    path = tmp_path / "unnormalized.pcz"
+    circuit.save(path)
+    return path
+
+
+def test_load_refuses_a_circuit_that_fails_check_naming_node_and_property(tmp_path):
+    path = tmp_path / "not_smooth.pcz"
+    not_smooth_circuit().save(path)
+    with pytest.raises(CircuitFileError, match=r"the circuit is invalid: \[smoothness\] SumNode n2 'mix'") as caught:
+        load(path)
+    assert str(caught.value).startswith(str(path))
+    assert caught.value.report.kinds == {"smoothness"}
+
+
+def test_load_refuses_unnormalized_weights_as_an_invalid_circuit(tmp_path):
+    with pytest.raises(pc.errors.InvalidCircuitError, match=r"\[weights\] .* sums to 3"):
+        pc.Circuit.load(unnormalized_file(tmp_path))
+
+
+def test_load_with_validate_false_reads_an_invalid_circuit(tmp_path):
+    path = tmp_path / "not_smooth.pcz"
+    not_smooth_circuit().save(path)
+    for circuit in (load(path, validate=False), pc.Circuit.load(path, validate=False)):
+        assert circuit.check().kinds == {"smoothness"}
+
+
+def test_load_refuses_a_validate_flag_that_is_not_a_bool(tmp_path):
+    with pytest.raises(TypeError, match="validate must be True or False"):
+        load(saved(tmp_path), validate="no")

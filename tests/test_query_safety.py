@@ -141,28 +141,55 @@ def test_the_all_missing_marginal_is_exactly_zero_in_float32(builder):
 
 
 # ---- chunks and memory -------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_chunked_queries_equal_one_batch(data, dtype):
-    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, seed=0).compile(dtype=dtype)
-    x = np.repeat(data, 4, axis=0)
+def chunk_queries(program, data, copies: int):
+    """The chunkable queries on ``copies`` copies of ``data``, each a function of its options."""
+    x = np.repeat(data, copies, axis=0)
     query = np.where(np.isnan(x), x, np.nan)
     query[:, 0] = 0.5
     evidence = np.where(np.isnan(x), np.nan, x)
     evidence[:, 0] = np.nan
-    for run in (lambda **o: program.mpe(x, **o), lambda **o: program.inpaint(x, method="mpe", **o)):
-        np.testing.assert_array_equal(run(batch_size=7), run(batch_size=len(x)))
+    return len(x), [lambda **o: program.log_likelihood(x, **o), lambda **o: program.inpaint(x, **o),
+                    lambda **o: program.log_conditional(query, evidence, **o), lambda **o: program.mpe(x, **o)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chunks_of_whole_row_blocks_equal_one_batch_bit_for_bit(data, dtype):
+    block = pc.program.blocks.ROW_BLOCK
+    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=8, num_leaves=4, seed=0).compile(dtype=dtype)
+    program.memory_budget = 1 << 30
+    n, queries = chunk_queries(program, data, 5 * block // len(data) + 1)
+    assert pc.inference.chunk_rows(program, "posterior") > n
+    for run in queries:
+        whole = run()
+        for batch_size in (block, 3 * block, 3 * block + 100):
+            np.testing.assert_array_equal(run(batch_size=batch_size), whole)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chunks_smaller_than_a_row_block_equal_one_batch_up_to_rounding(data, dtype):
+    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, seed=0).compile(dtype=dtype)
+    n, (likelihood, inpaint, conditional, mpe) = chunk_queries(program, data, 4)
+    np.testing.assert_array_equal(mpe(batch_size=7), mpe(batch_size=n))
     rounding = 1e-6 if dtype == "float32" else 1e-13
-    for run in (lambda **o: program.log_likelihood(x, **o), lambda **o: program.inpaint(x, **o),
-                lambda **o: program.log_conditional(query, evidence, **o)):
-        np.testing.assert_allclose(run(batch_size=7), run(batch_size=len(x)), rtol=rounding, atol=rounding)
+    for run in (likelihood, inpaint, conditional):
+        np.testing.assert_allclose(run(batch_size=7), run(batch_size=n), rtol=rounding, atol=rounding)
+
+
+def test_chunks_larger_than_a_row_block_are_whole_row_blocks(program):
+    block = pc.program.blocks.ROW_BLOCK
+    assert pc.inference.chunk_rows(program, "forward", batch_size=3 * block + 100) == 3 * block
+    assert pc.inference.chunk_rows(program, "forward", batch_size=block - 1) == block - 1
 
 
 def test_the_memory_budget_sets_the_chunks(program, data):
+    block = pc.program.blocks.ROW_BLOCK
     x = np.repeat(data, 6, axis=0)
     whole = program.log_likelihood(x)
     small = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, seed=0).compile(dtype="float32")
+    small.memory_budget = (2 * block + 3) * small.bytes_per_row("forward")
+    assert pc.inference.chunk_rows(small, "forward") == 2 * block
     small.memory_budget = 130 * small.bytes_per_row("forward")
-    assert pc.inference.chunk_rows(small, "forward") == 128
+    assert pc.inference.chunk_rows(small, "forward") == 130
     np.testing.assert_allclose(small.log_likelihood(x), whole, rtol=1e-6)
 
 
@@ -224,3 +251,43 @@ def test_many_rows_run_in_the_memory_budget(program):
         program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
     assert peak < (16 << 20) + 50_000 * 4 + (4 << 20)
     assert 50_000 * program.bytes_per_row("forward") > 4 * peak
+
+
+def test_leaf_posteriors_in_chunks_equal_one_batch(data):
+    block = pc.program.blocks.ROW_BLOCK
+    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=8, num_leaves=4, seed=0).compile(dtype="float32")
+    program.memory_budget = 1 << 30
+    x = np.repeat(data, 5 * block // len(data) + 1, axis=0)
+    whole = program.leaf_posteriors(x)
+    assert whole.shape == (program.num_units, len(x))
+    np.testing.assert_array_equal(program.leaf_posteriors(x, batch_size=2 * block), whole)
+
+
+def test_leaf_posteriors_work_in_the_memory_budget(program):
+    program.memory_budget = 8 << 20
+    x = np.random.default_rng(1).normal(size=(20_000, 16)).astype(np.float32)
+    program.leaf_posteriors(x[:10])
+    program.release_buffers()
+    tracemalloc.start()
+    try:
+        out = program.leaf_posteriors(x)
+        program.release_buffers()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
+    assert peak < out.nbytes + (8 << 20) + x.nbytes + (4 << 20)
+    assert 20_000 * program.bytes_per_row("posterior") > 4 * (peak - out.nbytes)
+
+
+def test_preparing_many_rows_takes_bounded_memory_beyond_the_result(program):
+    """Checking converts to float64; done for all rows at once it would take ~5x the data."""
+    x = np.random.default_rng(2).normal(size=(1_000_000, 16)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        prepared = program.prepare(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(prepared, x)
+    assert peak - prepared.nbytes < 4 * (16 << 20)   # blocks of 16 MB of float64 (CHECK_BYTES)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..backend import get_backend, to_numpy
 from ..errors import CheckpointError
-from ..learning.checkpoint import read_checkpoint, write_checkpoint
+from ..learning.checkpoint import CheckpointContent, data_digest, read_checkpoint, write_checkpoint
 from ..learning.history import History
 from .layers import CGMM, Classifier, Folding, Layer, MaxPooling
 
@@ -31,7 +31,11 @@ __all__ = ["Stack"]
 #: Sharpening steps are taken on the mean objective of a batch of this many samples (the paper's code).
 SHARPEN_BATCH = 100
 _FORMAT = "pcircuits-dcgmm-checkpoint"
-_VERSION = 1
+_VERSION = 2
+#: Layer attributes a checkpoint records as settings of the run (those a layer has).
+_LAYER_SETTINGS = ("learning_rate", "shared", "max_precision", "min_precision", "init_range", "num_inputs")
+#: Annealing attributes a checkpoint records as settings of the run.
+_ANNEALING_SETTINGS = ("sigma_min", "gamma", "delta", "period")
 
 
 class Stack:
@@ -254,7 +258,8 @@ class Stack:
         return result
 
     def fit(self, x, labels=None, *, epochs: int = 10, batch_size: int = 100, delay: float = 0.1,
-            progress: bool = True, seed: int = 0, checkpoint=None, resume: bool = True, callback=None) -> History:
+            progress: bool = True, seed: int = 0, checkpoint=None, resume: bool = True, force_resume: bool = False,
+            callback=None) -> History:
         """Train all layers in parallel, each on its own loss, by SGD (III-G).
 
         Every batch is propagated forward once; each trainable layer then takes one step on its
@@ -274,9 +279,18 @@ class Stack:
         seed : int
             Epoch ``e`` shuffles with ``default_rng([seed, e])``.
         checkpoint : str or path-like, optional
-            Written after every epoch (npz, no pickle); resumed from when it exists.
+            Written after every epoch (npz, no pickle); resumed from when it exists. Its content
+            is checked before anything is restored (every parameter present, of its layer's
+            shape, finite, precisions in ``[min_precision, max_precision]``; every annealing
+            state), and so is the run it belongs to: the stack and dtype (always), the settings
+            (``seed``, ``batch_size``, ``epochs``, ``delay``, every layer's learning rate and
+            ranges) and the data (number of examples, a fingerprint of the images and labels).
+            Any problem raises one :class:`~pcircuits.errors.CheckpointError` naming it.
         resume : bool
             False starts over and overwrites the checkpoint.
+        force_resume : bool
+            Resume a checkpoint written with other settings or data anyway, with a warning
+            that names them (another stack or dtype is still refused).
         callback : callable, optional
             ``callback(epoch, history)`` after each epoch; a true value stops training.
 
@@ -307,10 +321,9 @@ class Stack:
         batches = -(-n // batch_size)
         total_steps = epochs * batches
         starts = [math.floor(d * total_steps) for d in self.delays(delay)]
-        config = {"notation": self.notation, "image_shape": list(self.image_shape), "seed": int(seed),
-                  "init_seed": self.seed, "batch_size": int(batch_size), "num_examples": n, "epochs": int(epochs),
-                  "delay": float(delay), "dtype": self.backend.dtype.name}
-        history, start_epoch = self._resume(checkpoint, resume, config)
+        config = None if checkpoint is None else self._run_config(
+            data, y, seed=int(seed), batch_size=int(batch_size), epochs=int(epochs), delay=float(delay))
+        history, start_epoch = self._resume(checkpoint, resume, force_resume, config)
         bar = None
         if progress and start_epoch < epochs:
             from tqdm.auto import tqdm
@@ -385,25 +398,83 @@ class Stack:
             if values:
                 layer.set_parameters(**values)
 
+    def _run_config(self, data, y, **settings) -> dict:
+        """What decides a training run, as its checkpoint records it: the structure (the stack,
+        image shape, dtype and parameter shapes), the settings (``fit``'s and every layer's)
+        and the data (number of examples and a fingerprint of images and labels)."""
+        layers = {}
+        for layer in self.layers:
+            own = {name: getattr(layer, name) for name in _LAYER_SETTINGS if hasattr(layer, name)}
+            if isinstance(layer, CGMM):
+                own.update({f"annealing_{name}": getattr(layer.annealing, name) for name in _ANNEALING_SETTINGS})
+            if own:
+                layers[layer.name] = own
+        return _json_normal({
+            "structure": {"notation": self.notation, "image_shape": list(self.image_shape),
+                          "dtype": self.backend.dtype.name,
+                          "parameters": {k: list(v.shape) for k, v in self.state_arrays().items()}},
+            "settings": {"init_seed": self.seed, **settings, "layers": layers},
+            "data": {"num_examples": int(data.shape[0]), "fingerprint": data_digest(data, y)}})
+
     def _save(self, path, config: dict, epoch: int, history: History):
         annealing = {layer.name: layer.annealing.state() for layer in self.cgmm_layers}
         meta = {"format": _FORMAT, "version": _VERSION, "config": config, "epoch": epoch, "history": dict(history),
                 "annealing": annealing}
         write_checkpoint(path, self.state_arrays(), meta)
 
-    def _resume(self, path, resume: bool, config: dict) -> tuple[History, int]:
+    def _resume(self, path, resume: bool, force_resume: bool, config: dict) -> tuple[History, int]:
+        """The history and finished epochs of the checkpoint at ``path``, its parameters and
+        annealing states restored (an empty history and 0 when there is none to resume); every
+        part is checked before anything is restored."""
         if path is None or not resume or not Path(path).is_file():
             return History(), 0
         arrays, meta = read_checkpoint(path, format_name=_FORMAT, version=_VERSION, who="Stack.fit")
-        saved = meta["config"]
-        for key, value in config.items():
-            if saved.get(key) != value:
-                raise CheckpointError(f"Stack.fit: checkpoint {path} was written with {key}={saved.get(key)!r}, this "
-                                      f"run has {key}={value!r}; pass resume=False to start over")
-        self.load_state_arrays(arrays)
+        check = CheckpointContent("Stack.fit", path)
+        saved, epoch, history = check.record(meta)
+        self._compare_runs(check, saved, config, force_resume)
+        if epoch > config["settings"]["epochs"]:
+            raise check.error(f"its record says {epoch} epochs finished, more than the run's "
+                              f"{config['settings']['epochs']}")
+        parameters = {}
+        for layer in self.layers:
+            for name, current in layer.parameters().items():
+                key = f"{layer.name}/{name}"
+                value = check.array(arrays, key, current.shape)
+                if isinstance(layer, CGMM) and name == "precisions" and value.size and not (
+                        value.min() >= layer.min_precision and value.max() <= layer.max_precision):
+                    raise check.error(f"the array {key!r} holds precisions outside [{layer.min_precision:g}, "
+                                      f"{layer.max_precision:g}] (from {value.min():g} to {value.max():g})")
+                parameters[key] = value
+        annealing = meta.get("annealing")
+        states = {layer.name: _annealing_state(check, annealing, layer) for layer in self.cgmm_layers}
+        self.load_state_arrays(parameters)
         for layer in self.cgmm_layers:
-            layer.annealing.load_state(meta["annealing"][layer.name])
-        return History(meta["history"]), int(meta["epoch"])
+            layer.annealing.load_state(states[layer.name])
+        return History(history), epoch
+
+    @staticmethod
+    def _compare_runs(check: CheckpointContent, saved: dict, config: dict, force_resume: bool):
+        """Refuse a checkpoint of another stack; of other settings or data unless ``force_resume``."""
+        def differences(part: str) -> list:
+            old, new = saved.get(part), config[part]
+            old = old if isinstance(old, dict) else {}
+            return [(key, old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
+                    if old.get(key) != new.get(key)]
+        structure = differences("structure")
+        if structure:
+            key, old, new = structure[0]
+            raise check.error(f"it was written with {key}={old!r}, this run has {key}={new!r}: another stack or "
+                              f"dtype"[:400], prefix="")
+        different = differences("settings") + [(f"data {key}", old, new) for key, old, new in differences("data")]
+        if not different:
+            return
+        listed = ", ".join(f"{key}={old!r} (this run: {new!r})" for key, old, new in different[:4])[:600]
+        more = f" and {len(different) - 4} more" if len(different) > 4 else ""
+        if not force_resume:
+            raise check.error(f"it was written with {listed}{more}; resuming would not continue the same run "
+                              f"(pass force_resume=True to continue anyway)", prefix="")
+        warnings.warn(f"Stack.fit: resuming the checkpoint {check.path} although it was written with {listed}{more} "
+                      f"(force_resume=True)", stacklevel=4)
 
     # ---- backward mode -------------------------------------------------------------------
     def _descend(self, control, top: int, rng, *, sharpen: bool, top_s, divisor: float, iterations: int,
@@ -577,3 +648,32 @@ class Stack:
             path = path.with_suffix(".dot")
         path.write_text(source, encoding="utf-8")
         return str(path)
+
+
+def _json_normal(value):
+    """``value`` as JSON reads it back (tuples as lists, NumPy scalars as numbers)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_json_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_normal(v) for k, v in value.items()}
+    return value
+
+
+def _annealing_state(check: CheckpointContent, states, layer) -> dict:
+    """A cGMM layer's annealing state from a checkpoint record, every field checked."""
+    state = states.get(layer.name) if isinstance(states, dict) else None
+    if not isinstance(state, dict):
+        raise check.error(f"its record has no annealing state for layer {layer.name}")
+    for name in ("sigma", "running", "first", "last"):
+        value = state.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise check.error(f"the annealing {name} of layer {layer.name} must be a finite number, got {value!r}"[:300])
+    if not state["sigma"] >= layer.annealing.sigma_min:
+        raise check.error(f"the annealing sigma of layer {layer.name} is {state['sigma']!r}, below its minimum "
+                          f"{layer.annealing.sigma_min!r}")
+    iteration = state.get("iteration")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise check.error(f"the annealing iteration of layer {layer.name} must be an int >= 0, got {iteration!r}"[:300])
+    return state

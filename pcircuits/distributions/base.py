@@ -19,6 +19,18 @@ The protocol a family implements (see :class:`LeafFamily`):
 * ``em_statistics(be, params, x, flows)`` and ``em_update(params, stats, *, eps, **settings)``
   when ``supports_em`` (sufficient statistics weighted by the leaf flows, and the M-step).
 
+The Program's leaf layers call the *unit-major* forms, which work in the value array's own
+``(units, batch)`` layout and read the inputs from ``xt`` (shape ``(num_variables, batch)``):
+
+* ``log_prob_units(be, params, xt, variables, out, *, missing)`` writes the log-densities
+  into ``out`` (U, batch);
+* ``grad_units(be, params, xt, variables, g, *, inputs, missing)`` returns the parameter
+  gradients and, only when ``inputs``, the input gradients of shape (U, d, batch).
+
+``missing`` is False when the batch has no missing value (the NaN handling is then skipped).
+Their defaults transpose to ``log_prob`` and ``grad``; the built-in families override them with
+passes that go over each block of units once (:meth:`pcircuits.backend.Backend.blocks`).
+
 Neural leaves (:class:`~pcircuits.distributions.vae.VAE`) extend it in three ways, each
 switched on by a class flag so that the other families keep the plain protocol:
 
@@ -188,6 +200,22 @@ class LeafFamily:
         """VJP of :meth:`log_prob` with weights ``g`` (batch, U): ``({name: d/d unconstrained
         parameter, shape of the table}, d/dx of shape (batch, U, d))``."""
         raise NotImplementedError
+
+    @classmethod
+    def log_prob_units(cls, be, params: dict, xt, variables, out, *, missing: bool = True) -> None:
+        """Write the log-density of every unit at its inputs into ``out`` (U, batch).
+
+        ``xt`` (num_variables, batch) holds the inputs variable-major, ``variables`` (U, d) the
+        variables of every unit; ``missing`` False promises that ``xt`` has no NaN.
+        """
+        out[...] = cls.log_prob(be, params, xt[variables].transpose(2, 0, 1)).T
+
+    @classmethod
+    def grad_units(cls, be, params: dict, xt, variables, g, *, inputs: bool = True, missing: bool = True):
+        """VJP of :meth:`log_prob_units` with weights ``g`` (U, batch): ``({name: d/d unconstrained
+        parameter}, d/dx of shape (U, d, batch), or None unless ``inputs``)``."""
+        grads, grad_x = cls.grad(be, params, xt[variables].transpose(2, 0, 1), g.T)
+        return grads, (grad_x.transpose(1, 2, 0) if inputs else None)
 
     @staticmethod
     def mode(be, params: dict):

@@ -23,6 +23,52 @@ def _observed(xp, x):
     return observed, xp.where(observed, x, 0)
 
 
+def _lookup(be, table, xt, variables, out, missing: bool) -> None:
+    """``out[u, b] = table[u, x]`` for the unit-major inputs of univariate discrete units.
+
+    ``table`` (U, M + 1) holds the log-probability of every value ``0 .. M - 1`` and 0 in its
+    last column, which missing values read. One block of units at a time: the inputs' gather,
+    their integer codes and the look-up.
+    """
+    xp = be.xp
+    width = table.shape[1]
+    flat = table.ravel()
+    offsets = (xp.arange(table.shape[0], dtype=np.int64) * width)[:, None]
+
+    def block(lo, hi):
+        x = xp.take(xt, variables[lo:hi, 0], axis=0)
+        if missing:
+            xp.putmask(x, xp.isnan(x), width - 1)
+        codes = x.astype(np.int64)
+        codes += offsets[lo:hi]
+        xp.take(flat, codes, out=out[lo:hi])
+    be.blocks(out.shape[0], out.shape[1], block)
+
+
+def _weighted_sums(be, xt, variables, g, missing: bool):
+    """Per unit ``(sum_b g x, sum_b g)`` over the observed inputs, shape (U,) each."""
+    xp = be.xp
+    units = g.shape[0]
+    gx = xp.empty(units, dtype=g.dtype)
+    gs = xp.empty(units, dtype=g.dtype)
+
+    def block(lo, hi):
+        x = xp.take(xt, variables[lo:hi, 0], axis=0)
+        gu = g[lo:hi]
+        if missing:
+            observed = ~xp.isnan(x)
+            xp.putmask(x, ~observed, 0)
+            gu = xp.where(observed, gu, 0)
+        gx[lo:hi] = xp.einsum("ub,ub->u", gu, x)
+        gs[lo:hi] = gu.sum(axis=1)
+    be.blocks(units, g.shape[1], block)
+    return gx, gs
+
+
+def _no_input_grad(be, g, inputs: bool):
+    return be.xp.zeros((g.shape[0], 1, g.shape[1]), dtype=g.dtype) if inputs else None
+
+
 class Indicator(LeafFamily):
     """Indicator leaves: unit ``u`` is 1 when the variable equals ``value[u]``, else 0.
 
@@ -74,6 +120,23 @@ class Indicator(LeafFamily):
     @staticmethod
     def grad(be, params, x, g):
         return {}, be.xp.zeros_like(x)
+
+    @classmethod
+    def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
+        xp = be.xp
+        value = params["value"][:, None].astype(out.dtype)
+
+        def block(lo, hi):
+            x = xp.take(xt, variables[lo:hi, 0], axis=0)
+            hit = x == value[lo:hi]
+            if missing:
+                hit |= xp.isnan(x)
+            out[lo:hi] = xp.where(hit, 0.0, -xp.inf)
+        be.blocks(out.shape[0], out.shape[1], block)
+
+    @classmethod
+    def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
+        return {}, _no_input_grad(be, g, inputs)
 
     @staticmethod
     def mode(be, params):
@@ -138,6 +201,19 @@ class Bernoulli(LeafFamily):
         # d/dlogit log p(x) = x - p
         dlogit = xp.where(observed, g * (x0 - p), 0.0).sum(axis=0)
         return {"p": dlogit}, xp.zeros_like(x)
+
+    @classmethod
+    def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
+        xp = be.xp
+        p = params["p"][:, None]
+        with np.errstate(divide="ignore"):
+            table = xp.concatenate([xp.log1p(-p), xp.log(p), xp.zeros_like(p)], axis=1).astype(out.dtype)
+        _lookup(be, table, xt, variables, out, missing)
+
+    @classmethod
+    def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
+        ones, count = _weighted_sums(be, xt, variables, g, missing)
+        return {"p": ones - params["p"] * count}, _no_input_grad(be, g, inputs)
 
     @staticmethod
     def mode(be, params):
@@ -225,6 +301,35 @@ class Categorical(LeafFamily):
         counts = xp.bincount(flat, weights=gw.ravel(), minlength=num_units * num_categories)
         counts = counts.reshape(num_units, num_categories).astype(probs.dtype)
         return {"probs": counts - gw.sum(axis=0)[:, None] * probs}, xp.zeros_like(x)
+
+    @classmethod
+    def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
+        xp = be.xp
+        probs = params["probs"]
+        with np.errstate(divide="ignore"):
+            table = xp.concatenate([xp.log(probs), xp.zeros((probs.shape[0], 1), dtype=probs.dtype)], axis=1)
+        _lookup(be, table.astype(out.dtype), xt, variables, out, missing)
+
+    @classmethod
+    def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
+        xp = be.xp
+        probs = params["probs"]
+        num_units, num_categories = probs.shape
+        width = num_categories + 1                  # the last column collects the missing values
+        counts = xp.empty((num_units, width), dtype=probs.dtype)
+
+        def block(lo, hi):
+            x = xp.take(xt, variables[lo:hi, 0], axis=0)
+            if missing:
+                xp.putmask(x, xp.isnan(x), num_categories)
+            codes = x.astype(np.int64)
+            codes += (xp.arange(hi - lo, dtype=np.int64) * width)[:, None]
+            counts[lo:hi] = xp.bincount(codes.ravel(), weights=g[lo:hi].ravel(),
+                                        minlength=(hi - lo) * width).reshape(hi - lo, width)
+        be.blocks(num_units, g.shape[1], block)
+        # d/dlogits_k log p(x) = [x == k] - p_k, summed over the observed inputs
+        observed = counts[:, :num_categories]
+        return {"probs": observed - observed.sum(axis=1, keepdims=True) * probs}, _no_input_grad(be, g, inputs)
 
     @staticmethod
     def mode(be, params):
@@ -332,6 +437,43 @@ class Binomial(LeafFamily):
         p = params["p"][None, :]
         dlogit = xp.where(observed, g * (k - n * p), 0.0).sum(axis=0)
         return {"p": dlogit}, xp.zeros_like(x)
+
+    @classmethod
+    def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
+        xp = be.xp
+        n = params["n"][:, None].astype(out.dtype)
+        p = params["p"][:, None]
+        with np.errstate(divide="ignore"):
+            log_p, log_q = xp.log(p).astype(out.dtype), xp.log1p(-p).astype(out.dtype)
+        log_n = be.gammaln(n + 1)
+
+        def block(lo, hi):
+            with np.errstate(invalid="ignore"):         # 0 * log 0, masked below
+                _block(lo, hi)
+
+        def _block(lo, hi):
+            k = xp.take(xt, variables[lo:hi, 0], axis=0)
+            observed = None
+            if missing:
+                observed = ~xp.isnan(k)
+                xp.putmask(k, ~observed, 0)
+            rest = n[lo:hi] - k
+            o = out[lo:hi]
+            xp.subtract(log_n[lo:hi], be.gammaln(k + 1), out=o)
+            o -= be.gammaln(rest + 1)
+            # 0 * log 0 is 0 here: a term only counts where its count is positive
+            o += xp.where(k > 0, k * log_p[lo:hi], 0)
+            o += xp.where(rest > 0, rest * log_q[lo:hi], 0)
+            # a probability is at most 1: rounding of the log coefficients must not make it more
+            xp.minimum(o, 0, out=o)
+            if observed is not None:
+                xp.putmask(o, ~observed, 0)
+        be.blocks(out.shape[0], out.shape[1], block)
+
+    @classmethod
+    def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
+        successes, count = _weighted_sums(be, xt, variables, g, missing)
+        return {"p": successes - params["n"] * params["p"] * count}, _no_input_grad(be, g, inputs)
 
     @staticmethod
     def mode(be, params):

@@ -103,6 +103,60 @@ class Gaussian(LeafFamily):
         grad_x = -gz * inv_std
         return {"mean": grad_mean, "std": grad_log_std}, grad_x
 
+    @classmethod
+    def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
+        xp = be.xp
+        std = params["std"]
+        mean = params["mean"][:, :, None]
+        scale = (math.sqrt(0.5) / std)[:, :, None]                   # -0.5 z^2 = -(scaled z)^2
+        const = (-xp.log(std) - 0.5 * _LOG_2PI)[:, :, None]
+        univariate = variables.shape[1] == 1
+
+        def block(lo, hi):
+            o = out[lo:hi]
+            if univariate:
+                t = o[:, None, :]
+                xp.take(xt, variables[lo:hi, 0], axis=0, out=o)
+            else:
+                t = xp.take(xt, variables[lo:hi], axis=0)                 # (u, d, B)
+            t -= mean[lo:hi]
+            t *= scale[lo:hi]
+            xp.square(t, out=t)
+            xp.subtract(const[lo:hi], t, out=t)
+            if missing:
+                xp.putmask(t, xp.isnan(t), 0)
+            if not univariate:
+                t.sum(axis=1, out=o)
+        be.blocks(out.shape[0], out.shape[1] * variables.shape[1], block)
+
+    @classmethod
+    def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
+        xp = be.xp
+        units, d = variables.shape
+        batch = g.shape[1]
+        inv_std = (1.0 / params["std"])
+        mean = params["mean"][:, :, None]
+        grad_mean = xp.empty((units, d), dtype=g.dtype)
+        grad_log_std = xp.empty((units, d), dtype=g.dtype)
+        grad_x = xp.empty((units, d, batch), dtype=g.dtype) if inputs else None
+
+        def block(lo, hi):
+            z = xp.take(xt, variables[lo:hi], axis=0)                     # (u, d, B)
+            z -= mean[lo:hi]
+            z *= inv_std[lo:hi, :, None]
+            gu = g[lo:hi, None, :]
+            if missing:
+                observed = ~xp.isnan(z)
+                xp.putmask(z, ~observed, 0)
+                gu = xp.where(observed, gu, 0)
+            gz = gu * z
+            grad_mean[lo:hi] = gz.sum(axis=2) * inv_std[lo:hi]
+            grad_log_std[lo:hi] = xp.einsum("udb,udb->ud", gz, z) - gu.sum(axis=2)
+            if inputs:
+                xp.multiply(gz, -inv_std[lo:hi, :, None], out=grad_x[lo:hi])
+        be.blocks(units, batch * d, block)
+        return {"mean": grad_mean, "std": grad_log_std}, grad_x
+
     @staticmethod
     def mode(be, params):
         return params["mean"].astype(be.dtype)

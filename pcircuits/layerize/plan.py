@@ -64,7 +64,7 @@ class DenseSumLayerSpec:
     start: int
     stop: int
     inputs: np.ndarray             # (N, I) int64 global slots
-    weight_slots: np.ndarray       # (N, K, I) int64 positions in the flat weight vector
+    weight_offsets: np.ndarray     # (N,) int64 flat-vector position of each node's (K, I) weight block
     num_nodes: int
     num_units: int
     num_inputs: int
@@ -83,7 +83,7 @@ class FusedSumLayerSpec:
     stop: int
     left: np.ndarray               # (N, n, KL) int64 global slots of the left children's units
     right: np.ndarray              # (N, n, KR) int64 global slots of the right children's units
-    weight_slots: np.ndarray       # (N, K, n * KL * KR) int64 positions in the flat weight vector
+    weight_offsets: np.ndarray     # (N,) int64 flat-vector position of each node's (K, n * KL * KR) weights
     num_nodes: int
     num_units: int
     num_splits: int
@@ -315,8 +315,6 @@ class _Layout:
     def child_slots(self, n) -> np.ndarray:
         return np.concatenate([self.node_offsets[id(c)] + np.arange(c.num_units) for c in n.children])
 
-    def weight_block(self, n, num_units: int, num_inputs: int) -> np.ndarray:
-        return self.weight_offsets[id(n.params)] + np.arange(num_units * num_inputs).reshape(num_units, num_inputs)
 
 
 def _input_layer(members, key, layout: _Layout) -> InputLayerSpec:
@@ -347,9 +345,8 @@ def _fused_sum_layer(members, key, layout: _Layout) -> FusedSumLayerSpec:
                      for m in members])
     right = np.stack([[layout.node_offsets[id(p.children[1])] + np.arange(right_units) for p in m.children]
                       for m in members])
-    num_inputs = num_splits * left_units * right_units
-    slots = np.stack([layout.weight_block(m, num_units_each, num_inputs) for m in members])
-    return FusedSumLayerSpec(start, stop, left, right, slots, len(members), num_units_each, num_splits,
+    offsets = np.array([layout.weight_offsets[id(m.params)] for m in members], dtype=np.int64)
+    return FusedSumLayerSpec(start, stop, left, right, offsets, len(members), num_units_each, num_splits,
                              left_units, right_units)
 
 
@@ -376,8 +373,8 @@ def _dense_sum_layer(members, key, layout: _Layout) -> DenseSumLayerSpec:
     start, stop = layout.span(members)
     num_units_each, num_inputs = key[2]
     inputs = np.stack([layout.child_slots(m) for m in members])
-    slots = np.stack([layout.weight_block(m, num_units_each, num_inputs) for m in members])
-    return DenseSumLayerSpec(start, stop, inputs, slots, len(members), num_units_each, num_inputs)
+    offsets = np.array([layout.weight_offsets[id(m.params)] for m in members], dtype=np.int64)
+    return DenseSumLayerSpec(start, stop, inputs, offsets, len(members), num_units_each, num_inputs)
 
 
 def _segment_edges(members, layout: _Layout, per_edge: np.ndarray | None = None):

@@ -15,6 +15,7 @@ by the reader that knows (``fit`` validates shapes, finiteness and parameter dom
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -23,9 +24,10 @@ import numpy as np
 
 from ..archive import ARCHIVE_ERRORS, ArchiveProblem, entry_infos, read_entry
 from ..atomic import atomic_write
+from ..backend import to_numpy
 from ..errors import CheckpointError
 
-__all__ = ["write_checkpoint", "read_checkpoint", "DEFAULT_MAX_BYTES"]
+__all__ = ["write_checkpoint", "read_checkpoint", "CheckpointContent", "data_digest", "DEFAULT_MAX_BYTES"]
 
 #: Most bytes a checkpoint's entries may unpack to (``read_checkpoint(max_bytes=...)`` raises it).
 DEFAULT_MAX_BYTES = 1 << 32
@@ -98,3 +100,65 @@ def read_checkpoint(path, *, format_name: str, version: int, who: str = "fit", r
         raise CheckpointError(f"{who}: {path} is not a version-{version} {format_name} checkpoint; delete it or "
                               f"{restart}")
     return arrays, meta
+
+
+class CheckpointContent:
+    """The checks every reader of a checkpoint's content shares; each problem is one
+    :class:`~pcircuits.errors.CheckpointError` that names the file and how to start over.
+
+    Parameters
+    ----------
+    who : str
+        The reader's name, first in messages (``"fit"``, ``"Stack.fit"``).
+    path : str or Path
+    """
+
+    def __init__(self, who: str, path):
+        self.who, self.path = who, path
+
+    def error(self, problem: str, prefix: str = "is damaged: ") -> CheckpointError:
+        return CheckpointError(f"{self.who}: checkpoint {self.path} {prefix}{problem}; delete it or pass resume=False "
+                               f"to start over")
+
+    def record(self, meta: dict) -> tuple[dict, int, dict]:
+        """The record's ``config`` object, finished ``epoch`` (an int >= 0) and ``history`` (one
+        list of ``epoch`` entries per quantity)."""
+        config, epoch, history = meta.get("config"), meta.get("epoch"), meta.get("history")
+        if not isinstance(config, dict):
+            raise self.error("its record has no 'config' object")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise self.error(f"its record's epoch must be a non-negative int, got {epoch!r}"[:200])
+        if not isinstance(history, dict) or not all(isinstance(v, list) and len(v) == epoch for v in history.values()):
+            raise self.error(f"its history must hold one list of {epoch} entries per quantity")
+        return config, epoch, history
+
+    def array(self, arrays: dict, name: str, shape: tuple) -> np.ndarray:
+        """The array ``name``: present, a number type, of ``shape``, finite."""
+        if name not in arrays:
+            raise self.error(f"the array {name!r} is missing")
+        value = arrays[name]
+        if value.dtype.kind not in "biuf":
+            raise self.error(f"the array {name!r} has dtype {value.dtype}, not a number type")
+        if tuple(value.shape) != tuple(shape):
+            raise self.error(f"the array {name!r} has shape {tuple(value.shape)}, this run needs {tuple(shape)}")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise self.error(f"the array {name!r} holds NaN or infinite values")
+        return value
+
+
+def data_digest(*arrays) -> str:
+    """A BLAKE2b fingerprint of arrays (host or device; their shapes, dtypes and values; None
+    counts as absent), read a block of rows at a time so that no whole copy is made."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        if array is None:
+            digest.update(b"none")
+            continue
+        digest.update(repr((tuple(array.shape), str(array.dtype))).encode())
+        if array.ndim == 0:
+            digest.update(to_numpy(array).tobytes())
+            continue
+        rows = max(1, (1 << 24) // max(1, array[:1].nbytes))
+        for start in range(0, len(array), rows):
+            digest.update(np.ascontiguousarray(to_numpy(array[start:start + rows])).tobytes())
+    return digest.hexdigest()

@@ -29,7 +29,7 @@ from ..arguments import (Anything, Argument, Boolean, CallableValue, FolderOf, I
                          check_arguments, document_arguments)
 from ..backend import to_numpy
 from ..errors import CheckpointError, NonFiniteError
-from .checkpoint import read_checkpoint, write_checkpoint
+from .checkpoint import CheckpointContent, read_checkpoint, write_checkpoint
 from .em import EM_OPTIONS, table_order
 from .gradient import GRADIENT_OPTIONS
 from .history import History
@@ -433,37 +433,15 @@ class TrainingRun:
                       f"(force_resume=True)", stacklevel=3)
 
 
-class _CheckpointCheck:
+class _CheckpointCheck(CheckpointContent):
     """The checks of a ``fit`` checkpoint's content; each problem is a :class:`CheckpointError`."""
 
     def __init__(self, path):
-        self.path = path
-
-    def error(self, problem: str, prefix: str = "is damaged: ") -> CheckpointError:
-        return CheckpointError(f"fit: checkpoint {self.path} {prefix}{problem}; delete it or pass resume=False "
-                               f"to start over")
+        super().__init__("fit", path)
 
     def record(self, meta: dict) -> tuple[dict, int, History]:
-        config, epoch, history = meta.get("config"), meta.get("epoch"), meta.get("history")
-        if not isinstance(config, dict):
-            raise self.error("its record has no 'config' object")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise self.error(f"its record's epoch must be a non-negative int, got {epoch!r}"[:200])
-        if not isinstance(history, dict) or not all(isinstance(v, list) and len(v) == epoch for v in history.values()):
-            raise self.error(f"its history must hold one list of {epoch} entries per quantity")
+        config, epoch, history = super().record(meta)
         return config, epoch, History(history)
-
-    def array(self, arrays: dict, name: str, shape: tuple) -> np.ndarray:
-        if name not in arrays:
-            raise self.error(f"the array {name!r} is missing")
-        value = arrays[name]
-        if value.dtype.kind not in "biuf":
-            raise self.error(f"the array {name!r} has dtype {value.dtype}, not a number type")
-        if tuple(value.shape) != tuple(shape):
-            raise self.error(f"the array {name!r} has shape {tuple(value.shape)}, this run needs {tuple(shape)}")
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise self.error(f"the array {name!r} holds NaN or infinite values")
-        return value
 
     def parameters(self, arrays: dict, program, options: dict) -> tuple[np.ndarray, dict]:
         """The weights and leaf tables of the checkpoint, each checked against the program."""

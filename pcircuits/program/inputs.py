@@ -11,10 +11,12 @@ import numpy as np
 
 from ..backend import to_numpy
 
-__all__ = ["InputDomain"]
+__all__ = ["InputDomain", "CHECK_BYTES"]
 
 #: dtype kinds of real numbers: bool, signed and unsigned integers, floats.
 _REAL_KINDS = "biuf"
+#: Rows are checked in blocks of this many bytes of float64 (:meth:`InputDomain.prepare`).
+CHECK_BYTES = 16 << 20
 
 
 class InputDomain:
@@ -95,6 +97,10 @@ class InputDomain:
         values (NaN). A device array already in the backend's dtype and shape is checked where
         it lies (one synchronization, no copy); only a bad one is copied to the host, to name
         the problem. ``offset`` is added to the example numbers in messages (for chunks).
+
+        Rows are checked in blocks of at most :data:`CHECK_BYTES` bytes of float64 and written
+        into one array of the backend's dtype, so checking takes a bounded amount of memory
+        beyond the input and the result, whatever the number of rows.
         """
         if (not backend.on_host and isinstance(x, backend.xp.ndarray) and x.dtype == backend.dtype
                 and x.ndim == 2 and x.shape[1] == self.num_variables):
@@ -104,6 +110,17 @@ class InputDomain:
         x = self.coerce(x, what=what)
         if not isinstance(x, np.ndarray):
             x = to_numpy(x)
+        n = x.shape[0]
+        rows = max(1, CHECK_BYTES // (8 * max(1, self.num_variables)))
+        if n <= rows:
+            return backend.asarray(self._checked(x, backend, what, allow_nan, offset))
+        out = np.empty((n, self.num_variables), dtype=backend.dtype)
+        for start in range(0, n, rows):
+            out[start:start + rows] = self._checked(x[start:start + rows], backend, what, allow_nan, offset + start)
+        return backend.asarray(out)
+
+    def _checked(self, x: np.ndarray, backend, what: str, allow_nan: bool, offset: int) -> np.ndarray:
+        """Host rows ``x`` as float64 (masked entries NaN), every rule of :meth:`prepare` checked."""
         if isinstance(x, np.ma.MaskedArray):
             x = x.astype(np.float64).filled(np.nan)
         x = x.astype(np.float64, copy=False)
@@ -132,7 +149,7 @@ class InputDomain:
                 var = int(np.flatnonzero(d)[c])
                 raise ValueError(f"{what}[{r + offset}, {var}] = {x[r, var]:g} is outside the domain of variable "
                                  f"{var} (integers 0..{int(self.max_values[var])})")
-        return backend.asarray(x)
+        return x
 
     def _has_problems_on_device(self, x, backend, allow_nan: bool) -> bool:
         """Whether a device array breaks any rule :meth:`prepare` checks (one synchronization)."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
                               SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec)
+from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
 
@@ -95,15 +96,23 @@ class InputLayer:
     def forward(self, program, values, x, context, cache):
         be = self.backend
         params = self.params(program.leaf_tables[self.table_key])
-        xg = self.gather_inputs(x)
-        noise = self.noise(params, xg.shape[0], context.rng)
-        if noise is not None and cache is not None:
-            cache[("leaf-noise", self.start)] = noise
-            logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+        out = values[self.start:self.stop]
+        if self.family.stochastic:
+            xg = self.gather_inputs(x)
+            noise = self.noise(params, xg.shape[0], context.rng)
+            if cache is not None:
+                cache[("leaf-noise", self.start)] = noise
+                logp, cache[("leaf-state", self.start)] = self.family.log_prob_and_state(be, params, xg, noise)
+            else:
+                logp = self.log_prob(params, xg, noise)
+            out[...] = logp.T
         else:
-            logp = self.log_prob(params, xg, noise)
-        if context.mode == "max":
+            noise = None
+            self.family.log_prob_units(be, params, program.inputs_t, self.variables, out,
+                                       missing=program.inputs_missing)
+        if context.mode == "max" and program.inputs_missing:
             # a missing variable takes the leaf's most probable value (given the observed ones)
+            xg = self.gather_inputs(x)
             missing = be.xp.isnan(xg).any(axis=2)
             if be.maybe_any(missing):
                 if self.family.conditional:
@@ -111,13 +120,12 @@ class InputLayer:
                 else:
                     mode_x = self.family.mode(be, params)[None]
                 filled = be.xp.where(be.xp.isnan(xg), mode_x, xg)
-                logp = be.xp.where(missing, self.log_prob(params, filled, noise), logp)
+                out[...] = be.xp.where(missing, self.log_prob(params, filled, noise), out.T).T
         if context.leaf_dropout:
-            dropped = context.rng.bernoulli_mask(logp.shape, context.leaf_dropout)
-            be.xp.putmask(logp, dropped, 0)
+            dropped = context.rng.bernoulli_mask((out.shape[1], out.shape[0]), context.leaf_dropout)
+            be.xp.putmask(out, dropped.T, 0)
             if cache is not None:
                 cache[("leaf-dropout", self.start)] = dropped
-        values[self.start:self.stop] = logp.T
 
     def backward(self, program, values, grads, cache):
         """Leaf parameters are not weights: their gradients come from :meth:`Program.backward`'s
@@ -149,6 +157,15 @@ class ProductLayer:
                                              Scatter(backend, spec.inputs[rows, j])))
         self.num_edges = int((~padding).sum())
         self.root_input_rows = None     # units that feed a root (set by the Program)
+        # when the layer's inputs are a contiguous range of slots, each read once (the leaves
+        # under a RAT-SPN's or PD's first products), the backward pass gathers every input's
+        # flow from its one parent, block by block, instead of one scatter per column
+        targets = spec.inputs[~padding]
+        self.input_range = None
+        if len(targets) and len(np.unique(targets)) == len(targets) and \
+                targets.max() - targets.min() + 1 == len(targets):
+            order = np.argsort(targets)
+            self.input_range = (int(targets.min()), backend.index(np.nonzero(~padding)[0][order]))
 
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
@@ -167,6 +184,14 @@ class ProductLayer:
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
+        if self.input_range is not None:
+            first, parents = self.input_range
+            xp = self.backend.xp
+
+            def block(lo, hi):
+                grads[first + lo:first + hi] += xp.take(g, parents[lo:hi], axis=0)
+            self.backend.blocks(len(parents), g.shape[1], block)
+            return
         for rows, scatter in self.column_scatters:
             scatter.add(grads, g if rows is None else g[rows])
 
@@ -261,13 +286,26 @@ class DenseSumLayer:
         shared = self.N > 1 and bool((spec.inputs == spec.inputs[:1]).all())
         self.Nb, self.Kb = (1, self.N * self.K) if shared else (self.N, self.K)
         self.batched_inputs = backend.index(spec.inputs[:self.Nb])
-        flat = spec.weight_slots.ravel()
-        self.contiguous = bool(np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))))
-        self.slot0 = int(flat[0])
-        self.slots = backend.index(spec.weight_slots)
         self.scatter = Scatter(backend, spec.inputs[:self.Nb].ravel())
-        self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
-        self.num_edges = int(flat.size)
+        self._weight_layout(spec.weight_offsets, backend)
+        self.num_edges = self.N * self.K * self.I
+
+    def _weight_layout(self, offsets: np.ndarray, backend):
+        """Keep where every node's (K, I) weight block starts, (N,), not a slot per weight: the
+        layer's weights are one contiguous range (``contiguous``, ``slot0``) unless nodes are tied."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        size = self.K * self.I
+        self.contiguous = bool(np.array_equal(offsets, offsets[0] + size * np.arange(len(offsets))))
+        self.slot0 = int(offsets[0])
+        self.weight_offsets = backend.index(offsets)
+        self.weight_scatter = None if self.contiguous else \
+            Scatter(backend, (offsets[:, None] + np.arange(size)[None, :]).ravel())
+
+    @property
+    def slots(self):
+        """Position of every weight in the flat vector, shape (N, K, I) (made on each call)."""
+        block = self.backend.xp.arange(self.K * self.I, dtype=np.int64).reshape(self.K, self.I)
+        return self.weight_offsets[:, None, None] + block[None]
 
     def weights(self, program):
         """Linear weights, shape (N, K, I): a view of the flat vector when untied."""
@@ -288,7 +326,7 @@ class DenseSumLayer:
 
     def _finish(self, program, values, E, S, M, cache, exact: bool = True):
         xp = self.backend.xp
-        xp.matmul(self._batched_weights(program), E, out=S)       # (Nb, Kb, B)
+        batch_matmul(self.backend, self._batched_weights(program), E, S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         with np.errstate(divide="ignore"):
             xp.log(S, out=out)
@@ -382,7 +420,7 @@ class DenseSumLayer:
             R[small] = 0
         W = self._batched_weights(program)
         flows = program.buffer(("WtR", self.Nb, self.I), (self.Nb, self.I, R.shape[2]))
-        xp.matmul(W.transpose(0, 2, 1), R, out=flows)
+        batch_matmul(self.backend, W.transpose(0, 2, 1), R, flows)
         flows *= E
         edge = W * xp.matmul(R, E.transpose(0, 2, 1))
         if small is not None and exact:
@@ -413,7 +451,7 @@ class DenseSumLayer:
         j = choose(scores, self, node, batch)
         self._activate(active, node, j, batch)
         if choose.counts is not None:
-            choose.counts.append(self.slots[node, unit, j])
+            choose.counts.append(self.weight_offsets[node] + unit * self.I + j)
 
 class FusedSumLayer(DenseSumLayer):
     """Sums over binary cartesian products, fused: products are formed as outer products of the
@@ -429,14 +467,10 @@ class FusedSumLayer(DenseSumLayer):
         self.I = self.n * self.KL * self.KR
         self.left = backend.index(spec.left)
         self.right = backend.index(spec.right)
-        flat = spec.weight_slots.ravel()
-        self.contiguous = bool(np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))))
-        self.slot0 = int(flat[0])
-        self.slots = backend.index(spec.weight_slots)
+        self._weight_layout(spec.weight_offsets, backend)
         self.left_scatter = Scatter(backend, spec.left.ravel())
         self.right_scatter = Scatter(backend, spec.right.ravel())
-        self.weight_scatter = None if self.contiguous else Scatter(backend, flat)
-        self.num_edges = int(flat.size) + 2 * self.N * self.I
+        self.num_edges = self.N * self.K * self.I + 2 * self.N * self.I
 
     def _products(self, program, values, E, context):
         """Fill E (N, I, B) with max-shifted product exponentials; return their log-scale M (N, B)."""

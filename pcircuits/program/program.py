@@ -110,6 +110,10 @@ class Program:
         self._values = None
         self._cache = {}
         self._x = None
+        #: The last forward pass's inputs variable-major, (num_variables, batch), as the leaf
+        #: layers read them, and whether they hold a missing value.
+        self.inputs_t = None
+        self.inputs_missing = True
         self._buffers = {}
         #: Working memory of one chunk of a query, in bytes (see pcircuits.inference).
         self.memory_budget = DEFAULT_MEMORY_BUDGET
@@ -272,6 +276,9 @@ class Program:
         batch = x.shape[0]
         values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
+        self.inputs_t = self.buffer("inputs_t", (x.shape[1], batch), x.dtype)
+        self.inputs_t[...] = x.T
+        self.inputs_missing = self.backend.maybe_any(self.backend.xp.isnan(x))
         store = {} if cache and context.mode == "sum" else None
         for layer in self.layers:
             layer.forward(self, values, x, context, store)
@@ -330,26 +337,27 @@ class Program:
         if leaves or inputs:
             for layer in self.input_layers:
                 params = layer.params(self.leaf_tables[layer.table_key])
-                g = grads[layer.start:layer.stop].T
+                g = grads[layer.start:layer.stop]
                 dropped = self._cache.get(("leaf-dropout", layer.start))
                 if dropped is not None:
-                    g = xp.where(dropped, 0, g)
-                xg_in = layer.gather_inputs(x)
+                    g = xp.where(dropped.T, 0, g)
                 if layer.family.stochastic:
                     noise = self._cache.get(("leaf-noise", layer.start))
                     if noise is None:       # the pass kept no cache: its noise came from seed 0
                         noise = layer.noise(params, batch, None)
-                    pg, xg = layer.family.grad(be, params, xg_in, g, noise=noise,
+                    pg, xg = layer.family.grad(be, params, layer.gather_inputs(x), g.T, noise=noise,
                                                state=self._cache.get(("leaf-state", layer.start)))
+                    xg = xg.transpose(1, 2, 0)
                 else:
-                    pg, xg = layer.family.grad(be, params, xg_in, g)
+                    pg, xg = layer.family.grad_units(be, params, self.inputs_t, layer.variables, g, inputs=inputs,
+                                                     missing=self.inputs_missing)
                 if leaves:
                     table = self.leaf_tables[layer.table_key]
                     acc = leaf_grads.setdefault(layer.table_key, {k: xp.zeros_like(table[k]) for k in pg})
                     for k, v in pg.items():
                         layer.row_scatter.add(acc[k], v)
                 if inputs:
-                    layer.input_scatter.add(input_grads, xg.transpose(1, 2, 0).reshape(-1, batch))
+                    layer.input_scatter.add(input_grads, xg.reshape(-1, batch))
         return Gradients(grads[:self.num_units], self.grad_log_weights, leaf_grads,
                          None if input_grads is None else input_grads.T)
 
@@ -566,7 +574,7 @@ class Program:
         from ..inference import inpaint
         return inpaint(self, x, method=method, root=root, batch_size=batch_size)
 
-    def leaf_posteriors(self, x, *, root=0):
-        """Posterior flows of all units given ``x``, shape (num_units, batch)."""
+    def leaf_posteriors(self, x, *, root=0, batch_size: int | None = None):
+        """Posterior flows of all units given ``x``, shape (num_units, batch), in chunks."""
         from ..inference import leaf_posteriors
-        return leaf_posteriors(self, x, root=root)
+        return leaf_posteriors(self, x, root=root, batch_size=batch_size)
