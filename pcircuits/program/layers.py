@@ -675,10 +675,15 @@ class SegmentSumLayer(_SegmentLayer):
         self._reduce(xp.maximum, scores, shift)
         xp.putmask(shift, ~xp.isfinite(shift), 0)
         self._spread(shift, scores, xp.subtract)
-        xp.exp(scores, out=scores)
+        # exp and log are the layer's arithmetic (one exp per edge): over cache-sized row blocks
+        # shared by the host threads
+        self.backend.blocks(self.num_edges, batch, lambda lo, hi: xp.exp(scores[lo:hi], out=scores[lo:hi]))
         self._reduce(xp.add, scores, total)
-        with np.errstate(divide="ignore"):
-            xp.log(total, out=out)
+
+        def log(lo, hi):
+            with np.errstate(divide="ignore"):
+                xp.log(total[lo:hi], out=out[lo:hi])
+        self.backend.blocks(units, batch, log)
         out += shift
         if cache is not None:
             cache[id(self)] = (scores, total)
