@@ -1,6 +1,7 @@
 """Speed of the Program on PD, RAT-SPN and DGC-SPN circuits over 28x28 inputs, against the matmul floor.
 
-Prints one JSON line per circuit: its size (nodes, units, edges, params), compile seconds,
+Prints one JSON line per circuit: its size (nodes, units, edges, params), compile seconds, the
+memory the Program keeps between passes (``kept_mb``: index tables, weights, leaf tables),
 forward and forward+backward milliseconds (median of ``--reps``) and throughput in edge
 evaluations per second at the given batch size. In the same run it times the bare dense matrix
 products of the same shapes as the circuit's dense-block sum layers (one per layer forward, two
@@ -95,6 +96,31 @@ def leaf_floor_ms(program, batch: int, bandwidth: float) -> float:
     return elements * batch * item / bandwidth * 1e3
 
 
+def kept_bytes(program) -> int:
+    """Bytes of the arrays the Program keeps between passes (its layers' index tables, weights,
+    log-weights and leaf tables; not its work buffers, not the circuit's own parameters)."""
+    seen = {}
+
+    def visit(obj, depth):
+        if isinstance(obj, np.ndarray):
+            base = obj
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            seen[base.__array_interface__["data"][0]] = base.nbytes
+        elif depth < 4 and isinstance(obj, dict):
+            for value in obj.values():
+                visit(value, depth + 1)
+        elif depth < 4 and isinstance(obj, (list, tuple)):
+            for value in obj:
+                visit(value, depth + 1)
+        elif depth < 4 and type(obj).__module__.startswith("pcircuits.program"):
+            for name, value in vars(obj).items():
+                if name not in ("circuit", "plan", "backend", "_buffers", "_values", "_cache", "_x", "inputs_t"):
+                    visit(value, depth + 1)
+    visit(program, 0)
+    return sum(seen.values())
+
+
 def build(which: str, args):
     if which == "pd":
         return pc.builders.poon_domingos(28, 28, delta=args.pd_delta, num_sums=args.pd_sums,
@@ -150,6 +176,7 @@ def run(which: str, args) -> dict:
         "circuit": which, "backend": args.backend, "batch": args.batch,
         "nodes": circuit.num_nodes, "units": circuit.num_units, "edges": edges, "params": circuit.num_params,
         "build_s": round(build_s, 3), "compile_s": round(compile_s, 3),
+        "kept_mb": round(kept_bytes(program) / 1e6, 1),
         "forward_ms": round(fwd, 2), "forward_backward_ms": round(fwd_bwd, 2),
         "forward_edges_per_s": round(edges * args.batch / (fwd / 1e3)),
         "forward_backward_edges_per_s": round(edges * args.batch / (fwd_bwd / 1e3)),

@@ -12,7 +12,8 @@ in which the sum layers multiply (see :mod:`pcircuits.program.blocks`): chunked 
 bit-identical to one big batch (on NumPy; with chunks of fewer rows, which only a tiny
 ``batch_size`` or memory budget gives, up to the last place of the matrix products). Sampling
 draws its random numbers per block of :data:`SAMPLE_BLOCK` rows (block ``k`` from the ``k``-th
-stream spawned from ``seed``), so samples do not depend on the chunking either.
+stream spawned from ``seed``, see :mod:`pcircuits.program.streams`), so samples do not depend
+on the chunking either.
 """
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ import numpy as np
 
 from .backend import to_numpy
 from .program.blocks import ROW_BLOCK
+from .program.streams import StreamRandomSource
 
 __all__ = ["log_likelihood", "log_conditional", "mpe", "sample", "inpaint", "leaf_posteriors",
            "DEFAULT_MEMORY_BUDGET", "SAMPLE_BLOCK", "chunk_rows"]
 
 #: Working memory of one chunk of a query, in bytes (``program.memory_budget`` overrides it).
 DEFAULT_MEMORY_BUDGET = 256 << 20
-#: Rows per random stream of :func:`sample` (and the largest chunk it runs).
-SAMPLE_BLOCK = 1024
+#: Rows per random stream of :func:`sample` (its chunks are a multiple of it).
+SAMPLE_BLOCK = 64
 
 
 def chunk_rows(program, query: str = "forward", batch_size: int | None = None) -> int:
@@ -245,12 +247,16 @@ def mpe(program, x, *, root=0, batch_size: int | None = None):
     return out
 
 
-def sample(program, num_samples: int | None = None, evidence=None, *, seed=0, root=0):
+def sample(program, num_samples: int | None = None, evidence=None, *, seed=0, root=0,
+           batch_size: int | None = None):
     """Draw samples; with ``evidence`` (NaN where free) each row is drawn from ``p(free | observed)``.
 
-    Rows are drawn in blocks of :data:`SAMPLE_BLOCK`, block ``k`` from the ``k``-th random
-    stream spawned from ``seed`` (an int, None or a NumPy Generator), so memory stays bounded
-    and the samples of a seed do not depend on anything else.
+    Rows are drawn in chunks sized from ``program.memory_budget`` (or of ``batch_size`` rows),
+    a multiple of :data:`SAMPLE_BLOCK` rows; every block of :data:`SAMPLE_BLOCK` rows draws its
+    random numbers from its own stream, the ``k``-th spawned from ``seed`` (an int, None or a
+    NumPy Generator) for block ``k``, so the samples of a seed do not depend on the chunks or on
+    how many are drawn (see :mod:`pcircuits.program.streams`). Circuits with conditional
+    (neural) leaves draw one block per pass.
 
     Parameters
     ----------
@@ -259,6 +265,9 @@ def sample(program, num_samples: int | None = None, evidence=None, *, seed=0, ro
     evidence : array, shape (num_samples, num_variables), optional
     seed : int, None or numpy.random.Generator
     root : int or array of int, shape (num_samples,)
+    batch_size : int, optional
+        Rows per chunk (default: from ``program.memory_budget``), rounded down to a multiple
+        of :data:`SAMPLE_BLOCK` (at least one block).
 
     Raises
     ------
@@ -273,8 +282,13 @@ def sample(program, num_samples: int | None = None, evidence=None, *, seed=0, ro
         num_samples = int(num_samples)
     elif evidence is None:
         raise ValueError("sample: give num_samples or evidence")
+    conditional = any(layer.family.conditional for layer in program.input_layers)
+    if conditional:
+        chunk = SAMPLE_BLOCK
+    else:
+        chunk = max(SAMPLE_BLOCK, chunk_rows(program, "top_down", batch_size) // SAMPLE_BLOCK * SAMPLE_BLOCK)
     rows = None if evidence is None else _Rows(program, evidence, what="evidence", query="top_down",
-                                               batch_size=SAMPLE_BLOCK)
+                                               batch_size=chunk)
     n = num_samples if rows is None else rows.n
     if rows is not None and num_samples is not None and num_samples != n:
         raise ValueError(f"sample: evidence has {n} rows but num_samples={num_samples}")
@@ -282,13 +296,15 @@ def sample(program, num_samples: int | None = None, evidence=None, *, seed=0, ro
     be, xp = program.backend, program.backend.xp
     streams = _Streams(seed)
     out = xp.empty((n, program.num_variables), dtype=be.dtype)
-    for start in range(0, n, SAMPLE_BLOCK):
-        part = slice(start, min(start + SAMPLE_BLOCK, n))
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
         if rows is None:
             block = xp.full((part.stop - part.start, program.num_variables), np.nan, dtype=be.dtype)
         else:
             block = rows.chunk(part)
-        out[part] = program.top_down(block, "sample", seed=streams.next(), root=_root_part(root, part))
+        generators = [streams.next() for _ in range(0, part.stop - part.start, SAMPLE_BLOCK)]
+        source = generators[0] if conditional else StreamRandomSource(be, generators, SAMPLE_BLOCK)
+        out[part] = program.top_down(block, "sample", seed=source, root=_root_part(root, part))
         if rows is not None:
             _refuse_impossible(program, _root_part(root, part), part, "sample")
     return out

@@ -2,6 +2,7 @@
 (recording its settings), the stacked-network timing script on tiny batches."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -78,6 +79,7 @@ def test_query_memory_benchmark_reports_peaks_and_chunked_equality():
     assert comparison["log_likelihood_64_rows_max_relative_difference"] < 1e-6
     assert comparison["inpaint_64_rows_max_relative_difference"] < 1e-6
     assert comparison["samples_of_a_seed_independent_of_count"]
+    assert comparison["samples_of_a_seed_independent_of_chunks"]
 
 
 def test_diff_sampling_synthetic_trains_every_objective_and_draws_the_grid(tmp_path):
@@ -160,13 +162,19 @@ def test_scalar_spn_benchmark_times_pcircuits_and_skips_spflow_without_its_inter
     assert "spflow" not in record and "spflow: skipped" in capsys.readouterr().err
 
 
-def test_program_cpu_agrees_with_and_times_the_pytorch_reference(capsys):
+def test_program_cpu_torch_worker_checks_agreement_and_times_the_reference(monkeypatch):
     pytest.importorskip("torch")
-    records = _script("program_cpu").main(["--compare", "torch", "--cases", "digits", "--reps", "1", "--rounds", "1"])
-    (record,) = records
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    module = _script("program_cpu")
+    args = argparse.Namespace(reps=1, batch=4, threads=1)
+    record = module.compare_worker("torch", "digits", args)
     assert record["ll_max_abs_error"] <= 1e-4 and record["grad_max_rel_error"] <= 1e-5
-    for library in ("pcircuits", "torch"):
-        assert record[f"{library}_forward_ms_batch1"] > 0 and record[f"{library}_forward_ms_batch16"] > 0
+    assert record["forward_ms_batch1"] > 0 and record["forward_ms_batch16"] > 0
+
+
+def test_program_cpu_pcircuits_worker_times_the_same_case():
+    record = _script("program_cpu").compare_worker("pcircuits", "digits", argparse.Namespace(reps=1, batch=4, threads=1))
+    assert record["library"] == "pcircuits" and record["forward_ms_batch1"] > 0 and record["forward_ms_batch16"] > 0
 
 
 def test_program_cpu_floor_counts_the_leaf_layer():

@@ -1,11 +1,12 @@
 """Fuzzing: mutated model files and checkpoints load correctly or fail with the one error type.
 
-Valid ``.pcz`` files, ``fit`` checkpoints and DCGMM ``Stack.fit`` checkpoints are mutated at every level (bytes of the archive,
-fields of the JSON record, ``.npy`` headers, array values, entries; for model files also targeted
-hostile structures: absurd array shapes and offsets, a child repeated thousands of times, a
-cartesian product claiming up to 2**30 units), and each mutant must either load
-(a circuit that passes ``check()``; a resumed history) or raise ``CircuitFileError`` /
-``CheckpointError``, within a time and memory bound. 500 examples each, also in CI.
+Valid ``.pcz`` files, ``fit`` checkpoints and DCGMM ``Stack.fit`` checkpoints are mutated at
+every level (bytes of the archive, fields of the JSON record, ``.npy`` headers, array values,
+entries; for model files also targeted hostile structures: absurd array shapes and offsets, a
+child repeated thousands of times, a cartesian product claiming up to 2**30 units), and each
+mutant must either load (a circuit that passes ``check()``; a resumed history with finite
+parameters) or raise ``CircuitFileError`` / ``CheckpointError``, within a time and memory
+bound. 500 examples each, also in CI.
 """
 import io
 import json

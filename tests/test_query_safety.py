@@ -195,9 +195,37 @@ def test_the_memory_budget_sets_the_chunks(program, data):
 
 def test_samples_of_a_seed_do_not_depend_on_how_many_are_drawn(program):
     block = pc.inference.SAMPLE_BLOCK
-    many = program.sample(block + 5, seed=3)
-    np.testing.assert_array_equal(many[:block], program.sample(block, seed=3))
-    assert not np.array_equal(many[:5], many[block:])
+    many = program.sample(3 * block + 5, seed=3)
+    np.testing.assert_array_equal(many[:2 * block], program.sample(2 * block, seed=3))
+    assert not np.array_equal(many[:5], many[3 * block:])
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_samples_of_a_seed_do_not_depend_on_the_chunks(program, conditioned):
+    block = pc.inference.SAMPLE_BLOCK
+    n = 10 * block + 7
+    evidence = None
+    if conditioned:
+        evidence = program.sample(n, seed=0).astype(np.float64)
+        evidence[:, ::2] = np.nan
+    whole = program.sample(n, evidence, seed=4)
+    for batch_size in (block, 3 * block, 3 * block + 5):
+        np.testing.assert_array_equal(program.sample(n, evidence, seed=4, batch_size=batch_size), whole)
+
+
+def test_sample_chunks_are_sized_from_the_memory_budget(program):
+    budget = program.memory_budget = 128 * program.bytes_per_row("top_down")
+    program.sample(10, seed=0)
+    program.release_buffers()
+    tracemalloc.start()
+    try:
+        out = program.sample(4096, seed=0)
+        program.release_buffers()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
+    assert peak - out.nbytes <= budget
 
 
 def test_sampling_from_a_generator_is_reproducible(program):

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import get_backend, to_numpy
-from ..errors import CheckpointError
 from ..learning.checkpoint import CheckpointContent, data_digest, read_checkpoint, write_checkpoint
 from ..learning.history import History
 from .layers import CGMM, Classifier, Folding, Layer, MaxPooling
@@ -302,6 +301,8 @@ class Stack:
             (the annealing width at the end of the epoch); for a classifier ``loss_<layer>``
             (cross-entropy) and ``train_acc``; ``seconds``.
         """
+        if not isinstance(force_resume, bool):
+            raise TypeError(f"Stack.fit: force_resume must be True or False, got {force_resume!r}")
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Stack.fit: {name} must be a positive int, got {value!r}")
@@ -463,8 +464,8 @@ class Stack:
         structure = differences("structure")
         if structure:
             key, old, new = structure[0]
-            raise check.error(f"it was written with {key}={old!r}, this run has {key}={new!r}: another stack or "
-                              f"dtype"[:400], prefix="")
+            raise check.error(f"it was written with {key}={old!r}, this run has {key}={new!r}"[:400]
+                              + ": another stack or dtype", prefix="")
         different = differences("settings") + [(f"data {key}", old, new) for key, old, new in differences("data")]
         if not different:
             return
@@ -669,7 +670,8 @@ def _annealing_state(check: CheckpointContent, states, layer) -> dict:
     for name in ("sigma", "running", "first", "last"):
         value = state.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise check.error(f"the annealing {name} of layer {layer.name} must be a finite number, got {value!r}"[:300])
+            raise check.error(f"the annealing {name} of layer {layer.name} must be a finite number, "
+                              f"got {value!r}"[:300])
     if not state["sigma"] >= layer.annealing.sigma_min:
         raise check.error(f"the annealing sigma of layer {layer.name} is {state['sigma']!r}, below its minimum "
                           f"{layer.annealing.sigma_min!r}")

@@ -3,7 +3,7 @@ how many rows are evaluated with it.
 
 A BLAS matrix product ``A @ B`` may add in another order (and so round differently) for another
 number of columns of ``B``, and with several threads for another position of a column among
-them: on OpenBLAS a float32 product over 1000 columns and the same product over their first 64
+them: on OpenBLAS a float32 product over 4096 columns and the same product over their first 64
 differ in the last place. The sum layers therefore multiply their ``(inputs, batch)`` arrays in
 blocks of :data:`ROW_BLOCK` columns counted from the first row of the batch (the last block
 may be shorter). A batch split into chunks of a multiple of :data:`ROW_BLOCK` rows then runs

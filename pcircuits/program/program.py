@@ -24,6 +24,7 @@ from ..inference import DEFAULT_MEMORY_BUDGET
 from .context import SUM, PassContext
 from .inputs import InputDomain
 from .layers import DenseSumLayer, FusedSumLayer, InputLayer, SegmentProductLayer, SegmentSumLayer, SumLayer, build_layer
+from .streams import StreamRandomSource
 
 __all__ = ["Program", "Gradients"]
 
@@ -75,6 +76,11 @@ class _Chooser:
         """
         xp = self.backend.xp
         if self.mode == "sample":
+            if isinstance(self.rng, StreamRandomSource):
+                order = self.rng.group(batch)
+                chosen = xp.empty(len(order), dtype=np.int64)
+                chosen[order] = xp.argmax(scores[order] + self.rng.gumbel(scores.shape), axis=1)
+                return chosen
             if self.noise is None:
                 scores = scores + self.rng.gumbel(scores.shape)
             else:
@@ -378,6 +384,10 @@ class Program:
             Semantics of the values the choice looks at (default: "max" for argmax, "sum" for sample).
         root : int or array of int, shape (batch,)
             Which output unit to start from (per example).
+        seed : int, numpy.random.Generator or StreamRandomSource, optional
+            The randomness of sample mode (and of random ties); a
+            :class:`~pcircuits.program.streams.StreamRandomSource` draws the numbers of every
+            block of examples from that block's generator (sample mode only).
         weighted : bool
             False chooses by the unweighted input values (the USI rule of hard EM).
         ties : {"first", "random"}
@@ -412,7 +422,7 @@ class Program:
         self._forward(x, forward_mode, cache=False)
         values = self._values
         batch = x.shape[0]
-        rng = be.rng(seed)
+        rng = seed if isinstance(seed, StreamRandomSource) else be.rng(seed)
         active = xp.zeros((self.num_units + 1, batch), dtype=bool)
         root_idx = np.broadcast_to(np.asarray(root, dtype=np.int64), (batch,))
         if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
@@ -432,6 +442,9 @@ class Program:
             units, rows = xp.nonzero(active[layer.start:layer.stop])
             if len(units) == 0:
                 continue
+            if isinstance(rng, StreamRandomSource):
+                order = rng.group(rows)
+                units, rows = units[order], rows[order]
             params = layer.params_at(self.leaf_tables[layer.table_key], units)
             variables = layer.variables[units]                      # (n, d)
             current = out[rows[:, None], variables]
@@ -564,10 +577,11 @@ class Program:
         from ..inference import mpe
         return mpe(self, x, root=root, batch_size=batch_size)
 
-    def sample(self, num_samples: int | None = None, evidence=None, *, seed=0, root=0):
-        """Samples, optionally conditioned on ``evidence`` (NaN where free)."""
+    def sample(self, num_samples: int | None = None, evidence=None, *, seed=0, root=0,
+               batch_size: int | None = None):
+        """Samples, optionally conditioned on ``evidence`` (NaN where free), in chunks."""
         from ..inference import sample
-        return sample(self, num_samples, evidence, seed=seed, root=root)
+        return sample(self, num_samples, evidence, seed=seed, root=root, batch_size=batch_size)
 
     def inpaint(self, x, *, method: str = "posterior-mean", root=0, batch_size: int | None = None):
         """Complete NaNs by ``"posterior-mean"`` or ``"mpe"``."""

@@ -1,0 +1,72 @@
+"""Random draws of a top-down pass taken per fixed block of examples, so that a sample does not
+depend on how many examples are drawn with it.
+
+A top-down pass draws its random numbers for the active entries (unit, example) of one layer
+at a time. :class:`StreamRandomSource` gives every block of ``block_rows`` consecutive examples
+its own generator: the entries are put in block order (:meth:`StreamRandomSource.group`, a
+stable sort, which keeps within a block the order a pass over that block alone has) and every
+draw takes each block's share from that block's generator. A pass over many blocks then draws
+for every example exactly the numbers a pass over its block alone would, so
+:func:`pcircuits.inference.sample` may size its chunks from the memory budget.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import RandomSource, to_numpy
+
+__all__ = ["StreamRandomSource"]
+
+
+class StreamRandomSource:
+    """Random draws split by blocks of examples, one generator per block.
+
+    Parameters
+    ----------
+    backend : Backend
+    generators : list of numpy.random.Generator
+        One per block of ``block_rows`` examples of the pass, in order.
+    block_rows : int
+    """
+
+    def __init__(self, backend, generators: list, block_rows: int):
+        self.backend = backend
+        self.sources = [RandomSource(backend, generator) for generator in generators]
+        self.block_rows = int(block_rows)
+        self.counts = None
+
+    def group(self, examples):
+        """The order that puts entries of ``examples`` (n,) in block order, stably; the next
+        draws are of entries in that order (each block's share from its generator)."""
+        blocks = self.backend.xp.asarray(examples) // self.block_rows
+        order = self.backend.xp.argsort(blocks, kind="stable")
+        self.counts = [int(c) for c in np.bincount(to_numpy(blocks), minlength=len(self.sources))]
+        return order
+
+    def _draw(self, method: str, shape, *args):
+        if self.counts is None or sum(self.counts) != shape[0]:
+            raise RuntimeError(f"StreamRandomSource: a draw of shape {tuple(shape)} for entries not grouped by "
+                               f"block (group() first)")
+        parts = [getattr(source, method)((count,) + tuple(shape[1:]), *args)
+                 for source, count in zip(self.sources, self.counts) if count]
+        xp = self.backend.xp
+        return xp.concatenate(parts, axis=0) if parts else xp.zeros(shape, dtype=self.backend.dtype)
+
+    def uniform(self, shape):
+        return self._draw("uniform", shape)
+
+    def normal(self, shape):
+        return self._draw("normal", shape)
+
+    def gumbel(self, shape):
+        return self._draw("gumbel", shape)
+
+    def binomial(self, n, p):
+        xp = self.backend.xp
+        n, p = xp.broadcast_arrays(xp.asarray(n), xp.asarray(p))
+        if self.counts is None or sum(self.counts) != n.shape[0]:
+            raise RuntimeError("StreamRandomSource: binomial draws for entries not grouped by block (group() first)")
+        bounds = np.cumsum([0] + self.counts)
+        parts = [source.binomial(n[lo:hi], p[lo:hi])
+                 for source, lo, hi in zip(self.sources, bounds[:-1], bounds[1:]) if hi > lo]
+        return xp.concatenate(parts, axis=0) if parts else xp.zeros(n.shape, dtype=self.backend.dtype)
