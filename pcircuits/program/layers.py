@@ -566,8 +566,8 @@ class _SegmentLayer:
             ufunc(out[:n], edges[lo:lo + n], out=out[:n])
 
     def _spread(self, rows, edges, ufunc=None):
-        """Every unit's row of ``rows`` (U, batch) onto its edges' rows of ``edges``: copied, or
-        combined in place with ``ufunc``."""
+        """Every unit's row of ``rows`` (U, batch) onto its edges' rows of ``edges`` (E, batch):
+        copied, or combined in place with ``ufunc``."""
         for lo, n in self.rounds:
             if ufunc is None:
                 edges[lo:lo + n] = rows[:n]
@@ -614,8 +614,13 @@ class SegmentProductLayer(_SegmentLayer):
             xp.putmask(out, dropped, -xp.inf)
 
     def backward(self, program, values, grads, cache):
+        g = grads[self.start:self.stop]
+        if self.scatter.unique:         # no input shared within the layer: one add per round
+            for (lo, n), inputs in zip(self.rounds, self.round_inputs):
+                grads[inputs] += g[:n]
+            return
         flows = program.scratch("segment-edges", self.num_edges, grads.shape[1])
-        self._spread(grads[self.start:self.stop], flows)
+        self._spread(g, flows)
         self.scatter.add(grads, flows)
 
     def select(self, program, values, active, choose):
@@ -670,10 +675,15 @@ class SegmentSumLayer(_SegmentLayer):
         self._reduce(xp.maximum, scores, shift)
         xp.putmask(shift, ~xp.isfinite(shift), 0)
         self._spread(shift, scores, xp.subtract)
-        xp.exp(scores, out=scores)
+        # exp and log are the layer's arithmetic (one exp per edge): over cache-sized row blocks
+        # shared by the host threads
+        self.backend.blocks(self.num_edges, batch, lambda lo, hi: xp.exp(scores[lo:hi], out=scores[lo:hi]))
         self._reduce(xp.add, scores, total)
-        with np.errstate(divide="ignore"):
-            xp.log(total, out=out)
+
+        def log(lo, hi):
+            with np.errstate(divide="ignore"):
+                xp.log(total[lo:hi], out=out[lo:hi])
+        self.backend.blocks(units, batch, log)
         out += shift
         if cache is not None:
             cache[id(self)] = (scores, total)
@@ -687,8 +697,8 @@ class SegmentSumLayer(_SegmentLayer):
         xp.maximum(total, 1, out=ratio)
         xp.divide(grads[self.start:self.stop], ratio, out=ratio)
         flows = program.scratch("segment-edges", self.num_edges, grads.shape[1])
-        flows[...] = shifted
-        self._spread(ratio, flows, xp.multiply)
+        for lo, n in self.rounds:
+            xp.multiply(shifted[lo:lo + n], ratio[:n], out=flows[lo:lo + n])
         self.scatter.add(grads, flows)
         self.weight_scatter.add(program.grad_log_weights, flows.sum(axis=1))
 
