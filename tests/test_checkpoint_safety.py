@@ -5,12 +5,12 @@ anything is restored; a checkpoint written with other settings or other data is 
 ``force_resume=True``; concurrent writers never share a temporary file.
 """
 import io
-import json
 import threading
 import zipfile
 
 import numpy as np
 import pytest
+from checkpoint_files import read, write
 
 import pcircuits as pc
 from pcircuits.errors import CheckpointError
@@ -39,17 +39,6 @@ def checkpoint(tmp_path):
     path = tmp_path / "run.npz"
     train(path)
     return path
-
-
-def read(path):
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    return arrays, json.loads(arrays.pop("meta").tobytes())
-
-
-def write(path, arrays, meta):
-    with open(path, "wb") as handle:
-        np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
 
 
 def std_name(arrays):

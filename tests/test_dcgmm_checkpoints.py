@@ -5,10 +5,10 @@ record, every parameter (present, of its layer's shape, finite, precisions in th
 every annealing state are checked; a checkpoint of other settings or data is refused unless
 ``force_resume=True``, one of another stack always.
 """
-import json
 
 import numpy as np
 import pytest
+from checkpoint_files import edited, read
 
 from pcircuits.dcgmm import CGMM, Folding, Stack
 from pcircuits.errors import CheckpointError
@@ -38,24 +38,6 @@ def checkpoint(tmp_path):
     """The checkpoint of a run stopped after its first epoch."""
     path = tmp_path / "run.npz"
     train(path, callback=lambda epoch, history: epoch == 1)
-    return path
-
-
-def read(path):
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    return arrays, json.loads(arrays.pop("meta").tobytes())
-
-
-def write(path, arrays, meta):
-    with open(path, "wb") as handle:
-        np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-
-
-def edited(path, edit):
-    arrays, meta = read(path)
-    edit(arrays, meta)
-    write(path, arrays, meta)
     return path
 
 
