@@ -46,6 +46,15 @@ def _safe_max(xp, a, axis):
     return xp.where(xp.isfinite(m), m, 0)
 
 
+def _drop_products(xp, out, context, root_input_rows):
+    """Product dropout: each product unit's log-value set to -inf with the context's rate, the
+    rows ``root_input_rows`` (the root's inputs) spared when the context asks for it."""
+    dropped = context.rng.bernoulli_mask(out.shape, context.product_dropout)
+    if context.spare_root_inputs and root_input_rows is not None:
+        dropped[root_input_rows] = False
+    xp.putmask(out, dropped, -xp.inf)
+
+
 class InputLayer:
     """All units of one leaf family: ``value[u] = log p_u(x[variables[u]])``."""
 
@@ -177,10 +186,7 @@ class ProductLayer:
                 xp.take(values, col, axis=0, out=scratch)
                 out += scratch
         if context.product_dropout:
-            dropped = context.rng.bernoulli_mask(out.shape, context.product_dropout)
-            if context.spare_root_inputs and self.root_input_rows is not None:
-                dropped[self.root_input_rows] = False
-            xp.putmask(out, dropped, -xp.inf)
+            _drop_products(xp, out, context, self.root_input_rows)
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
@@ -608,10 +614,7 @@ class SegmentProductLayer(_SegmentLayer):
                 xp.take(values, inputs, axis=0, out=scratch[:n])
                 out[:n] += scratch[:n]
         if context.product_dropout:
-            dropped = context.rng.bernoulli_mask(out.shape, context.product_dropout)
-            if context.spare_root_inputs and self.root_input_rows is not None:
-                dropped[self.root_input_rows] = False
-            xp.putmask(out, dropped, -xp.inf)
+            _drop_products(xp, out, context, self.root_input_rows)
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
