@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import pcircuits as pc
 
-from devices import DEVICE_BACKENDS
+from devices import DEVICE_BACKENDS, assert_device_agrees
 from strategies import (ALL_FAMILIES, CONTINUOUS_FAMILIES, DISCRETE_FAMILIES, LEARNABLE_FAMILIES,
                         brute_force_log_likelihood, enumerate_assignments, selective_circuits, valid_circuits)
 
@@ -378,14 +378,7 @@ def test_device_backend_agrees_with_numpy_on_every_pass(device, circuit, seed):
     gpu = circuit.compile(backend=device, dtype="float64")
     x = reference.sample(8, seed=seed)
     x[np.random.default_rng(seed).random(x.shape) < 0.3] = np.nan
-    assert np.allclose(pc.to_numpy(gpu.log_likelihood(x)), reference.log_likelihood(x), atol=1e-8)
-    assert np.allclose(pc.to_numpy(gpu.forward(x, mode="max")), reference.forward(x, mode="max"), atol=1e-8)
-    reference.forward(x)
-    gpu.forward(x)
-    g_ref, g_gpu = reference.backward(), gpu.backward()
-    assert np.allclose(pc.to_numpy(g_gpu.log_weights), g_ref.log_weights, atol=1e-8)
-    assert np.allclose(pc.to_numpy(g_gpu.unit_flows), g_ref.unit_flows, atol=1e-8)
-    assert np.allclose(pc.to_numpy(gpu.mpe(x)), reference.mpe(x), equal_nan=True)
+    assert_device_agrees(reference, gpu, x, atol=1e-8)
     assert np.allclose(pc.to_numpy(gpu.inpaint(x)), reference.inpaint(x), atol=1e-8)
 
 

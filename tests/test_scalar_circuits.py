@@ -9,7 +9,7 @@ import pcircuits as pc
 from pcircuits.program import RelaxedNoise
 from pcircuits.program.layers import InputLayer, SegmentProductLayer, SegmentSumLayer
 
-from devices import DEVICE_BACKENDS
+from devices import DEVICE_BACKENDS, assert_device_agrees
 from strategies import brute_force_log_likelihood, enumerate_assignments, leaf_log_values
 from test_program import _chi_square_pvalue
 from test_relaxed_sampling import directional_check
@@ -255,14 +255,7 @@ def test_device_backend_agrees_with_numpy_on_scalar_circuits(device, circuit, se
     reference = circuit.compile(backend="numpy", dtype="float64")
     other = circuit.compile(backend=device, dtype="float64")
     x = with_missing(reference.sample(8, seed=seed), seed)
-    assert np.allclose(pc.to_numpy(other.log_likelihood(x)), reference.log_likelihood(x), atol=1e-10)
-    assert np.allclose(pc.to_numpy(other.forward(x, mode="max")), reference.forward(x, mode="max"), atol=1e-10)
-    reference.forward(x)
-    other.forward(x)
-    g_ref, g_other = reference.backward(), other.backward()
-    assert np.allclose(pc.to_numpy(g_other.log_weights), g_ref.log_weights, atol=1e-10)
-    assert np.allclose(pc.to_numpy(g_other.unit_flows), g_ref.unit_flows, atol=1e-10)
-    assert np.allclose(pc.to_numpy(other.mpe(x)), reference.mpe(x), equal_nan=True)
+    assert_device_agrees(reference, other, x, atol=1e-10)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
