@@ -179,12 +179,16 @@ class ProductLayer:
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
         out = values[self.start:self.stop]
-        xp.take(values, self.columns[0], axis=0, out=out)
-        if len(self.columns) > 1:
-            scratch = program.buffer(("product-scratch", out.shape), out.shape)
-            for col in self.columns[1:]:
-                xp.take(values, col, axis=0, out=scratch)
-                out += scratch
+        columns = self.columns
+
+        # over cache-sized blocks of units, so that each block's sum stays in cache while its
+        # inputs are gathered column by column (on a device: one block)
+        def block(lo, hi):
+            o = out[lo:hi]
+            xp.take(values, columns[0][lo:hi], axis=0, out=o)
+            for col in columns[1:]:
+                o += xp.take(values, col[lo:hi], axis=0)
+        self.backend.blocks(out.shape[0], out.shape[1], block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
 
