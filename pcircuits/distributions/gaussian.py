@@ -145,15 +145,17 @@ class Gaussian(LeafFamily):
             z -= mean[lo:hi]
             z *= inv_std[lo:hi, :, None]
             gu = g[lo:hi, None, :]
-            if missing:
+            spec = "udb,uxb->ud"                                            # sums over the batch as dot
+            if missing:                                                     # products with the flows
                 observed = ~xp.isnan(z)
                 xp.putmask(z, ~observed, 0)
                 gu = xp.where(observed, gu, 0)
-            gz = gu * z
-            grad_mean[lo:hi] = gz.sum(axis=2) * inv_std[lo:hi]
-            grad_log_std[lo:hi] = xp.einsum("udb,udb->ud", gz, z) - gu.sum(axis=2)
+                spec = "udb,udb->ud"
+            grad_mean[lo:hi] = xp.einsum(spec, z, gu) * inv_std[lo:hi]
             if inputs:
-                xp.multiply(gz, -inv_std[lo:hi, :, None], out=grad_x[lo:hi])
+                xp.multiply(z, gu * -inv_std[lo:hi, :, None], out=grad_x[lo:hi])
+            xp.square(z, out=z)
+            grad_log_std[lo:hi] = xp.einsum(spec, z, gu) - gu.sum(axis=2)
         be.blocks(units, batch * d, block)
         return {"mean": grad_mean, "std": grad_log_std}, grad_x
 
