@@ -16,8 +16,10 @@ read of the gathered inputs and one write of the leaf outputs): ``floor_with_lea
     python benchmarks/program_cpu.py [--batch 512] [--reps 5] [--backend numpy] [--which pd rat dgcspn]
 
 ``--compare torch`` instead times the Program against a PyTorch implementation of the same
-circuit, each library in its own process with its threads pinned to ``--threads``, the two
-interleaved for ``--rounds`` rounds. For RAT-SPN the reference is a hand-written PyTorch RAT-SPN
+circuit, each library in its own process with its threads pinned to ``--threads`` (PyTorch's
+intra-op threads; pcircuits' host threads, ``PCIRCUITS_NUM_THREADS``, over which its blocked
+passes spread, matrix products included, each on one BLAS thread), the two interleaved for
+``--rounds`` rounds. For RAT-SPN the reference is a hand-written PyTorch RAT-SPN
 (``benchmarks/torch_rat.py``: leaf log-densities over a padded ``(features, I, batch)`` tensor,
 region products by a reshape and a sum, sums by the outer product of the max-shifted children's
 exponentials and ``bmm``); for the PD circuits it runs the Program's own layers
@@ -222,10 +224,20 @@ def torch_reference(program, kind: str, dtype):
 
 
 def _pin_threads(threads: int) -> dict:
+    """The PyTorch processes' environment: ``threads`` OpenMP/BLAS threads, huge pages."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
     env["THP_MEM_ALLOC_ENABLE"] = "1"
+    return env
+
+
+def _pcircuits_threads(env: dict, threads: int) -> dict:
+    """The pcircuits processes' environment: ``threads`` host threads for the blocked passes,
+    each running its matrix products on one BLAS thread (so that the two never oversubscribe)."""
+    env = dict(env, PCIRCUITS_NUM_THREADS=str(threads))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"
     return env
 
 
@@ -316,12 +328,12 @@ def compare(args) -> list[dict]:
     script = Path(__file__).resolve()
     env = _pin_threads(args.threads)
     env["PYTHONPATH"] = os.pathsep.join([str(script.parent), str(script.parents[1]), env.get("PYTHONPATH", "")])
-    envs = {"pcircuits": env, "torch": env}
+    envs = {"pcircuits": _pcircuits_threads(env, args.threads), "torch": env}
     if args.layer_reference:
         envs["torch_layers"] = env
     if args.baseline:
-        envs["baseline"] = dict(env, PYTHONPATH=os.pathsep.join([str(script.parent), str(Path(args.baseline).resolve()),
-                                                                  env.get("PYTHONPATH", "")]))
+        envs["baseline"] = dict(envs["pcircuits"], PYTHONPATH=os.pathsep.join([
+            str(script.parent), str(Path(args.baseline).resolve()), env.get("PYTHONPATH", "")]))
     records = []
     for case in args.cases:
         runs = {library: [] for library in envs}

@@ -243,7 +243,7 @@ def test_product_and_fused_layers_in_blocks_shared_by_threads_equal_one_block(na
     assert any(isinstance(layer, FusedSumLayer) for layer in program.layers)
     x = program.sample(7, seed=0)
     whole = pass_results(program, x)
-    monkeypatch.setattr(backend_module, "BLOCK_ELEMENTS", 1)          # one node or unit per block
+    monkeypatch.setattr(backend_module, "WIDE_BLOCK_ELEMENTS", 1)     # one node or unit per block
     monkeypatch.setenv("PCIRCUITS_NUM_THREADS", "3")
     for got, expected in zip(pass_results(program, x), whole):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -262,7 +262,7 @@ def test_fused_layers_in_blocks_drop_the_same_products_as_in_one_block(monkeypat
         context = PassContext("sum", product_dropout=0.3, rng=program.backend.rng(5))
         return pass_results(program, x, context)
     whole = dropped_pass()
-    monkeypatch.setattr(backend_module, "BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(backend_module, "WIDE_BLOCK_ELEMENTS", 1)
     monkeypatch.setenv("PCIRCUITS_NUM_THREADS", "3")
     for got, expected in zip(dropped_pass(), whole):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)

@@ -127,7 +127,7 @@ class Gaussian(LeafFamily):
                 xp.putmask(t, xp.isnan(t), 0)
             if not univariate:
                 t.sum(axis=1, out=o)
-        be.blocks(out.shape[0], out.shape[1] * variables.shape[1], block)
+        be.blocks(out.shape[0], out.shape[1] * variables.shape[1], block, wide=True)
 
     @classmethod
     def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
@@ -156,7 +156,7 @@ class Gaussian(LeafFamily):
                 xp.multiply(z, gu * -inv_std[lo:hi, :, None], out=grad_x[lo:hi])
             xp.square(z, out=z)
             grad_log_std[lo:hi] = xp.einsum(spec, z, gu) - gu.sum(axis=2)
-        be.blocks(units, batch * d, block)
+        be.blocks(units, batch * d, block, wide=True)
         return {"mean": grad_mean, "std": grad_log_std}, grad_x
 
     @staticmethod

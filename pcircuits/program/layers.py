@@ -188,7 +188,7 @@ class ProductLayer:
             xp.take(values, columns[0][lo:hi], axis=0, out=o)
             for col in columns[1:]:
                 o += xp.take(values, col[lo:hi], axis=0)
-        self.backend.blocks(out.shape[0], out.shape[1], block)
+        self.backend.blocks(out.shape[0], out.shape[1], block, wide=True)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
 
@@ -200,7 +200,7 @@ class ProductLayer:
 
             def block(lo, hi):
                 grads[first + lo:first + hi] += xp.take(g, parents[lo:hi], axis=0)
-            self.backend.blocks(len(parents), g.shape[1], block)
+            self.backend.blocks(len(parents), g.shape[1], block, wide=True)
             return
         for rows, scatter in self.column_scatters:
             scatter.add(grads, g if rows is None else g[rows])
@@ -551,7 +551,7 @@ class FusedSumLayer(DenseSumLayer):
             with np.errstate(divide="ignore"):
                 xp.log(S[lo:hi], out=out[lo:hi])
             out[lo:hi] += M[lo:hi, None, :]
-        self.backend.blocks(self.N, self.I * batch, block)
+        self.backend.blocks(self.N, self.I * batch, block, wide=True)
         # after product dropout the products differ from those that _input_scores rebuilds; the
         # rare underflowing entries then keep the clamped values (-inf, no flow) instead
         exact = not context.product_dropout
@@ -592,7 +592,7 @@ class FusedSumLayer(DenseSumLayer):
             flows = flows.reshape(hi - lo, self.n, self.KL, self.KR, batch)
             flows.sum(axis=3, out=left[lo:hi])
             flows.sum(axis=2, out=right[lo:hi])
-        self.backend.blocks(self.N, self.I * batch, block)
+        self.backend.blocks(self.N, self.I * batch, block, wide=True)
         edge *= W
         if self.contiguous:
             program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
