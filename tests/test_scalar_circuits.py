@@ -305,6 +305,26 @@ def test_segment_layers_agree_with_their_padded_form_on_every_pass(circuit, seed
         assert np.allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
 
 
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "categorical", "gaussian")), st.integers(0, 2**31 - 1))
+def test_segment_layers_give_the_same_passes_in_blocks_of_few_units_on_two_threads(circuit, seed):
+    from unittest import mock
+    program = circuit.compile(dtype="float64")
+    x = with_missing(program.sample(7, seed=seed), seed)
+
+    def passes():
+        values = program.forward(x).copy(), program.forward(x, mode="max").copy()
+        program.forward(x)
+        gradients = program.backward()
+        return values + (gradients.log_weights.copy(), gradients.unit_flows.copy())
+    whole = passes()
+    with mock.patch("pcircuits.backend.BLOCK_ELEMENTS", 1), \
+            mock.patch.dict("os.environ", {"PCIRCUITS_NUM_THREADS": "2"}):
+        blocked = passes()
+    for a, b in zip(whole, blocked):
+        assert np.array_equal(a, b)
+
+
 @settings(max_examples=5, deadline=None)
 @given(scalar_circuits(leaves=("gaussian",)))
 def test_strict_device_runs_segment_layers_without_pulling_scalars(circuit):

@@ -28,6 +28,10 @@ from .scatter import Scatter, add_at
 __all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "SegmentProductLayer",
            "SegmentSumLayer", "COMPILE_RULES", "build_layer"]
 
+#: Host blocks of values (``BLOCK_ELEMENTS`` each) in one block of a segment layer's edges: the
+#: unit of work its forward pass hands to a host thread.
+SEGMENT_BLOCKS = 16
+
 # largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
 _MAX_CHUNK_ELEMENTS = 1 << 24
 
@@ -565,11 +569,31 @@ class _SegmentLayer:
             table[:n, r] = values[lo:lo + n]
         return table
 
-    def _reduce(self, ufunc, edges, out):
-        """``out[u] = ufunc.reduce`` over unit ``u``'s rows of ``edges`` (E, batch)."""
-        out[...] = edges[:self.rounds[0][1]]
-        for lo, n in self.rounds[1:]:
-            ufunc(out[:n], edges[lo:lo + n], out=out[:n])
+    def _parts(self, a: int, b: int):
+        """The edges of units ``[a, b)``, round by round: ``(first edge, last edge + 1, units)``
+        for every round that reaches unit ``a`` (its units are ``a .. a + units - 1``)."""
+        parts = []
+        for lo, n in self.rounds:
+            if n <= a:
+                break
+            m = min(b, n) - a
+            parts.append((lo + a, lo + a + m, m))
+        return parts
+
+    def _block_rows(self, batch: int) -> int:
+        """The row size that makes :meth:`Backend.blocks` hand out blocks of units whose edges
+        hold about ``SEGMENT_BLOCKS`` host blocks of values."""
+        units = self.stop - self.start
+        return max(1, batch * self.num_edges // (units * SEGMENT_BLOCKS))
+
+    @staticmethod
+    def _reduce_parts(ufunc, edges, parts, out):
+        """``out[i] = ufunc.reduce`` over the rows of ``edges`` that :meth:`_parts` gives unit
+        ``a + i`` (``out`` holds the block's units)."""
+        lo, hi, _ = parts[0]
+        out[...] = edges[lo:hi]
+        for lo, hi, m in parts[1:]:
+            ufunc(out[:m], edges[lo:hi], out=out[:m])
 
     def _spread(self, rows, edges, ufunc=None):
         """Every unit's row of ``rows`` (U, batch) onto its edges' rows of ``edges`` (E, batch):
@@ -606,13 +630,20 @@ class SegmentProductLayer(_SegmentLayer):
 
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
+        be = self.backend
         out = values[self.start:self.stop]
-        xp.take(values, self.round_inputs[0], axis=0, out=out)
-        if len(self.rounds) > 1:
-            scratch = program.scratch("segment-round", self.rounds[1][1], values.shape[1])
-            for (lo, n), inputs in zip(self.rounds[1:], self.round_inputs[1:]):
-                xp.take(values, inputs, axis=0, out=scratch[:n])
-                out[:n] += scratch[:n]
+        edges = program.scratch("segment-edges", self.num_edges, values.shape[1])
+
+        # blocks of units shared by the host threads: round 0 gathered into the output rows,
+        # each later round gathered into its own (disjoint) edge rows and added
+        def block(a, b):
+            parts = self._parts(a, b)
+            lo, hi, _ = parts[0]
+            be.take_rows(values, self.inputs[lo:hi], out[a:b])
+            for lo, hi, m in parts[1:]:
+                be.take_rows(values, self.inputs[lo:hi], edges[lo:hi])
+                out[a:a + m] += edges[lo:hi]
+        be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
 
@@ -660,6 +691,7 @@ class SegmentSumLayer(_SegmentLayer):
 
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
+        be = self.backend
         batch = values.shape[1]
         units = self.stop - self.start
         out = values[self.start:self.stop]
@@ -669,26 +701,32 @@ class SegmentSumLayer(_SegmentLayer):
         else:
             scores = program.buffer(("segment-scores", self.start), (self.num_edges, batch))
             total = program.buffer(("segment-total", self.start), (units, batch))
-        xp.take(values, self.inputs, axis=0, out=scores)
-        scores += program.log_weights[self.slots][:, None]
-        if context.mode == "max":
-            self._reduce(xp.maximum, scores, out)
-            return
         shift = program.scratch("segment-shift", units, batch)
-        self._reduce(xp.maximum, scores, shift)
-        xp.putmask(shift, ~xp.isfinite(shift), 0)
-        self._spread(shift, scores, xp.subtract)
-        # exp and log are the layer's arithmetic (one exp per edge): over cache-sized row blocks
-        # shared by the host threads
-        self.backend.blocks(self.num_edges, batch, lambda lo, hi: xp.exp(scores[lo:hi], out=scores[lo:hi]))
-        self._reduce(xp.add, scores, total)
+        log_weights = program.log_weights[self.slots][:, None]
+        maximum = context.mode == "max"
 
-        def log(lo, hi):
+        # the whole chain over blocks of units (their edges are disjoint rows of every buffer),
+        # shared by the host threads
+        def block(a, b):
+            parts = self._parts(a, b)
+            for lo, hi, _ in parts:
+                be.take_rows(values, self.inputs[lo:hi], scores[lo:hi])
+                scores[lo:hi] += log_weights[lo:hi]
+            top = out[a:b] if maximum else shift[a:b]
+            self._reduce_parts(xp.maximum, scores, parts, top)
+            if maximum:
+                return
+            xp.putmask(top, ~xp.isfinite(top), 0)
+            for lo, hi, m in parts:
+                xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
+                xp.exp(scores[lo:hi], out=scores[lo:hi])
+            sums = total[a:b]
+            self._reduce_parts(xp.add, scores, parts, sums)
             with np.errstate(divide="ignore"):
-                xp.log(total[lo:hi], out=out[lo:hi])
-        self.backend.blocks(units, batch, log)
-        out += shift
-        if cache is not None:
+                xp.log(sums, out=out[a:b])
+            out[a:b] += top
+        be.blocks(units, self._block_rows(batch), block)
+        if cache is not None and not maximum:
             cache[id(self)] = (scores, total)
 
     def backward(self, program, values, grads, cache):
