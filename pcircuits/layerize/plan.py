@@ -21,7 +21,11 @@ import numpy as np
 
 
 __all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "FusedSumLayerSpec",
-           "SegmentProductLayerSpec", "SegmentSumLayerSpec", "Plan", "plan_layers", "LAYER_RULES"]
+           "SegmentProductLayerSpec", "SegmentSumLayerSpec", "TableSumLayerSpec", "Plan", "plan_layers",
+           "LAYER_RULES", "TABLE_SUM_MAX_VALUES"]
+
+#: Largest domain (values per variable) of the univariate discrete mixtures planned as table sums.
+TABLE_SUM_MAX_VALUES = 256
 
 
 @dataclass
@@ -116,6 +120,15 @@ class SegmentSumLayerSpec(SegmentLayerSpec):
     """Scalar sums: ``value[u] = logsumexp_r(log w[slot[round r, u]] + value[inputs[round r, u]])``."""
 
     weight_slots: np.ndarray = None  # (E,) int64 position of every edge's weight in the flat vector
+
+
+@dataclass
+class TableSumLayerSpec(SegmentSumLayerSpec):
+    """Scalar sums whose inputs are discrete leaves of one variable each (univariate mixtures):
+    a unit's value depends on that variable alone, through at most ``num_values`` values."""
+
+    variables: np.ndarray = None     # (U,) int64 the variable of every unit
+    num_values: int = 0              # the largest domain size among the units' leaves
 
 
 @dataclass
@@ -224,11 +237,27 @@ def _is_scalar(node) -> bool:
             and (node.kind != "sum" or node.params.mask is None))
 
 
+def _is_table_sum(node) -> bool:
+    """A scalar sum over discrete, deterministic, unconditional leaves of one variable with at
+    most :data:`TABLE_SUM_MAX_VALUES` values."""
+    kids = node.children
+    return (node.kind == "sum" and all(c.kind == "input" and len(c.variables) == 1 and _table_family(c.family)
+                                       for c in kids)
+            and len({c.variables for c in kids}) == 1)
+
+
+def _table_family(family) -> bool:
+    top = family.max_value()
+    return (family.discrete and not family.stochastic and not family.conditional and top is not None
+            and top < TABLE_SUM_MAX_VALUES)
+
+
 def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> dict:
     """Group the nodes into layers: ``(height, layer kind, signature) -> nodes``.
 
     Inputs group by family table; scalar products and scalar sums (:func:`_is_scalar`) by
-    height, whatever their fan-in (segment layers); other products by height; other sums by
+    height, whatever their fan-in (segment layers; the univariate discrete mixtures among the
+    scalar sums, :func:`_is_table_sum`, in a layer of their own); other products by height; other sums by
     height and signature: fused, dense blocks of equal ``(num_units, num_inputs)``, or padded
     gathers for the rest.
     """
@@ -242,7 +271,7 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         elif n.kind == "input":
             key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
         elif n.kind in ("product", "sum") and _is_scalar(n):
-            key = (heights[id(n)], f"segment-{n.kind}", "scalar")
+            key = (heights[id(n)], f"segment-{n.kind}", "table" if _is_table_sum(n) else "scalar")
         elif n.kind == "product":
             key = (heights[id(n)], "product", 0)
         elif n.kind == "sum":
@@ -399,6 +428,10 @@ def _segment_sum_layer(members, key, layout: _Layout) -> SegmentSumLayerSpec:
     start, stop = layout.span(members)
     slots = np.concatenate([layout.weight_offsets[id(m.params)] + np.arange(len(m.children)) for m in members])
     inputs, round_sizes, slots = _segment_edges(members, layout, slots.astype(np.int64))
+    if key[2] == "table":
+        variables = np.array([m.children[0].variables[0] for m in members], dtype=np.int64)
+        num_values = max(c.family.max_value() + 1 for m in members for c in m.children)
+        return TableSumLayerSpec(start, stop, inputs, round_sizes, layout.zero_slot, slots, variables, int(num_values))
     return SegmentSumLayerSpec(start, stop, inputs, round_sizes, layout.zero_slot, slots)
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
-                              SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec)
+                              SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec, TableSumLayerSpec)
+from ..distributions.discrete import _lookup
 from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
 
 __all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "SegmentProductLayer",
-           "SegmentSumLayer", "COMPILE_RULES", "build_layer"]
+           "SegmentSumLayer", "TableSumLayer", "COMPILE_RULES", "build_layer"]
 
 #: Host blocks of values (``BLOCK_ELEMENTS`` each) in one block of a segment layer's edges: the
 #: unit of work its forward pass hands to a host thread.
@@ -690,11 +691,8 @@ class SegmentSumLayer(_SegmentLayer):
         return self._padded
 
     def forward(self, program, values, x, context, cache):
-        xp = self.backend.xp
-        be = self.backend
         batch = values.shape[1]
         units = self.stop - self.start
-        out = values[self.start:self.stop]
         if cache is None:
             scores = program.scratch("segment-edges", self.num_edges, batch)
             total = program.scratch("segment-total", units, batch)
@@ -702,8 +700,18 @@ class SegmentSumLayer(_SegmentLayer):
             scores = program.buffer(("segment-scores", self.start), (self.num_edges, batch))
             total = program.buffer(("segment-total", self.start), (units, batch))
         shift = program.scratch("segment-shift", units, batch)
-        log_weights = program.log_weights[self.slots][:, None]
         maximum = context.mode == "max"
+        self._reduce_edges(program, values, values[self.start:self.stop], scores, total, shift, maximum)
+        if cache is not None and not maximum:
+            cache[id(self)] = (scores, total)
+
+    def _reduce_edges(self, program, values, out, scores, total, shift, maximum: bool):
+        """``out`` (U, batch) the units' log-sums (or with ``maximum`` their largest weighted
+        inputs) of the inputs' rows of ``values``; ``scores`` (E, batch) ends up holding the
+        shifted exponentials, ``total`` (U, batch) their sums; ``shift`` is work space."""
+        xp = self.backend.xp
+        be = self.backend
+        log_weights = program.log_weights[self.slots][:, None]
 
         # the whole chain over blocks of units (their edges are disjoint rows of every buffer),
         # shared by the host threads
@@ -725,9 +733,7 @@ class SegmentSumLayer(_SegmentLayer):
             with np.errstate(divide="ignore"):
                 xp.log(sums, out=out[a:b])
             out[a:b] += top
-        be.blocks(units, self._block_rows(batch), block)
-        if cache is not None and not maximum:
-            cache[id(self)] = (scores, total)
+        be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
 
     def backward(self, program, values, grads, cache):
         xp = self.backend.xp
@@ -747,10 +753,64 @@ class SegmentSumLayer(_SegmentLayer):
         self.padded.select(program, values, active, choose)
 
 
+class TableSumLayer(SegmentSumLayer):
+    """Scalar sums over discrete leaves of one variable each (univariate mixtures).
+
+    A unit's value depends on its variable alone, so a sum-mode forward pass that keeps nothing
+    for a backward pass evaluates the sums once at every value of their variables and at a
+    missing value (:meth:`log_table`, with the segment sums' own arithmetic on a batch of
+    ``num_values + 1`` columns) and looks every example's value up: no ``exp`` or ``log`` per
+    example, and the same values as the segment sums to the last bit. The other passes (max
+    mode, with dropout, before a backward pass, batches no larger than the table) run the
+    segment sums.
+    """
+
+    def __init__(self, spec: TableSumLayerSpec, backend):
+        super().__init__(spec, backend)
+        self.num_values = spec.num_values
+        self.variables_np = spec.variables
+        self.unit_variables = backend.index(spec.variables[:, None])
+        self._grid = None
+        self._leaf_layers = None
+
+    def forward(self, program, values, x, context, cache):
+        if cache is not None or context.mode != "sum" or context.dropout or values.shape[1] <= self.num_values:
+            super().forward(program, values, x, context, cache)
+            return
+        _lookup(self.backend, self.log_table(program), program.inputs_t, self.unit_variables,
+                values[self.start:self.stop], program.inputs_missing)
+
+    def log_table(self, program):
+        """The units' log-values at every value ``0 .. num_values - 1`` of their variables and at a
+        missing value (the last column), shape (units, num_values + 1); a column beyond a
+        variable's largest value repeats that value's."""
+        be, xp = self.backend, self.backend.xp
+        width = self.num_values + 1
+        if self._grid is None:
+            top = np.minimum(program.domain.max_values, self.num_values - 1)[:, None]
+            grid = np.minimum(np.arange(self.num_values, dtype=np.float64)[None, :], top)
+            grid = np.concatenate([grid, np.full((len(top), 1), np.nan)], axis=1)
+            self._grid = be.asarray(grid, dtype=program.inputs_t.dtype)
+            self._leaf_layers = [layer for layer in program.input_layers
+                                 if np.any((self.inputs_np >= layer.start) & (self.inputs_np < layer.stop))]
+        leaves = program.buffer(("table-sum-leaves", self.start), (program.num_units + 1, width))
+        for layer in self._leaf_layers:
+            params = layer.params(program.leaf_tables[layer.table_key])
+            layer.family.log_prob_units(be, params, self._grid, layer.variables, leaves[layer.start:layer.stop],
+                                        missing=True)
+        units = self.stop - self.start
+        table = xp.empty((units, width), dtype=be.dtype)
+        self._reduce_edges(program, leaves, table, xp.empty((self.num_edges, width), dtype=be.dtype),
+                           xp.empty((units, width), dtype=be.dtype), xp.empty((units, width), dtype=be.dtype),
+                           False)
+        return table
+
+
 #: The compile rule table: layer spec type -> executable layer class.
 COMPILE_RULES = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
                  DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer,
-                 SegmentProductLayerSpec: SegmentProductLayer, SegmentSumLayerSpec: SegmentSumLayer}
+                 SegmentProductLayerSpec: SegmentProductLayer, SegmentSumLayerSpec: SegmentSumLayer,
+                 TableSumLayerSpec: TableSumLayer}
 
 
 def build_layer(spec, backend):
