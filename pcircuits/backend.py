@@ -129,7 +129,8 @@ class Backend:
             self.xp.maximum.at(dst, index, values)
 
     def take_rows(self, a, rows, out) -> None:
-        """``out[...] = a[rows]`` along the first axis, for ``rows`` known to be in range.
+        """``out[...] = a[rows]`` along the first axis (``rows`` of any shape), for ``rows`` known to be
+        in range.
 
         NumPy's ``take`` with ``out`` copies through a temporary buffer unless it is told how to
         treat out-of-range indices (then it writes straight into ``out``, half the memory

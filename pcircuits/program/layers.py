@@ -712,6 +712,7 @@ class SegmentSumLayer(_SegmentLayer):
         xp = self.backend.xp
         be = self.backend
         log_weights = program.log_weights[self.slots][:, None]
+        big = float(np.finfo(be.dtype).max)
 
         # the whole chain over blocks of units (their edges are disjoint rows of every buffer),
         # shared by the host threads
@@ -724,7 +725,9 @@ class SegmentSumLayer(_SegmentLayer):
             self._reduce_parts(xp.maximum, scores, parts, top)
             if maximum:
                 return
-            xp.putmask(top, ~xp.isfinite(top), 0)
+            # infinite shifts clipped to the largest finite values: a unit whose inputs are all
+            # -inf keeps exponentials 0 (value -inf), one with a +inf input the value +inf
+            xp.clip(top, -big, big, out=top)
             for lo, hi, m in parts:
                 xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
                 xp.exp(scores[lo:hi], out=scores[lo:hi])
