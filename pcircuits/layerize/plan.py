@@ -11,7 +11,8 @@ matrix product), every other sum goes to a padded-gather layer. *Scalar* nodes (
 one-unit children, the nodes of structure-learned SPNs) of one height and kind become one
 *segment* layer: a flat edge list in rounds (the ``r``-th input of every node with more than ``r``
 inputs, nodes sorted by fan-in), reduced round by round over contiguous blocks, so that a layer
-touches each edge once and pads nothing whatever its nodes' fan-ins are.
+touches each edge once and pads nothing whatever its nodes' fan-ins are; the scalar sums over
+discrete leaves of one variable (univariate mixtures) become a *table sum* layer of their own.
 """
 from __future__ import annotations
 
@@ -271,7 +272,7 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         elif n.kind == "input":
             key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
         elif n.kind in ("product", "sum") and _is_scalar(n):
-            key = (heights[id(n)], f"segment-{n.kind}", "table" if _is_table_sum(n) else "scalar")
+            key = (heights[id(n)], "table-sum" if _is_table_sum(n) else f"segment-{n.kind}", "scalar")
         elif n.kind == "product":
             key = (heights[id(n)], "product", 0)
         elif n.kind == "sum":
@@ -282,7 +283,7 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
             raise TypeError(f"layerize: unknown node kind {n.kind!r} ({type(n).__name__})")
         groups.setdefault(key, []).append(n)
     for key, members in groups.items():
-        if key[1].startswith("segment-"):
+        if key[1].startswith("segment-") or key[1] == "table-sum":
             members.sort(key=lambda m: -len(m.children))      # stable: decreasing fan-in
     return groups
 
@@ -428,14 +429,19 @@ def _segment_sum_layer(members, key, layout: _Layout) -> SegmentSumLayerSpec:
     start, stop = layout.span(members)
     slots = np.concatenate([layout.weight_offsets[id(m.params)] + np.arange(len(m.children)) for m in members])
     inputs, round_sizes, slots = _segment_edges(members, layout, slots.astype(np.int64))
-    if key[2] == "table":
-        variables = np.array([m.children[0].variables[0] for m in members], dtype=np.int64)
-        num_values = max(c.family.max_value() + 1 for m in members for c in m.children)
-        return TableSumLayerSpec(start, stop, inputs, round_sizes, layout.zero_slot, slots, variables, int(num_values))
     return SegmentSumLayerSpec(start, stop, inputs, round_sizes, layout.zero_slot, slots)
+
+
+def _table_sum_layer(members, key, layout: _Layout) -> TableSumLayerSpec:
+    segment = _segment_sum_layer(members, key, layout)
+    variables = np.array([m.children[0].variables[0] for m in members], dtype=np.int64)
+    num_values = max(c.family.max_value() + 1 for m in members for c in m.children)
+    return TableSumLayerSpec(segment.start, segment.stop, segment.inputs, segment.round_sizes, segment.zero_slot,
+                             segment.weight_slots, variables, int(num_values))
 
 
 #: The rule that makes the spec of each layer kind: ``rule(members, group key, layout)``.
 LAYER_RULES = {"input": _input_layer, "product": _product_layer, "fused-sum": _fused_sum_layer,
                "gather-sum": _gather_sum_layer, "dense-sum": _dense_sum_layer,
-               "segment-product": _segment_product_layer, "segment-sum": _segment_sum_layer}
+               "segment-product": _segment_product_layer, "segment-sum": _segment_sum_layer,
+               "table-sum": _table_sum_layer}
