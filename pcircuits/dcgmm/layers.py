@@ -403,11 +403,12 @@ class CGMM(Layer):
     #: Up to this input dimension the forward pass shifts the log-scores by the layer's bound
     #: instead of each row's maximum (:meth:`_forward_small`): for small ``d`` the passes over the
     #: ``K`` scores of each row, not the products, are the work, and the maximum over rows of ``K``
-    #: entries is the slowest of them.
+    #: entries is the slowest of them. Over hundreds of inputs the log-scores lie hundreds of nats
+    #: below the bound, and most rows would have to be redone.
     bounded_dim = 64
     #: Rows (example-positions) per block of the forward pass on the host: wide inputs (blocks of
-    #: features ``[x^2, x, 1]`` in the cache) and small inputs (blocks that bound the memory of the
-    #: squares; each block costs a few calls, so they are large).
+    #: features ``[x^2, x, 1]`` that stay in the cache) and small inputs (blocks that bound the
+    #: memory of the squares; each costs a dozen calls, so they are large).
     block_rows = 2048
     bounded_block_rows = 32768
     #: A row whose terms ``exp(s - C)`` sum to less than this (its best component lies more than
@@ -513,17 +514,17 @@ class CGMM(Layer):
         be, xp = self.backend, self.backend.xp
         flat = self._flat(x)
         n, p, d = flat.shape
-        quadratic, linear, per_dim, log_pi = self._terms()
         missing = xp.isnan(flat)
         has_missing = be.maybe_any(missing)
-        if has_missing:
-            observed = (~missing).astype(flat.dtype)
-            flat = xp.where(missing, 0.0, flat)
         if self.shared and not has_missing:
             rows = flat.reshape(n * p, d)
             dtype = xp.result_type(rows.dtype, self.means.dtype)
             scores = xp.empty((n * p, self.num_components), dtype=dtype)
             return self._scores_into(rows, self._score_tables(dtype), scores).reshape(n, p, -1)
+        quadratic, linear, per_dim, log_pi = self._terms()
+        if has_missing:
+            observed = (~missing).astype(flat.dtype)
+            flat = xp.where(missing, 0.0, flat)
         if self.shared:
             rows = flat.reshape(n * p, d)
             scores = (rows * rows) @ quadratic[0].T
@@ -569,7 +570,8 @@ class CGMM(Layer):
 
     def _score_tables(self, dtype, *, bounded: bool = False):
         """Shared parameters as the tables of ``log(pi_k N_k(x)) = x^2 @ Q + x @ L + c``: ``Q = -D^2 / 2``
-        (d, K), ``L = D^2 mu`` (d, K) and ``c`` (1, K), in ``dtype``.
+        (d, K), ``L = D^2 mu`` (d, K) (transposed views of the parameter arrays) and ``c`` (1, K), in
+        ``dtype``.
 
         ``bounded`` subtracts the bound ``C = max_k (log pi_k + sum_d log D_kd) - d log(2 pi) / 2``
         from ``c``: no log-score exceeds ``C`` (each Gaussian density is at most its normalizer).
@@ -579,7 +581,7 @@ class CGMM(Layer):
         constant = per_dim[0].sum(-1) + log_pi[0]
         if bounded:
             constant = constant - (xp.log(self.precisions[0]).sum(-1) + log_pi[0]).max() + 0.5 * self.dim * _LOG_2PI
-        return tuple(xp.ascontiguousarray(a, dtype=dtype) for a in (quadratic[0].T, linear[0].T, constant[None, :]))
+        return tuple(a.astype(dtype, copy=False) for a in (quadratic[0].T, linear[0].T, constant[None, :]))
 
     def _scores_into(self, rows, tables, out, squares=None, ones=None):
         """``x^2 @ Q + x @ L + c`` (:meth:`_score_tables`) of rows (R, d) into ``out`` (R, K): the
