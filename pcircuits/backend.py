@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import scipy.linalg.blas
 import scipy.special
 
 from .errors import OptionalDependencyError
@@ -108,6 +109,22 @@ class Backend:
     def index(self, a):
         """An int64 index array on this backend."""
         return self.xp.asarray(a, dtype=np.int64)
+
+    def matmul_add(self, a, b, out) -> None:
+        """``out += a @ b`` for matrices ``a`` (m, k), ``b`` (k, n) and ``out`` (m, n).
+
+        On the host, for a C-contiguous ``out``, one BLAS ``gemm`` with ``beta = 1`` accumulates
+        into ``out`` directly (no temporary for the product, no second pass to add it); ``out.T``
+        is the Fortran-ordered result ``b.T @ a.T`` that BLAS updates in place, and ``a``, ``b``
+        in either order are read in place.
+        """
+        if self.on_host and out.flags.c_contiguous and out.dtype in (np.float32, np.float64) and out.size:
+            gemm = scipy.linalg.blas.get_blas_funcs("gemm", dtype=out.dtype)
+            left, trans_left = (b, 1) if b.flags.f_contiguous and not b.flags.c_contiguous else (b.T, 0)
+            right, trans_right = (a, 1) if a.flags.f_contiguous and not a.flags.c_contiguous else (a.T, 0)
+            gemm(1.0, left, right, beta=1.0, c=out.T, trans_a=trans_left, trans_b=trans_right, overwrite_c=True)
+        else:
+            out += a @ b
 
     def rng(self, seed) -> "RandomSource":
         return RandomSource(self, seed)
