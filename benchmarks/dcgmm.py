@@ -13,7 +13,8 @@ figures, wall times) and prints it.
   in-painting grid (right half erased, Fig. 8) and the centroids of the lowest cGMM layer
   (Fig. 14).
 * ``timing``: one cGMM layer's forward pass against the bare matrix products of the same
-  shapes, and the time of one training epoch.
+  shapes (for the layer with 9 inputs also each step of the pass alone), and the time of one
+  training epoch.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/dcgmm.py outliers --data mnist --instance E --epochs 3
 """
@@ -197,6 +198,35 @@ def run_samples(args) -> dict:
             "sharpen_iterations": args.sharpen_iterations, "sharpen_step": args.sharpen_step}
 
 
+def forward_steps(layer: CGMM, rows: np.ndarray, reps: int) -> dict:
+    """CPU minima (ms, one BLAS thread) of the steps of the small-input forward pass over all rows
+    at once, each timed alone: the tables, the shifted log-scores (squares and three products
+    accumulated in the output), ``exp``, the row sums (matrix-vector product), the scaling."""
+    k = layer.num_components
+    tables = layer._score_tables(rows.dtype, bounded=True)
+    squares, ones = np.empty_like(rows), np.ones((rows.shape[0], 1), rows.dtype)
+    unit, sums = np.ones(k, rows.dtype), np.empty(rows.shape[0], rows.dtype)
+    out = np.empty((rows.shape[0], k), rows.dtype)
+    scores = layer._scores_into(rows, tables, np.empty_like(out), squares, ones)
+    exps = np.exp(scores)
+    scale = 1.0 / exps.sum(-1, keepdims=True)
+    steps = {"tables": lambda: layer._score_tables(rows.dtype, bounded=True),
+             "shifted_scores": lambda: layer._scores_into(rows, tables, out, squares, ones),
+             "exp": lambda: np.exp(scores, out=out),
+             "row_sums": lambda: np.matmul(exps, unit, out=sums),
+             "scale": lambda: np.multiply(exps, scale, out=out)}
+    minima = {}
+    for label, fn in steps.items():
+        fn()
+        times = []
+        for _ in range(reps):
+            started = time.thread_time()
+            fn()
+            times.append(time.thread_time() - started)
+        minima[label] = 1e3 * min(times)
+    return minima
+
+
 def run_timing(args) -> dict:
     """cGMM forward (log-scores and responsibilities) against the two bare products of the same shapes,
     timed alternately in the same run; minima are the figures least disturbed by other programs, and
@@ -239,6 +269,8 @@ def run_timing(args) -> dict:
         record["ratio_of_medians"] = record["cgmm_forward_median_ms"] / record["bare_matmuls_median_ms"]
         record["ratio_of_minima"] = record["cgmm_forward_min_ms"] / record["bare_matmuls_min_ms"]
         record["ratio_of_cpu_minima"] = record["cgmm_forward_cpu_min_ms"] / record["bare_matmuls_cpu_min_ms"]
+        if be.on_host and d <= layer.bounded_dim:
+            record["steps_cpu_min_ms"] = forward_steps(layer, rows, args.reps)
         records[name] = record
     result = {"batch_size": args.batch_size, "reps": args.reps, "forward": records}
     if args.epoch_images:

@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import scipy.linalg.blas
 import scipy.special
 
 from .errors import OptionalDependencyError
@@ -117,6 +118,22 @@ class Backend:
         """An int64 index array on this backend."""
         return self.xp.asarray(a, dtype=np.int64)
 
+    def matmul_add(self, a, b, out) -> None:
+        """``out += a @ b`` for matrices ``a`` (m, k), ``b`` (k, n) and ``out`` (m, n).
+
+        On the host, for a C-contiguous ``out``, one BLAS ``gemm`` with ``beta = 1`` accumulates
+        into ``out`` directly (no temporary for the product, no second pass to add it); ``out.T``
+        is the Fortran-ordered result ``b.T @ a.T`` that BLAS updates in place, and ``a``, ``b``
+        in either order are read in place.
+        """
+        if self.on_host and out.flags.c_contiguous and out.dtype in (np.float32, np.float64) and out.size:
+            gemm = scipy.linalg.blas.get_blas_funcs("gemm", dtype=out.dtype)
+            left, trans_left = (b, 1) if b.flags.f_contiguous and not b.flags.c_contiguous else (b.T, 0)
+            right, trans_right = (a, 1) if a.flags.f_contiguous and not a.flags.c_contiguous else (a.T, 0)
+            gemm(1.0, left, right, beta=1.0, c=out.T, trans_a=trans_left, trans_b=trans_right, overwrite_c=True)
+        else:
+            out += a @ b
+
     def rng(self, seed) -> "RandomSource":
         return RandomSource(self, seed)
 
@@ -135,6 +152,19 @@ class Backend:
             cupyx.scatter_max(dst, index, values)
         else:
             self.xp.maximum.at(dst, index, values)
+
+    def take_rows(self, a, rows, out) -> None:
+        """``out[...] = a[rows]`` along the first axis (``rows`` of any shape), for ``rows`` known to be
+        in range.
+
+        NumPy's ``take`` with ``out`` copies through a temporary buffer unless it is told how to
+        treat out-of-range indices (then it writes straight into ``out``, half the memory
+        traffic); CuPy's ``take`` writes into ``out`` directly and has no such option.
+        """
+        if self.on_host:
+            np.take(a, rows, axis=0, out=out, mode="clip")
+        else:
+            self.xp.take(a, rows, axis=0, out=out)
 
     def blocks(self, num_rows: int, row_size: int, work, *, wide: bool = False) -> None:
         """Run ``work(lo, hi)`` over row blocks ``[lo, hi)`` of ``num_rows`` rows of ``row_size`` elements.

@@ -134,15 +134,56 @@ def test_cgmm_forward_gives_responsibilities(shared):
     np.testing.assert_allclose(layer.forward(x), expected.reshape(3, 2, 3, 5), rtol=1e-10)
 
 
-@pytest.mark.parametrize("stacked_dim", [0, 64], ids=["wide", "small"])
-def test_cgmm_forward_in_blocks_gives_the_responsibilities_of_every_row(stacked_dim, monkeypatch):
+@pytest.mark.parametrize("bounded_dim", [0, 64], ids=["wide", "small"])
+def test_cgmm_forward_in_blocks_gives_the_responsibilities_of_every_row(bounded_dim, monkeypatch):
     layer = random_cgmm((3, 2, 4), 5)
-    monkeypatch.setattr(layer, "stacked_dim", stacked_dim)
+    monkeypatch.setattr(layer, "bounded_dim", bounded_dim)
     monkeypatch.setattr(layer, "block_rows", 4)
+    monkeypatch.setattr(layer, "bounded_block_rows", 4)
     x = np.random.default_rng(8).normal(size=(3, 3, 2, 4))                    # 18 rows: blocks of 4, 4, 4, 4, 2
     scores = log_scores_by_hand(layer, x)
     expected = np.exp(scores - logsumexp(scores, axis=-1, keepdims=True))
     np.testing.assert_allclose(layer.forward(x), expected.reshape(3, 3, 2, 5), rtol=1e-10)
+
+
+def test_cgmm_bounded_scores_never_exceed_zero():
+    layer = random_cgmm((2, 3, 4), 5)
+    rows = np.random.default_rng(11).normal(size=(500, 4)) * 3
+    rows[:5] = layer.means[0]                                               # at the components' modes
+    shifted = layer._scores_into(rows, layer._score_tables(rows.dtype, bounded=True), np.empty((500, 5)))
+    assert shifted.max() <= 1e-12
+
+
+def test_cgmm_forward_of_rows_far_from_every_component_gives_their_responsibilities():
+    layer = random_cgmm((1, 3, 4), 5)
+    x = np.random.default_rng(12).normal(size=(2, 1, 3, 4))
+    x[0] += 40.0                                                            # log-scores ~1000 nats below the bound
+    rows = x.reshape(-1, 4)
+    shifted = layer._scores_into(rows, layer._score_tables(rows.dtype, bounded=True), np.empty((6, 5)))
+    assert (np.exp(shifted).sum(-1) < layer.min_bounded_sum).sum() == 3     # the far rows, and only they
+    scores = log_scores_by_hand(layer, x)
+    expected = np.exp(scores - logsumexp(scores, axis=-1, keepdims=True))
+    np.testing.assert_allclose(layer.forward(x), expected.reshape(2, 1, 3, 5), rtol=1e-10)
+
+
+def test_cgmm_forward_on_the_strict_device_backend_matches_numpy_for_far_rows():
+    layer = random_cgmm((1, 3, 4), 5)
+    device = CGMM(5)
+    device.build((1, 3, 4), get_backend("strict", "float64"), np.random.default_rng(0))
+    device.set_parameters(**{name: pc.to_numpy(value) for name, value in layer.parameters().items()})
+    x = np.random.default_rng(13).normal(size=(2, 1, 3, 4))
+    x[0] += 40.0
+    np.testing.assert_allclose(pc.to_numpy(device.forward(device.backend.asarray(x))), layer.forward(x), rtol=1e-10)
+
+
+def test_backend_matmul_add_accumulates_the_product_into_out():
+    rng = np.random.default_rng(14)
+    for dtype in (np.float32, np.float64):
+        a, b = rng.normal(size=(6, 3)).astype(dtype), rng.normal(size=(3, 4)).astype(dtype)
+        for out in (rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 6)).astype(dtype).T):
+            expected = out + a @ b
+            get_backend("numpy", "float32").matmul_add(a, b, out)
+            np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_cgmm_forward_marginalizes_missing_entries():

@@ -44,6 +44,8 @@ def test_timing_run_compares_the_forward_pass_with_its_matmuls(tmp_path):
     for case in record["forward"].values():
         assert case["ratio_of_minima"] > 0 and case["bare_matmuls_min_ms"] > 0 and case["ratio_of_cpu_minima"] > 0
         assert case["ratio_of_medians"] == case["cgmm_forward_median_ms"] / case["bare_matmuls_median_ms"]
+    steps = record["forward"]["E L2: 26x26 positions, d=9, K=25"]["steps_cpu_min_ms"]
+    assert set(steps) == {"tables", "shifted_scores", "exp", "row_sums", "scale"} and min(steps.values()) >= 0
 
 
 def test_circuit_run_reports_an_auc_per_structure_against_the_paper(shared_data, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ layer              height               width                channels
 
 (``MaxPooling(pad=True)`` rounds up instead, with the border windows cut at the edge.)
 Loops in this module run over kernel offsets (at most ``f*f``) or, in the cGMM forward pass, over
-blocks of a few thousand rows sized for the cache; never over single examples or positions.
+blocks of thousands of rows; never over single examples or positions.
 """
 from __future__ import annotations
 
@@ -400,13 +400,21 @@ class CGMM(Layer):
     #: paper's code's default: learned weights lowered DCGMM-E's Fashion-MNIST outlier AUC from
     #: 77.1 to 63.8 (MNIST 91.4 to 92.1; docs/results.md).
     rates = {"logits": 0.0, "means": 1.0, "precisions": 0.5}
-    #: Up to this input dimension the log-scores are one product over the features ``[x^2, x, 1]``;
-    #: the forward pass then keeps its blocks component-major, so that the softmax over ``K``
-    #: runs along contiguous rows (for small ``d`` those passes, not the product, are the work).
-    stacked_dim = 64
-    #: Rows (example-positions) per block of the forward pass on the host: a block's features
-    #: and scores stay in the cache through the product, the softmax and the copy out.
+    #: Up to this input dimension the forward pass shifts the log-scores by the layer's bound
+    #: instead of each row's maximum (:meth:`_forward_small`): for small ``d`` the passes over the
+    #: ``K`` scores of each row, not the products, are the work, and the maximum over rows of ``K``
+    #: entries is the slowest of them. Over hundreds of inputs the log-scores lie hundreds of nats
+    #: below the bound, and most rows would have to be redone.
+    bounded_dim = 64
+    #: Rows (example-positions) per block of the forward pass on the host: wide inputs (blocks of
+    #: features ``[x^2, x, 1]`` that stay in the cache) and small inputs (blocks that bound the
+    #: memory of the squares; each costs a dozen calls, so they are large).
     block_rows = 2048
+    bounded_block_rows = 32768
+    #: A row whose terms ``exp(s - C)`` sum to less than this (its best component lies more than
+    #: 69 nats below the bound ``C``) is recomputed with its own maximum; above it, a term that
+    #: falls into the subnormal range changes its responsibility by less than ``2^-50``.
+    min_bounded_sum = 2.0 ** -100
 
     def __init__(self, num_components: int, *, shared: bool = True, learning_rate: float = 0.05,
                  max_precision: float = math.sqrt(20.0), min_precision: float = 1e-3, init_range: float = 0.01):
@@ -423,6 +431,7 @@ class CGMM(Layer):
         self.annealing = Annealing(self.num_components)
         self._kernel_sigma = None
         self._kernel = None
+        self._buffers = None
 
     @property
     def notation(self) -> str:
@@ -447,6 +456,7 @@ class CGMM(Layer):
         self.logits = backend.asarray(np.zeros((sets, k)))
         self.means = backend.asarray(rng.uniform(-self.init_range, self.init_range, (sets, k, d)))
         self.precisions = backend.asarray(np.full((sets, k, d), self.max_precision))
+        self._buffers = None
 
     def parameters(self):
         return {"logits": self.logits, "means": self.means, "precisions": self.precisions}
@@ -504,28 +514,23 @@ class CGMM(Layer):
         be, xp = self.backend, self.backend.xp
         flat = self._flat(x)
         n, p, d = flat.shape
-        quadratic, linear, per_dim, log_pi = self._terms()
         missing = xp.isnan(flat)
         has_missing = be.maybe_any(missing)
+        if self.shared and not has_missing:
+            rows = flat.reshape(n * p, d)
+            dtype = xp.result_type(rows.dtype, self.means.dtype)
+            scores = xp.empty((n * p, self.num_components), dtype=dtype)
+            return self._scores_into(rows, self._score_tables(dtype), scores).reshape(n, p, -1)
+        quadratic, linear, per_dim, log_pi = self._terms()
         if has_missing:
             observed = (~missing).astype(flat.dtype)
             flat = xp.where(missing, 0.0, flat)
-        if self.shared and not has_missing and d <= self.stacked_dim:
-            rows = flat.reshape(n * p, d)
-            features = xp.empty((n * p, 2 * d + 1), dtype=rows.dtype)
-            xp.multiply(rows, rows, out=features[:, :d])
-            features[:, d:2 * d] = rows
-            features[:, 2 * d] = 1.0
-            return (features @ self._table()[0]).reshape(n, p, -1)
         if self.shared:
             rows = flat.reshape(n * p, d)
             scores = (rows * rows) @ quadratic[0].T
             scores += rows @ linear[0].T
-            if has_missing:
-                scores += observed.reshape(n * p, d) @ per_dim[0].T
-                scores += log_pi[0]
-            else:
-                scores += per_dim[0].sum(-1) + log_pi[0]
+            scores += observed.reshape(n * p, d) @ per_dim[0].T
+            scores += log_pi[0]
             return scores.reshape(n, p, -1)
         by_position = flat.transpose(1, 0, 2)                                   # (P, N, d)
         scores = xp.matmul(by_position * by_position, quadratic.transpose(0, 2, 1))
@@ -557,40 +562,100 @@ class CGMM(Layer):
         if not self.shared or self.backend.maybe_any(self.backend.xp.isnan(flat)):
             return self.responsibilities(self.log_scores(x), overwrite=True).reshape(n, h, w, k)
         rows = flat.reshape(n * self.num_positions, self.dim)
-        fused = self._forward_small if self.dim <= self.stacked_dim else self._forward_wide
+        fused = self._forward_small if self.dim <= self.bounded_dim else self._forward_wide
         return fused(rows).reshape(n, h, w, k)
 
     def _blocks(self, num_rows: int) -> int:
         return min(self.block_rows, num_rows) if self.backend.on_host else num_rows
 
-    def _forward_small(self, rows):
-        """Responsibilities of complete rows (R, d), d small: per block, the scores are made
-        component-major, ``(K, 2d+1) @ [x^2, x, 1]^T``, so that the maximum, the sum and the
-        scaling over ``K`` are elementwise operations between contiguous rows, in reused buffers."""
+    def _score_tables(self, dtype, *, bounded: bool = False):
+        """Shared parameters as the tables of ``log(pi_k N_k(x)) = x^2 @ Q + x @ L + c``: ``Q = -D^2 / 2``
+        (d, K), ``L = D^2 mu`` (d, K) (transposed views of the parameter arrays) and ``c`` (1, K), in
+        ``dtype``.
+
+        ``bounded`` subtracts the bound ``C = max_k (log pi_k + sum_d log D_kd) - d log(2 pi) / 2``
+        from ``c``: no log-score exceeds ``C`` (each Gaussian density is at most its normalizer).
+        """
         xp = self.backend.xp
+        quadratic, linear, per_dim, log_pi = self._terms()
+        constant = per_dim[0].sum(-1) + log_pi[0]
+        if bounded:
+            constant = constant - (xp.log(self.precisions[0]).sum(-1) + log_pi[0]).max() + 0.5 * self.dim * _LOG_2PI
+        return tuple(a.astype(dtype, copy=False) for a in (quadratic[0].T, linear[0].T, constant[None, :]))
+
+    def _scores_into(self, rows, tables, out, squares=None, ones=None):
+        """``x^2 @ Q + x @ L + c`` (:meth:`_score_tables`) of rows (R, d) into ``out`` (R, K): the
+        first product is written, the second and the constants (a rank-one product of a column of
+        ``ones`` (R, 1) with ``c``) are accumulated into it by BLAS (:meth:`Backend.matmul_add`).
+        ``squares`` (R, d) and ``ones`` are made here unless given."""
+        be, xp = self.backend, self.backend.xp
+        quadratic, linear, constant = tables
+        if squares is None:
+            squares = xp.empty(rows.shape, dtype=out.dtype)
+        if ones is None:
+            ones = xp.ones((rows.shape[0], 1), dtype=out.dtype)
+        xp.multiply(rows, rows, out=squares)
+        xp.matmul(squares, quadratic, out=out)
+        be.matmul_add(rows, linear, out)
+        be.matmul_add(ones, constant, out)
+        return out
+
+    def _forward_small(self, rows):
+        """Responsibilities of complete rows (R, d), d small.
+
+        The log-scores less the layer's bound ``C`` (:meth:`_score_tables`) never exceed 0, so
+        ``exp`` needs no maximum per row: per block, the shifted scores are made in the output
+        (:meth:`_scores_into`), exponentiated in place, summed by one matrix-vector product and
+        scaled. Rows whose sum falls below :attr:`min_bounded_sum` are recomputed with their own
+        maximum (on a device, branch-free: all rows are, and the low ones are taken from that).
+        """
+        be, xp = self.backend, self.backend.xp
         num_rows, d = rows.shape
         k = self.num_components
-        table = xp.ascontiguousarray(self._table()[0].T)                            # (K, 2d+1)
-        block = self._blocks(num_rows)
-        features = xp.empty((2 * d + 1, block), dtype=rows.dtype)
-        features[2 * d] = 1.0
-        scores = xp.empty((k, block), dtype=rows.dtype)
-        top = xp.empty(block, dtype=rows.dtype)
+        tables = self._score_tables(rows.dtype, bounded=True)
+        block = min(self.bounded_block_rows, num_rows) if be.on_host else num_rows
+        squares, ones, unit, sums = self._work_buffers(block, rows.dtype)
         out = xp.empty((num_rows, k), dtype=rows.dtype)
         for start in range(0, num_rows, block):
             stop = min(start + block, num_rows)
-            part, f, s, m = rows[start:stop].T, features[:, :stop - start], scores[:, :stop - start], top[:stop - start]
-            xp.multiply(part, part, out=f[:d])
-            f[d:2 * d] = part
-            xp.matmul(table, f, out=s)
-            xp.max(s, axis=0, out=m)
-            xp.subtract(s, m, out=s)
+            size = stop - start
+            part, s, t = rows[start:stop], out[start:stop], sums[:size]
+            self._scores_into(part, tables, s, squares[:size], ones[:size])
             xp.exp(s, out=s)
-            xp.sum(s, axis=0, out=m)
-            xp.reciprocal(m, out=m)
-            xp.multiply(s, m, out=s)
-            out[start:stop] = s.T
+            xp.matmul(s, unit, out=t)
+            low = t < self.min_bounded_sum
+            if be.maybe_any(low):
+                self._redo_low_rows(part, tables, low, s, t)
+            xp.reciprocal(t, out=t)
+            xp.multiply(s, t[:, None], out=s)
         return out
+
+    def _work_buffers(self, block: int, dtype):
+        """The buffers of :meth:`_forward_small` for blocks of ``block`` rows: squares (block, d),
+        a column of ones (block, 1), ones (K,) and the row sums (block,); made once per block
+        size and data type and reused (fresh host memory costs a page fault per page on first use)."""
+        key = (block, np.dtype(dtype))
+        if self._buffers is None or self._buffers[0] != key:
+            xp = self.backend.xp
+            self._buffers = (key, (xp.empty((block, self.dim), dtype=dtype), xp.ones((block, 1), dtype=dtype),
+                                   xp.ones(self.num_components, dtype=dtype), xp.empty(block, dtype=dtype)))
+        return self._buffers[1]
+
+    def _redo_low_rows(self, rows, tables, low, exps, sums):
+        """Replace the rows of ``exps`` (R, K) flagged by ``low`` (R,) by their responsibilities,
+        computed with their own maximum, and their ``sums`` by 1."""
+        be, xp = self.backend, self.backend.xp
+        if be.on_host:
+            index = xp.flatnonzero(low)
+            rows = rows[index]
+        scores = self._scores_into(rows, tables, xp.empty((rows.shape[0], self.num_components), dtype=exps.dtype))
+        exact = self.responsibilities(scores, overwrite=True)
+        if be.on_host:
+            exps[index] = exact
+            sums[index] = 1.0
+        else:
+            exps[...] = xp.where(low[:, None], exact, exps)
+            sums[...] = xp.where(low, 1.0, sums)
 
     def _forward_wide(self, rows):
         """Responsibilities of complete rows (R, d), d large: per block, one product of the

@@ -116,7 +116,7 @@ class Gaussian(LeafFamily):
             o = out[lo:hi]
             if univariate:
                 t = o[:, None, :]
-                xp.take(xt, variables[lo:hi, 0], axis=0, out=o)
+                be.take_rows(xt, variables[lo:hi, 0], o)
             else:
                 t = xp.take(xt, variables[lo:hi], axis=0)                 # (u, d, B)
             t -= mean[lo:hi]
