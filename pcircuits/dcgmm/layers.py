@@ -410,7 +410,7 @@ class CGMM(Layer):
     #: features ``[x^2, x, 1]`` that stay in the cache) and small inputs (blocks that bound the
     #: memory of the squares; each costs a dozen calls, so they are large).
     block_rows = 2048
-    bounded_block_rows = 32768
+    bounded_block_rows = 1 << 17
     #: A row whose terms ``exp(s - C)`` sum to less than this (its best component lies more than
     #: 69 nats below the bound ``C``) is recomputed with its own maximum; above it, a term that
     #: falls into the subnormal range changes its responsibility by less than ``2^-50``.
