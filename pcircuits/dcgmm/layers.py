@@ -564,6 +564,7 @@ class CGMM(Layer):
         return exps.reshape(scores.shape)
 
     def _softmax_by_maximum(self, scores, overwrite: bool):
+        """Softmax over the last axis with each row shifted by its maximum."""
         xp = self.backend.xp
         if overwrite:
             e = scores
