@@ -145,6 +145,19 @@ class Backend:
         else:
             self.xp.maximum.at(dst, index, values)
 
+    def take_rows(self, a, rows, out) -> None:
+        """``out[...] = a[rows]`` along the first axis (``rows`` of any shape), for ``rows`` known to be
+        in range.
+
+        NumPy's ``take`` with ``out`` copies through a temporary buffer unless it is told how to
+        treat out-of-range indices (then it writes straight into ``out``, half the memory
+        traffic); CuPy's ``take`` writes into ``out`` directly and has no such option.
+        """
+        if self.on_host:
+            np.take(a, rows, axis=0, out=out, mode="clip")
+        else:
+            self.xp.take(a, rows, axis=0, out=out)
+
     def blocks(self, num_rows: int, row_size: int, work) -> None:
         """Run ``work(lo, hi)`` over row blocks ``[lo, hi)`` of ``num_rows`` rows of ``row_size`` elements.
 

@@ -112,7 +112,8 @@ def _planning_examples():
     dense = pc.SumNode([pc.ProductNode(leaves, pattern="elementwise")], num_units=1, rng=0)
     scalar = pc.SumNode([pc.ProductNode([pc.InputNode(v, pc.Bernoulli([0.2 + 0.3 * k])) for v in range(2)])
                          for k in range(2)], rng=0)
-    return [pc.Circuit(masked), pc.Circuit(dense), pc.Circuit(scalar),
+    mixture = pc.SumNode([pc.InputNode(0, pc.Bernoulli([p])) for p in (0.2, 0.7)], rng=0)
+    return [pc.Circuit(masked), pc.Circuit(dense), pc.Circuit(scalar), pc.Circuit(mixture),
             pc.builders.poon_domingos(4, 4, delta=2, num_sums=2, num_leaves=2, seed=0),
             pc.builders.rat_spn(8, depth=2, num_repetitions=1, num_sums=2, num_leaves=2, seed=0)]
 

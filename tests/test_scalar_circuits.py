@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 import pcircuits as pc
 from pcircuits.program import RelaxedNoise
-from pcircuits.program.layers import InputLayer, SegmentProductLayer, SegmentSumLayer
+from pcircuits.program.context import SUM
+from pcircuits.program.layers import InputLayer, SegmentProductLayer, SegmentSumLayer, TableSumLayer
 
 from devices import DEVICE_BACKENDS, assert_device_agrees
 from strategies import brute_force_log_likelihood, enumerate_assignments, leaf_log_values
@@ -107,8 +108,24 @@ def test_scalar_nodes_compile_to_one_segment_layer_per_height_and_kind(circuit):
     program = circuit.compile(dtype="float64")
     assert all(isinstance(layer, (SegmentProductLayer, SegmentSumLayer)) for layer in program.inner_layers)
     heights = {id(n): h for n, h in ((n, program.plan.heights[id(n)]) for n in circuit.nodes)}
-    kinds = {(heights[id(n)], n.kind) for n in circuit.nodes if n.kind != "input"}
+    kinds = {(heights[id(n)], n.kind, univariate_discrete_mixture(n)) for n in circuit.nodes if n.kind != "input"}
     assert len(program.inner_layers) == len(kinds)
+
+
+def univariate_discrete_mixture(node) -> bool:
+    return node.kind == "sum" and all(c.kind == "input" and c.family.discrete for c in node.children) and \
+        len({c.variables for c in node.children}) == 1
+
+
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "categorical", "gaussian")))
+def test_table_sum_layers_hold_exactly_the_univariate_discrete_mixtures(circuit):
+    program = circuit.compile(dtype="float64")
+    offsets = program.plan.node_offsets
+    tabled = {offsets[id(n)] for n in circuit.nodes if univariate_discrete_mixture(n)}
+    in_tables = {u for layer in program.inner_layers if isinstance(layer, TableSumLayer)
+                 for u in range(layer.start, layer.stop)}
+    assert in_tables == tabled
 
 
 @FAST
@@ -273,7 +290,7 @@ def test_segment_layers_read_every_input_layer_once_per_pass():
     mixtures = [pc.SumNode(leaves[v::3], rng=v) for v in range(3)]
     program = pc.Circuit(pc.ProductNode(mixtures)).compile(dtype="float64")
     assert sum(isinstance(layer, InputLayer) for layer in program.layers) == 1
-    assert [type(layer) for layer in program.inner_layers] == [SegmentSumLayer, SegmentProductLayer]
+    assert [layer.kind for layer in program.inner_layers] == ["sum", "product"]
 
 
 @FAST
@@ -303,6 +320,80 @@ def test_segment_layers_agree_with_their_padded_form_on_every_pass(circuit, seed
             results.append((g, program.grad_log_weights.copy()))
         assert np.allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
         assert np.allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+
+
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "categorical", "gaussian")), st.integers(0, 2**31 - 1),
+       st.sampled_from([0.0, 0.3, 1.0]))
+def test_table_sums_give_the_segment_sums_values_to_the_last_bit(circuit, seed, missing):
+    program = circuit.compile(dtype="float64")
+    x = program.prepare(with_missing(program.sample(9, seed=seed), seed, missing))
+    program._forward(x, cache=False)
+    for layer in program.inner_layers:
+        if isinstance(layer, TableSumLayer):
+            tabled, summed = program.values.copy(), program.values.copy()
+            layer.forward(program, tabled, x, SUM, None)
+            SegmentSumLayer.forward(layer, program, summed, x, SUM, None)
+            assert np.array_equal(tabled, summed)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "gaussian")), st.integers(0, 2**31 - 1),
+       st.sampled_from([1.0, 40.0, 1e3, 1e160]))
+def test_segment_sums_match_enumeration_far_in_the_gaussian_tails(circuit, seed, scale):
+    """Log-densities down to -1e300 and -inf (squares that overflow), with missing values: the
+    segment sums neither underflow nor lose an impossible example."""
+    program = circuit.compile(dtype="float64")
+    x = with_missing(program.sample(12, seed=seed), seed, 0.2)
+    gaussian = [v for v in range(circuit.num_variables) if not program.domain.discrete[v]]
+    x[:, gaussian] *= scale
+    ours = program.log_likelihood(x)
+    with np.errstate(all="ignore"):
+        expected = brute_force_log_likelihood(circuit, x)[:, 0]
+    assert np.array_equal(np.isneginf(ours), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    assert np.allclose(ours[finite], expected[finite], rtol=1e-12, atol=1e-12)
+
+
+def test_table_sums_keep_impossible_values_and_zero_weights_exact():
+    """Leaves with probability 0 and 1 and a zero weight: -inf stays -inf, and the values match
+    enumeration with and without missing values."""
+    leaves = [pc.InputNode(0, pc.Bernoulli([p])) for p in (0.0, 1.0, 0.5)]
+    zero_weight = pc.SumNode(leaves[:2], weights=[[0.0, 1.0]])
+    certain = pc.SumNode([leaves[0], pc.InputNode(0, pc.Bernoulli([0.0]))], weights=[[0.4, 0.6]])
+    categories = pc.SumNode([pc.InputNode(1, pc.Categorical([[0.0, 0.2, 0.8]])),
+                             pc.InputNode(1, pc.Categorical([[0.5, 0.5, 0.0]]))], weights=[[0.25, 0.75]])
+    circuit = pc.Circuit(pc.SumNode([pc.ProductNode([zero_weight, categories]),
+                                     pc.ProductNode([certain, categories]),
+                                     pc.ProductNode([leaves[2], categories])], weights=[[0.2, 0.3, 0.5]]))
+    program = circuit.compile(dtype="float64")
+    assert sum(isinstance(layer, TableSumLayer) for layer in program.layers) == 1
+    x = np.tile(np.array([[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [np.nan, 2], [1, np.nan]]), (3, 1))
+    with np.errstate(divide="ignore"):
+        expected = brute_force_log_likelihood(circuit, x)[:, 0]
+    assert np.allclose(program.log_likelihood(x), expected, rtol=1e-14, atol=0)
+    assert np.array_equal(np.isneginf(program.log_likelihood(x)), np.isneginf(expected))
+
+
+@FAST
+@given(scalar_circuits(leaves=("bernoulli", "categorical", "gaussian")), st.integers(0, 2**31 - 1))
+def test_segment_layers_give_the_same_passes_in_blocks_of_few_units_on_two_threads(circuit, seed):
+    from unittest import mock
+    program = circuit.compile(dtype="float64")
+    x = with_missing(program.sample(7, seed=seed), seed)
+
+    def passes():
+        values = program.forward(x).copy(), program.forward(x, mode="max").copy()
+        program.forward(x)
+        gradients = program.backward()
+        return values + (gradients.log_weights.copy(), gradients.unit_flows.copy())
+    whole = passes()
+    with mock.patch("pcircuits.backend.BLOCK_ELEMENTS", 1), \
+            mock.patch.dict("os.environ", {"PCIRCUITS_NUM_THREADS": "2"}):
+        blocked = passes()
+    for a, b in zip(whole, blocked):
+        assert np.array_equal(a, b)
 
 
 @settings(max_examples=5, deadline=None)

@@ -41,7 +41,7 @@ def _lookup(be, table, xt, variables, out, missing: bool) -> None:
             xp.putmask(x, xp.isnan(x), width - 1)
         codes = x.astype(np.int64)
         codes += offsets[lo:hi]
-        xp.take(flat, codes, out=out[lo:hi])
+        be.take_rows(flat, codes, out[lo:hi])
     be.blocks(out.shape[0], out.shape[1], block)
 
 

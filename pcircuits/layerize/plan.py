@@ -11,7 +11,8 @@ matrix product), every other sum goes to a padded-gather layer. *Scalar* nodes (
 one-unit children, the nodes of structure-learned SPNs) of one height and kind become one
 *segment* layer: a flat edge list in rounds (the ``r``-th input of every node with more than ``r``
 inputs, nodes sorted by fan-in), reduced round by round over contiguous blocks, so that a layer
-touches each edge once and pads nothing whatever its nodes' fan-ins are.
+touches each edge once and pads nothing whatever its nodes' fan-ins are; the scalar sums over
+discrete leaves of one variable (univariate mixtures) become a *table sum* layer of their own.
 """
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ import numpy as np
 
 
 __all__ = ["InputLayerSpec", "ProductLayerSpec", "SumLayerSpec", "DenseSumLayerSpec", "FusedSumLayerSpec",
-           "SegmentProductLayerSpec", "SegmentSumLayerSpec", "Plan", "plan_layers", "LAYER_RULES"]
+           "SegmentProductLayerSpec", "SegmentSumLayerSpec", "TableSumLayerSpec", "Plan", "plan_layers",
+           "LAYER_RULES", "TABLE_SUM_MAX_VALUES"]
+
+#: Largest domain (values per variable) of the univariate discrete mixtures planned as table sums.
+TABLE_SUM_MAX_VALUES = 256
 
 
 @dataclass
@@ -116,6 +121,15 @@ class SegmentSumLayerSpec(SegmentLayerSpec):
     """Scalar sums: ``value[u] = logsumexp_r(log w[slot[round r, u]] + value[inputs[round r, u]])``."""
 
     weight_slots: np.ndarray = None  # (E,) int64 position of every edge's weight in the flat vector
+
+
+@dataclass
+class TableSumLayerSpec(SegmentSumLayerSpec):
+    """Scalar sums whose inputs are discrete leaves of one variable each (univariate mixtures):
+    a unit's value depends on that variable alone, through at most ``num_values`` values."""
+
+    variables: np.ndarray = None     # (U,) int64 the variable of every unit
+    num_values: int = 0              # the largest domain size among the units' leaves
 
 
 @dataclass
@@ -224,11 +238,27 @@ def _is_scalar(node) -> bool:
             and (node.kind != "sum" or node.params.mask is None))
 
 
+def _is_table_sum(node) -> bool:
+    """A scalar sum over discrete, deterministic, unconditional leaves of one variable with at
+    most :data:`TABLE_SUM_MAX_VALUES` values."""
+    kids = node.children
+    return (node.kind == "sum" and all(c.kind == "input" and len(c.variables) == 1 and _table_family(c.family)
+                                       for c in kids)
+            and len({c.variables for c in kids}) == 1)
+
+
+def _table_family(family) -> bool:
+    top = family.max_value()
+    return (family.discrete and not family.stochastic and not family.conditional and top is not None
+            and top < TABLE_SUM_MAX_VALUES)
+
+
 def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> dict:
     """Group the nodes into layers: ``(height, layer kind, signature) -> nodes``.
 
     Inputs group by family table; scalar products and scalar sums (:func:`_is_scalar`) by
-    height, whatever their fan-in (segment layers); other products by height; other sums by
+    height, whatever their fan-in (segment layers; the univariate discrete mixtures among the
+    scalar sums, :func:`_is_table_sum`, in a layer of their own); other products by height; other sums by
     height and signature: fused, dense blocks of equal ``(num_units, num_inputs)``, or padded
     gathers for the rest.
     """
@@ -242,7 +272,7 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         elif n.kind == "input":
             key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
         elif n.kind in ("product", "sum") and _is_scalar(n):
-            key = (heights[id(n)], f"segment-{n.kind}", "scalar")
+            key = (heights[id(n)], "table-sum" if _is_table_sum(n) else f"segment-{n.kind}", "scalar")
         elif n.kind == "product":
             key = (heights[id(n)], "product", 0)
         elif n.kind == "sum":
@@ -253,7 +283,7 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
             raise TypeError(f"layerize: unknown node kind {n.kind!r} ({type(n).__name__})")
         groups.setdefault(key, []).append(n)
     for key, members in groups.items():
-        if key[1].startswith("segment-"):
+        if key[1].startswith("segment-") or key[1] == "table-sum":
             members.sort(key=lambda m: -len(m.children))      # stable: decreasing fan-in
     return groups
 
@@ -402,7 +432,16 @@ def _segment_sum_layer(members, key, layout: _Layout) -> SegmentSumLayerSpec:
     return SegmentSumLayerSpec(start, stop, inputs, round_sizes, layout.zero_slot, slots)
 
 
+def _table_sum_layer(members, key, layout: _Layout) -> TableSumLayerSpec:
+    segment = _segment_sum_layer(members, key, layout)
+    variables = np.array([m.children[0].variables[0] for m in members], dtype=np.int64)
+    num_values = max(c.family.max_value() + 1 for m in members for c in m.children)
+    return TableSumLayerSpec(segment.start, segment.stop, segment.inputs, segment.round_sizes, segment.zero_slot,
+                             segment.weight_slots, variables, int(num_values))
+
+
 #: The rule that makes the spec of each layer kind: ``rule(members, group key, layout)``.
 LAYER_RULES = {"input": _input_layer, "product": _product_layer, "fused-sum": _fused_sum_layer,
                "gather-sum": _gather_sum_layer, "dense-sum": _dense_sum_layer,
-               "segment-product": _segment_product_layer, "segment-sum": _segment_sum_layer}
+               "segment-product": _segment_product_layer, "segment-sum": _segment_sum_layer,
+               "table-sum": _table_sum_layer}

@@ -20,13 +20,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
-                              SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec)
+                              SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec, TableSumLayerSpec)
+from ..distributions.discrete import _lookup
 from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
 
 __all__ = ["InputLayer", "ProductLayer", "SumLayer", "DenseSumLayer", "FusedSumLayer", "SegmentProductLayer",
-           "SegmentSumLayer", "COMPILE_RULES", "build_layer"]
+           "SegmentSumLayer", "TableSumLayer", "COMPILE_RULES", "build_layer"]
+
+#: Host blocks of values (``BLOCK_ELEMENTS`` each) in one block of a segment layer's edges: the
+#: unit of work its forward pass hands to a host thread.
+SEGMENT_BLOCKS = 16
 
 # largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
 _MAX_CHUNK_ELEMENTS = 1 << 24
@@ -565,11 +570,31 @@ class _SegmentLayer:
             table[:n, r] = values[lo:lo + n]
         return table
 
-    def _reduce(self, ufunc, edges, out):
-        """``out[u] = ufunc.reduce`` over unit ``u``'s rows of ``edges`` (E, batch)."""
-        out[...] = edges[:self.rounds[0][1]]
-        for lo, n in self.rounds[1:]:
-            ufunc(out[:n], edges[lo:lo + n], out=out[:n])
+    def _parts(self, a: int, b: int):
+        """The edges of units ``[a, b)``, round by round: ``(first edge, last edge + 1, units)``
+        for every round that reaches unit ``a`` (its units are ``a .. a + units - 1``)."""
+        parts = []
+        for lo, n in self.rounds:
+            if n <= a:
+                break
+            m = min(b, n) - a
+            parts.append((lo + a, lo + a + m, m))
+        return parts
+
+    def _block_rows(self, batch: int) -> int:
+        """The row size that makes :meth:`Backend.blocks` hand out blocks of units whose edges
+        hold about ``SEGMENT_BLOCKS`` host blocks of values."""
+        units = self.stop - self.start
+        return max(1, batch * self.num_edges // (units * SEGMENT_BLOCKS))
+
+    @staticmethod
+    def _reduce_parts(ufunc, edges, parts, out):
+        """``out[i] = ufunc.reduce`` over the rows of ``edges`` that :meth:`_parts` gives unit
+        ``a + i`` (``out`` holds the block's units)."""
+        lo, hi, _ = parts[0]
+        out[...] = edges[lo:hi]
+        for lo, hi, m in parts[1:]:
+            ufunc(out[:m], edges[lo:hi], out=out[:m])
 
     def _spread(self, rows, edges, ufunc=None):
         """Every unit's row of ``rows`` (U, batch) onto its edges' rows of ``edges`` (E, batch):
@@ -606,13 +631,20 @@ class SegmentProductLayer(_SegmentLayer):
 
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
+        be = self.backend
         out = values[self.start:self.stop]
-        xp.take(values, self.round_inputs[0], axis=0, out=out)
-        if len(self.rounds) > 1:
-            scratch = program.scratch("segment-round", self.rounds[1][1], values.shape[1])
-            for (lo, n), inputs in zip(self.rounds[1:], self.round_inputs[1:]):
-                xp.take(values, inputs, axis=0, out=scratch[:n])
-                out[:n] += scratch[:n]
+        edges = program.scratch("segment-edges", self.num_edges, values.shape[1])
+
+        # blocks of units shared by the host threads: round 0 gathered into the output rows,
+        # each later round gathered into its own (disjoint) edge rows and added
+        def block(a, b):
+            parts = self._parts(a, b)
+            lo, hi, _ = parts[0]
+            be.take_rows(values, self.inputs[lo:hi], out[a:b])
+            for lo, hi, m in parts[1:]:
+                be.take_rows(values, self.inputs[lo:hi], edges[lo:hi])
+                out[a:a + m] += edges[lo:hi]
+        be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
 
@@ -659,37 +691,52 @@ class SegmentSumLayer(_SegmentLayer):
         return self._padded
 
     def forward(self, program, values, x, context, cache):
-        xp = self.backend.xp
         batch = values.shape[1]
         units = self.stop - self.start
-        out = values[self.start:self.stop]
         if cache is None:
             scores = program.scratch("segment-edges", self.num_edges, batch)
             total = program.scratch("segment-total", units, batch)
         else:
             scores = program.buffer(("segment-scores", self.start), (self.num_edges, batch))
             total = program.buffer(("segment-total", self.start), (units, batch))
-        xp.take(values, self.inputs, axis=0, out=scores)
-        scores += program.log_weights[self.slots][:, None]
-        if context.mode == "max":
-            self._reduce(xp.maximum, scores, out)
-            return
         shift = program.scratch("segment-shift", units, batch)
-        self._reduce(xp.maximum, scores, shift)
-        xp.putmask(shift, ~xp.isfinite(shift), 0)
-        self._spread(shift, scores, xp.subtract)
-        # exp and log are the layer's arithmetic (one exp per edge): over cache-sized row blocks
-        # shared by the host threads
-        self.backend.blocks(self.num_edges, batch, lambda lo, hi: xp.exp(scores[lo:hi], out=scores[lo:hi]))
-        self._reduce(xp.add, scores, total)
-
-        def log(lo, hi):
-            with np.errstate(divide="ignore"):
-                xp.log(total[lo:hi], out=out[lo:hi])
-        self.backend.blocks(units, batch, log)
-        out += shift
-        if cache is not None:
+        maximum = context.mode == "max"
+        self._reduce_edges(program, values, values[self.start:self.stop], scores, total, shift, maximum)
+        if cache is not None and not maximum:
             cache[id(self)] = (scores, total)
+
+    def _reduce_edges(self, program, values, out, scores, total, shift, maximum: bool):
+        """``out`` (U, batch) the units' log-sums (or with ``maximum`` their largest weighted
+        inputs) of the inputs' rows of ``values``; ``scores`` (E, batch) ends up holding the
+        shifted exponentials, ``total`` (U, batch) their sums; ``shift`` is work space."""
+        xp = self.backend.xp
+        be = self.backend
+        log_weights = program.log_weights[self.slots][:, None]
+        big = float(np.finfo(be.dtype).max)
+
+        # the whole chain over blocks of units (their edges are disjoint rows of every buffer),
+        # shared by the host threads
+        def block(a, b):
+            parts = self._parts(a, b)
+            for lo, hi, _ in parts:
+                be.take_rows(values, self.inputs[lo:hi], scores[lo:hi])
+                scores[lo:hi] += log_weights[lo:hi]
+            top = out[a:b] if maximum else shift[a:b]
+            self._reduce_parts(xp.maximum, scores, parts, top)
+            if maximum:
+                return
+            # infinite shifts clipped to the largest finite values: a unit whose inputs are all
+            # -inf keeps exponentials 0 (value -inf), one with a +inf input the value +inf
+            xp.clip(top, -big, big, out=top)
+            for lo, hi, m in parts:
+                xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
+                xp.exp(scores[lo:hi], out=scores[lo:hi])
+            sums = total[a:b]
+            self._reduce_parts(xp.add, scores, parts, sums)
+            with np.errstate(divide="ignore"):
+                xp.log(sums, out=out[a:b])
+            out[a:b] += top
+        be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
 
     def backward(self, program, values, grads, cache):
         xp = self.backend.xp
@@ -709,10 +756,64 @@ class SegmentSumLayer(_SegmentLayer):
         self.padded.select(program, values, active, choose)
 
 
+class TableSumLayer(SegmentSumLayer):
+    """Scalar sums over discrete leaves of one variable each (univariate mixtures).
+
+    A unit's value depends on its variable alone, so a sum-mode forward pass that keeps nothing
+    for a backward pass evaluates the sums once at every value of their variables and at a
+    missing value (:meth:`log_table`, with the segment sums' own arithmetic on a batch of
+    ``num_values + 1`` columns) and looks every example's value up: no ``exp`` or ``log`` per
+    example, and the same values as the segment sums to the last bit. The other passes (max
+    mode, with dropout, before a backward pass, batches no larger than the table) run the
+    segment sums.
+    """
+
+    def __init__(self, spec: TableSumLayerSpec, backend):
+        super().__init__(spec, backend)
+        self.num_values = spec.num_values
+        self.variables_np = spec.variables
+        self.unit_variables = backend.index(spec.variables[:, None])
+        self._grid = None
+        self._leaf_layers = None
+
+    def forward(self, program, values, x, context, cache):
+        if cache is not None or context.mode != "sum" or context.dropout or values.shape[1] <= self.num_values:
+            super().forward(program, values, x, context, cache)
+            return
+        _lookup(self.backend, self.log_table(program), program.inputs_t, self.unit_variables,
+                values[self.start:self.stop], program.inputs_missing)
+
+    def log_table(self, program):
+        """The units' log-values at every value ``0 .. num_values - 1`` of their variables and at a
+        missing value (the last column), shape (units, num_values + 1); a column beyond a
+        variable's largest value repeats that value's."""
+        be, xp = self.backend, self.backend.xp
+        width = self.num_values + 1
+        if self._grid is None:
+            top = np.minimum(program.domain.max_values, self.num_values - 1)[:, None]
+            grid = np.minimum(np.arange(self.num_values, dtype=np.float64)[None, :], top)
+            grid = np.concatenate([grid, np.full((len(top), 1), np.nan)], axis=1)
+            self._grid = be.asarray(grid, dtype=program.inputs_t.dtype)
+            self._leaf_layers = [layer for layer in program.input_layers
+                                 if np.any((self.inputs_np >= layer.start) & (self.inputs_np < layer.stop))]
+        leaves = program.buffer(("table-sum-leaves", self.start), (program.num_units + 1, width))
+        for layer in self._leaf_layers:
+            params = layer.params(program.leaf_tables[layer.table_key])
+            layer.family.log_prob_units(be, params, self._grid, layer.variables, leaves[layer.start:layer.stop],
+                                        missing=True)
+        units = self.stop - self.start
+        table = xp.empty((units, width), dtype=be.dtype)
+        self._reduce_edges(program, leaves, table, xp.empty((self.num_edges, width), dtype=be.dtype),
+                           xp.empty((units, width), dtype=be.dtype), xp.empty((units, width), dtype=be.dtype),
+                           False)
+        return table
+
+
 #: The compile rule table: layer spec type -> executable layer class.
 COMPILE_RULES = {InputLayerSpec: InputLayer, ProductLayerSpec: ProductLayer, SumLayerSpec: SumLayer,
                  DenseSumLayerSpec: DenseSumLayer, FusedSumLayerSpec: FusedSumLayer,
-                 SegmentProductLayerSpec: SegmentProductLayer, SegmentSumLayerSpec: SegmentSumLayer}
+                 SegmentProductLayerSpec: SegmentProductLayer, SegmentSumLayerSpec: SegmentSumLayer,
+                 TableSumLayerSpec: TableSumLayer}
 
 
 def build_layer(spec, backend):

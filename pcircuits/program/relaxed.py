@@ -29,7 +29,8 @@ import numpy as np
 from ..backend import RandomSource
 from ..distributions.relaxations import relaxation_of
 from .context import SUM
-from .layers import DenseSumLayer, FusedSumLayer, ProductLayer, SegmentProductLayer, SegmentSumLayer, SumLayer
+from .layers import (DenseSumLayer, FusedSumLayer, ProductLayer, SegmentProductLayer, SegmentSumLayer, SumLayer,
+                     TableSumLayer)
 
 __all__ = ["RelaxedNoise", "RelaxedGradients", "RelaxedTape", "relaxed_sample", "RELAXED_RULES"]
 
@@ -252,7 +253,8 @@ class _ProductRule:
 
 #: The relaxed-pass rule of every inner layer kind.
 RELAXED_RULES = {SumLayer: _PaddedSumRule, DenseSumLayer: _DenseSumRule, FusedSumLayer: _FusedSumRule,
-                 SegmentSumLayer: _SegmentSumRule, ProductLayer: _ProductRule, SegmentProductLayer: _ProductRule}
+                 SegmentSumLayer: _SegmentSumRule, TableSumLayer: _SegmentSumRule, ProductLayer: _ProductRule,
+                 SegmentProductLayer: _ProductRule}
 
 
 def _rule(layer):
