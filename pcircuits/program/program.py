@@ -317,7 +317,7 @@ class Program:
         values, x = self._values, self._x
         batch = values.shape[1]
         grads = self.buffer("grads", values.shape)
-        grads.fill(0)
+        be.blocks(grads.shape[0], batch, lambda lo, hi: grads[lo:hi].fill(0), wide=True)
         if grad_units is not None:
             gu = be.asarray(grad_units)
             if gu.shape != (self.num_units, batch):
