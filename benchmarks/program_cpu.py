@@ -29,8 +29,9 @@ processes run with ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's allocator then asks for
 pages, as NumPy does for its large arrays; without it every fresh 100 MB tensor costs page
 faults, about 4x its arithmetic). Each process first checks, in float64, that the two agree
 (log-likelihoods to 1e-4, gradients of the log-weights and leaf parameters to 1e-5 relative),
-then times float32 forward and forward+backward passes (median of ``--reps``); the least
-disturbed round (smallest median) is reported. It is skipped with a message when PyTorch is not
+then times float32 forward and forward+backward passes (median of ``--reps``, and the fastest
+call, ``*_fastest``); the least disturbed round (smallest median, smallest fastest call) is
+reported. It is skipped with a message when PyTorch is not
 installed (``pip install pcircuits[bench]``). ``--baseline DIR`` also times the pcircuits package
 of another source folder (an earlier version) in the same interleaved rounds.
 
@@ -53,7 +54,8 @@ from pcircuits.backend import to_numpy
 from pcircuits.program.layers import DenseSumLayer
 
 
-def median_ms(fn, reps: int, sync) -> float:
+def call_times_ms(fn, reps: int, sync) -> np.ndarray:
+    """Milliseconds of ``reps`` calls of ``fn`` (after one warm-up call)."""
     fn()
     sync()
     times = []
@@ -62,7 +64,11 @@ def median_ms(fn, reps: int, sync) -> float:
         fn()
         sync()
         times.append(time.perf_counter() - t)
-    return float(np.median(times)) * 1e3
+    return np.array(times) * 1e3
+
+
+def median_ms(fn, reps: int, sync) -> float:
+    return float(np.median(call_times_ms(fn, reps, sync)))
 
 
 def matmul_floor_ms(program, batch: int, reps: int) -> tuple[float, float]:
@@ -306,15 +312,20 @@ def compare_worker(library: str, case: str, args) -> dict:
                 program.backward(leaves=True)
             return forward, forward_backward
     no_sync = lambda: None      # noqa: E731 (both libraries compute on the host)
+    # the median of the calls, and their least disturbed one (on a machine shared with other
+    # work, the fastest call is the one that had the cores to itself)
     if batches is None:
         forward, forward_backward = make(args.batch)
         record["batch"] = args.batch
-        record["forward_ms"] = median_ms(forward, args.reps, no_sync)
-        record["forward_backward_ms"] = median_ms(forward_backward, args.reps, no_sync)
+        for name, fn in (("forward_ms", forward), ("forward_backward_ms", forward_backward)):
+            times = call_times_ms(fn, args.reps, no_sync)
+            record[name], record[f"{name}_fastest"] = float(np.median(times)), float(times.min())
     else:
         for batch in batches:
             forward, _ = make(batch)
-            record[f"forward_ms_batch{batch}"] = median_ms(forward, max(args.reps, 50), no_sync)
+            times = call_times_ms(forward, max(args.reps, 50), no_sync)
+            record[f"forward_ms_batch{batch}"] = float(np.median(times))
+            record[f"forward_ms_batch{batch}_fastest"] = float(times.min())
     return record
 
 
