@@ -230,10 +230,13 @@ def torch_reference(program, kind: str, dtype):
 
 
 def _pin_threads(threads: int) -> dict:
-    """The PyTorch processes' environment: ``threads`` OpenMP/BLAS threads, huge pages."""
+    """The PyTorch processes' environment: ``threads`` OpenMP and MKL threads (PyTorch's), huge
+    pages; NumPy's OpenBLAS (used there by the agreement check alone) on one thread, so that its
+    idle threads never compete with PyTorch's."""
     env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
+    env["OPENBLAS_NUM_THREADS"] = "1"
     env["THP_MEM_ALLOC_ENABLE"] = "1"
     return env
 
