@@ -112,7 +112,8 @@ def leaf_floor_ms(program, batch: int, bandwidth: float) -> float:
 
 def kept_bytes(program) -> int:
     """Bytes of the arrays the Program keeps between passes (its layers' index tables, weights,
-    log-weights and leaf tables; not its work buffers, not the circuit's own parameters)."""
+    log-weights and leaf tables; not its work buffers, not the last backward pass's log-weight
+    gradient, not the circuit's own parameters)."""
     seen = {}
 
     def visit(obj, depth):
@@ -129,7 +130,8 @@ def kept_bytes(program) -> int:
                 visit(value, depth + 1)
         elif depth < 4 and type(obj).__module__.startswith("pcircuits.program"):
             for name, value in vars(obj).items():
-                if name not in ("circuit", "plan", "backend", "_buffers", "_values", "_cache", "_x", "inputs_t"):
+                if name not in ("circuit", "plan", "backend", "_buffers", "_values", "_cache", "_x", "inputs_t",
+                                "grad_log_weights"):
                     visit(value, depth + 1)
     visit(program, 0)
     return sum(seen.values())
