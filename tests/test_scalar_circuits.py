@@ -284,6 +284,19 @@ def test_relaxed_gradients_match_finite_differences_on_scalar_circuits(circuit, 
     assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6)
 
 
+def test_segment_sums_read_the_leaves_of_their_mixtures_as_slices_without_a_gather():
+    rng = np.random.default_rng(0)
+    mixtures = [pc.SumNode([pc.InputNode(v, pc.Gaussian([rng.normal()], [1.0])) for _ in range(2 + v % 3)], rng=v)
+                for v in range(6)]
+    factors = [pc.InputNode(v, pc.Gaussian([0.0], [1.0])) for v in range(6)]
+    circuit = pc.Circuit(pc.SumNode([pc.ProductNode(mixtures), pc.ProductNode(factors)], rng=0))
+    program = circuit.compile(dtype="float64")
+    layer = next(l for l in program.inner_layers if l.kind == "sum" and l.stop - l.start == 6)
+    assert len(layer.round_slices) == 4 and min(layer.round_slices) >= 0
+    x = np.random.default_rng(1).normal(size=(5, 6))
+    assert np.allclose(program.log_likelihood(x), brute_force_log_likelihood(circuit, x)[:, 0], rtol=1e-13)
+
+
 def test_segment_layers_read_every_input_layer_once_per_pass():
     """One input layer per leaf family: the leaves' tables stack however many nodes there are."""
     leaves = [pc.InputNode(v % 3, pc.Bernoulli([0.1 + 0.02 * v])) for v in range(30)]

@@ -202,6 +202,7 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Pla
     sum_params, families, family_index = _parameter_objects(nodes)
     groups = _group_nodes(nodes, heights, fused, dense_min_inputs)
     ordered = sorted(groups, key=_order_key)
+    _order_leaves_by_segment_sums(groups, ordered)
     node_offsets, num_units = _unit_slots(groups, ordered)
     weight_offsets_map, weight_offsets = _weight_offsets(groups, ordered, sum_params)
     family_offsets = {key: np.cumsum([0] + [o.num_units for o in objs]).astype(np.int64)
@@ -286,6 +287,24 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         if key[1].startswith("segment-") or key[1] == "table-sum":
             members.sort(key=lambda m: -len(m.children))      # stable: decreasing fan-in
     return groups
+
+
+def _order_leaves_by_segment_sums(groups: dict, ordered: list) -> None:
+    """Put the input nodes that segment sums read in the order of those sums' edges (layer, round,
+    unit), so that a round of leaves is a slice of the value array instead of a gather; the
+    other input nodes follow in their own order."""
+    rank: dict[int, tuple] = {}
+    for position, key in enumerate(ordered):
+        if key[1] == "segment-sum":
+            for unit, m in enumerate(groups[key]):
+                for r, c in enumerate(m.children):
+                    if c.kind == "input":
+                        rank.setdefault(id(c), (position, r, unit))
+    if rank:
+        last = (len(ordered), 0, 0)
+        for key in ordered:
+            if key[1] == "input":
+                groups[key].sort(key=lambda n: rank.get(id(n), last))
 
 
 def _order_key(key) -> tuple:

@@ -17,6 +17,8 @@ Every layer kind has the same three methods:
 """
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
@@ -557,8 +559,14 @@ class _SegmentLayer:
         self.inputs_np = spec.inputs
         bounds = np.concatenate([[0], np.cumsum(spec.round_sizes)])
         self.rounds = [(int(lo), int(n)) for lo, n in zip(bounds[:-1], spec.round_sizes)]
+        self.round_starts = [lo for lo, _ in self.rounds]
         self.inputs = backend.index(spec.inputs)
         self.round_inputs = [backend.index(spec.inputs[lo:lo + n]) for lo, n in self.rounds]
+        # the first input slot of every round whose inputs are consecutive slots (read as a
+        # slice of the value array, no gather), else -1
+        self.round_slices = [int(spec.inputs[lo]) if np.array_equal(spec.inputs[lo:lo + n],
+                                                                     spec.inputs[lo] + np.arange(n)) else -1
+                             for lo, n in self.rounds]
         self.scatter = Scatter(backend, spec.inputs)
         self.num_edges = int(len(spec.inputs))
         self._padded = None
@@ -580,6 +588,17 @@ class _SegmentLayer:
             m = min(b, n) - a
             parts.append((lo + a, lo + a + m, m))
         return parts
+
+    def _inputs_of(self, values, lo: int, hi: int, out=None):
+        """The rows of ``values`` that edges ``lo:hi`` (one round's part) read: a slice of
+        ``values`` when the round's inputs are consecutive slots, else gathered into ``out``."""
+        r = bisect.bisect_right(self.round_starts, lo) - 1
+        first = self.round_slices[r]
+        if first >= 0:
+            start = first + lo - self.rounds[r][0]
+            return values[start:start + hi - lo]
+        self.backend.take_rows(values, self.inputs[lo:hi], out)
+        return out
 
     def _block_rows(self, batch: int) -> int:
         """The row size that makes :meth:`Backend.blocks` hand out blocks of units whose edges
@@ -640,10 +659,12 @@ class SegmentProductLayer(_SegmentLayer):
         def block(a, b):
             parts = self._parts(a, b)
             lo, hi, _ = parts[0]
-            be.take_rows(values, self.inputs[lo:hi], out[a:b])
+            rows = out[a:b]
+            first = self._inputs_of(values, lo, hi, rows)
+            if first is not rows:
+                rows[...] = first
             for lo, hi, m in parts[1:]:
-                be.take_rows(values, self.inputs[lo:hi], edges[lo:hi])
-                out[a:a + m] += edges[lo:hi]
+                out[a:a + m] += self._inputs_of(values, lo, hi, edges[lo:hi])
         be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
@@ -719,8 +740,7 @@ class SegmentSumLayer(_SegmentLayer):
         def block(a, b):
             parts = self._parts(a, b)
             for lo, hi, _ in parts:
-                be.take_rows(values, self.inputs[lo:hi], scores[lo:hi])
-                scores[lo:hi] += log_weights[lo:hi]
+                xp.add(self._inputs_of(values, lo, hi, scores[lo:hi]), log_weights[lo:hi], out=scores[lo:hi])
             top = out[a:b] if maximum else shift[a:b]
             self._reduce_parts(xp.maximum, scores, parts, top)
             if maximum:
