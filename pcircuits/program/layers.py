@@ -21,9 +21,10 @@ import bisect
 
 import numpy as np
 
+from ..backend import BLOCK_ELEMENTS
+from ..distributions.discrete import _lookup
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
                               SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec, TableSumLayerSpec)
-from ..distributions.discrete import _lookup
 from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
@@ -602,9 +603,12 @@ class _SegmentLayer:
 
     def _block_rows(self, batch: int) -> int:
         """The row size that makes :meth:`Backend.blocks` hand out blocks of units whose edges
-        hold about ``SEGMENT_BLOCKS`` host blocks of values."""
+        hold at most about ``SEGMENT_BLOCKS`` host blocks of values, and at least 8 blocks (of
+        16 units or more) per layer, so that the host threads share even a small layer evenly."""
         units = self.stop - self.start
-        return max(1, batch * self.num_edges // (units * SEGMENT_BLOCKS))
+        per_block = max(1, BLOCK_ELEMENTS * SEGMENT_BLOCKS * units // (batch * self.num_edges))
+        per_block = min(per_block, max(16, -(-units // 8)))
+        return max(1, BLOCK_ELEMENTS // per_block)
 
     @staticmethod
     def _reduce_parts(ufunc, edges, parts, out):
