@@ -40,6 +40,7 @@ class InputLayerSpec:
     variables: np.ndarray          # (U, d) int64
     rows: np.ndarray               # (U,) row of each unit in the family's parameter table
     nodes: list = field(default_factory=list)
+    table_only: bool = False       # only table sums read these units (see TableSumLayerSpec)
 
 
 @dataclass
@@ -200,7 +201,7 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Pla
     heights = _heights(nodes)
     fused = _fusable_sums(circuit, nodes) if fuse else {}
     sum_params, families, family_index = _parameter_objects(nodes)
-    groups = _group_nodes(nodes, heights, fused, dense_min_inputs)
+    groups = _group_nodes(nodes, heights, fused, dense_min_inputs, _table_only_leaves(circuit, nodes))
     ordered = sorted(groups, key=_order_key)
     _order_leaves_by_segment_sums(groups, ordered)
     node_offsets, num_units = _unit_slots(groups, ordered)
@@ -254,10 +255,22 @@ def _table_family(family) -> bool:
             and top < TABLE_SUM_MAX_VALUES)
 
 
-def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> dict:
+def _table_only_leaves(circuit, nodes) -> set:
+    """The input nodes that only table sums read (no root, no other node): a forward pass that
+    looks the table sums up needs no value of theirs."""
+    readers: dict[int, list] = {}
+    for n in nodes:
+        for c in n.children:
+            readers.setdefault(id(c), []).append(n)
+    roots = {id(r) for r in circuit.roots}
+    return {id(n) for n in nodes if n.kind == "input" and id(n) not in roots and id(n) in readers
+            and all(_is_scalar(p) and _is_table_sum(p) for p in readers[id(n)])}
+
+
+def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int, table_only: set) -> dict:
     """Group the nodes into layers: ``(height, layer kind, signature) -> nodes``.
 
-    Inputs group by family table; scalar products and scalar sums (:func:`_is_scalar`) by
+    Inputs group by family table and whether only table sums read them; scalar products and scalar sums (:func:`_is_scalar`) by
     height, whatever their fan-in (segment layers; the univariate discrete mixtures among the
     scalar sums, :func:`_is_table_sum`, in a layer of their own); other products by height; other sums by
     height and signature: fused, dense blocks of equal ``(num_units, num_inputs)``, or padded
@@ -271,7 +284,7 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         if id(n) in fused:
             key = (heights[id(n)], "fused-sum", ("fused", n.num_units) + fused[id(n)])
         elif n.kind == "input":
-            key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
+            key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:] + (id(n) in table_only,))
         elif n.kind in ("product", "sum") and _is_scalar(n):
             key = (heights[id(n)], "table-sum" if _is_table_sum(n) else f"segment-{n.kind}", "scalar")
         elif n.kind == "product":
@@ -372,7 +385,7 @@ def _input_layer(members, key, layout: _Layout) -> InputLayerSpec:
     variables = np.concatenate([np.tile(np.asarray(m.variables, dtype=np.int64), (m.num_units, 1)) for m in members])
     rows = np.concatenate([layout.family_offsets[table_key][layout.family_index[id(m.family)][1]]
                            + np.arange(m.num_units) for m in members])
-    return InputLayerSpec(table_key[0], table_key, start, stop, variables, rows, members)
+    return InputLayerSpec(table_key[0], table_key, start, stop, variables, rows, members, table_only=key[2][-1])
 
 
 def _product_layer(members, key, layout: _Layout) -> ProductLayerSpec:

@@ -82,6 +82,9 @@ class InputLayer:
         self.input_scatter = Scatter(backend, spec.variables.ravel())
         self.settings = dict(spec.table_key[3]) if len(spec.table_key) > 3 else {}
         self.num_edges = 0
+        #: Only table sums read these units: a forward pass in which every table sum layer looks
+        #: its values up (:meth:`TableSumLayer.uses_table`) may leave them for later.
+        self.table_only = spec.table_only
 
     def params(self, table: dict) -> dict:
         """The parameters of this layer's units (rows of the family table) and the layer settings."""
@@ -800,8 +803,12 @@ class TableSumLayer(SegmentSumLayer):
         self._grid = None
         self._leaf_layers = None
 
+    def uses_table(self, context, cache, batch: int) -> bool:
+        """Whether a forward pass with this context, cache and batch size looks the values up."""
+        return cache is None and context.mode == "sum" and not context.dropout and batch > self.num_values
+
     def forward(self, program, values, x, context, cache):
-        if cache is not None or context.mode != "sum" or context.dropout or values.shape[1] <= self.num_values:
+        if not self.uses_table(context, cache, values.shape[1]):
             super().forward(program, values, x, context, cache)
             return
         _lookup(self.backend, self.log_table(program), program.inputs_t, self.unit_variables,
