@@ -166,6 +166,17 @@ def test_cgmm_forward_of_rows_far_from_every_component_gives_their_responsibilit
     np.testing.assert_allclose(layer.forward(x), expected.reshape(2, 1, 3, 5), rtol=1e-10)
 
 
+def test_cgmm_responsibilities_of_scores_far_below_the_bound_are_their_softmax():
+    layer = random_cgmm((1, 3, 4), 5)
+    x = np.random.default_rng(15).normal(size=(2, 1, 3, 4))
+    x[0] += 40.0
+    scores = layer.log_scores(x)
+    kept = scores.copy()
+    expected = np.exp(scores - logsumexp(scores, axis=-1, keepdims=True))
+    np.testing.assert_allclose(layer.responsibilities(scores), expected, rtol=1e-10)
+    np.testing.assert_array_equal(scores, kept)
+
+
 def test_cgmm_forward_on_the_strict_device_backend_matches_numpy_for_far_rows():
     layer = random_cgmm((1, 3, 4), 5)
     device = CGMM(5)

@@ -410,7 +410,7 @@ class CGMM(Layer):
     #: features ``[x^2, x, 1]`` that stay in the cache) and small inputs (blocks that bound the
     #: memory of the squares; each costs a dozen calls, so they are large).
     block_rows = 2048
-    bounded_block_rows = 32768
+    bounded_block_rows = 1 << 17
     #: A row whose terms ``exp(s - C)`` sum to less than this (its best component lies more than
     #: 69 nats below the bound ``C``) is recomputed with its own maximum; above it, a term that
     #: falls into the subnormal range changes its responsibility by less than ``2^-50``.
@@ -544,7 +544,27 @@ class CGMM(Layer):
 
     def responsibilities(self, scores, *, overwrite: bool = False):
         """Softmax of log-scores over the components (the activities, eq. 4); ``overwrite``
-        computes it in the memory of ``scores``."""
+        computes it in the memory of ``scores``.
+
+        Shared layers of up to :attr:`bounded_dim` inputs shift the scores by the layer's bound
+        (:meth:`bound`) as the forward pass does, unless ``overwrite``; otherwise each row is
+        shifted by its maximum.
+        """
+        if overwrite or not self.shared or self.dim > self.bounded_dim:
+            return self._softmax_by_maximum(scores, overwrite)
+        xp = self.backend.xp
+        flat = scores.reshape(-1, self.num_components)
+        exps = xp.subtract(flat, self.bound().astype(flat.dtype))
+        xp.exp(exps, out=exps)
+        sums = exps @ xp.ones(self.num_components, dtype=exps.dtype)
+
+        def exact(index):
+            return self._softmax_by_maximum(flat if index is None else flat[index], index is not None)
+        self._normalize(exps, sums, exact)
+        return exps.reshape(scores.shape)
+
+    def _softmax_by_maximum(self, scores, overwrite: bool):
+        """Softmax over the last axis with each row shifted by its maximum."""
         xp = self.backend.xp
         if overwrite:
             e = scores
@@ -554,6 +574,33 @@ class CGMM(Layer):
         xp.exp(e, out=e)
         e /= e.sum(-1, keepdims=True)
         return e
+
+    def bound(self):
+        """``C = max_k (log pi_k + sum_d log D_kd) - d log(2 pi) / 2`` (shared parameters), a 0-d
+        array: no log-score exceeds it, since each Gaussian density is at most its normalizer."""
+        xp = self.backend.xp
+        return (xp.log(self.precisions[0]).sum(-1) + xp.log(self.weights()[0])).max() - 0.5 * self.dim * _LOG_2PI
+
+    def _normalize(self, exps, sums, exact):
+        """Divide the rows of ``exps = exp(scores - C)`` (R, K) by their ``sums`` (R,) in place.
+
+        Rows whose sum is below :attr:`min_bounded_sum` take ``exact(index)`` instead, their
+        responsibilities with their own maximum; ``index`` selects them on the host, and is None
+        on a device, where every row is computed and the low ones are taken from that (no
+        synchronization).
+        """
+        be, xp = self.backend, self.backend.xp
+        low = sums < self.min_bounded_sum
+        if be.maybe_any(low):
+            if be.on_host:
+                index = xp.flatnonzero(low)
+                exps[index] = exact(index)
+                sums[index] = 1.0
+            else:
+                exps[...] = xp.where(low[:, None], exact(None), exps)
+                sums[...] = xp.where(low, 1.0, sums)
+        xp.reciprocal(sums, out=sums)
+        xp.multiply(exps, sums[:, None], out=exps)
 
     def forward(self, x):
         n = x.shape[0]
@@ -573,14 +620,12 @@ class CGMM(Layer):
         (d, K), ``L = D^2 mu`` (d, K) (transposed views of the parameter arrays) and ``c`` (1, K), in
         ``dtype``.
 
-        ``bounded`` subtracts the bound ``C = max_k (log pi_k + sum_d log D_kd) - d log(2 pi) / 2``
-        from ``c``: no log-score exceeds ``C`` (each Gaussian density is at most its normalizer).
+        ``bounded`` subtracts the layer's :meth:`bound` from ``c``.
         """
-        xp = self.backend.xp
         quadratic, linear, per_dim, log_pi = self._terms()
         constant = per_dim[0].sum(-1) + log_pi[0]
         if bounded:
-            constant = constant - (xp.log(self.precisions[0]).sum(-1) + log_pi[0]).max() + 0.5 * self.dim * _LOG_2PI
+            constant = constant - self.bound()
         return tuple(a.astype(dtype, copy=False) for a in (quadratic[0].T, linear[0].T, constant[None, :]))
 
     def _scores_into(self, rows, tables, out, squares=None, ones=None):
@@ -603,11 +648,11 @@ class CGMM(Layer):
     def _forward_small(self, rows):
         """Responsibilities of complete rows (R, d), d small.
 
-        The log-scores less the layer's bound ``C`` (:meth:`_score_tables`) never exceed 0, so
-        ``exp`` needs no maximum per row: per block, the shifted scores are made in the output
+        The log-scores less the layer's :meth:`bound` ``C`` never exceed 0, so ``exp`` needs no
+        maximum per row: per block, the shifted scores are made in the output
         (:meth:`_scores_into`), exponentiated in place, summed by one matrix-vector product and
-        scaled. Rows whose sum falls below :attr:`min_bounded_sum` are recomputed with their own
-        maximum (on a device, branch-free: all rows are, and the low ones are taken from that).
+        scaled (:meth:`_normalize`, which recomputes rows far below the bound with their own
+        maximum).
         """
         be, xp = self.backend, self.backend.xp
         num_rows, d = rows.shape
@@ -623,11 +668,7 @@ class CGMM(Layer):
             self._scores_into(part, tables, s, squares[:size], ones[:size])
             xp.exp(s, out=s)
             xp.matmul(s, unit, out=t)
-            low = t < self.min_bounded_sum
-            if be.maybe_any(low):
-                self._redo_low_rows(part, tables, low, s, t)
-            xp.reciprocal(t, out=t)
-            xp.multiply(s, t[:, None], out=s)
+            self._normalize(s, t, lambda index, part=part: self._exact_rows(part if index is None else part[index], tables))
         return out
 
     def _work_buffers(self, block: int, dtype):
@@ -641,21 +682,11 @@ class CGMM(Layer):
                                    xp.ones(self.num_components, dtype=dtype), xp.empty(block, dtype=dtype)))
         return self._buffers[1]
 
-    def _redo_low_rows(self, rows, tables, low, exps, sums):
-        """Replace the rows of ``exps`` (R, K) flagged by ``low`` (R,) by their responsibilities,
-        computed with their own maximum, and their ``sums`` by 1."""
-        be, xp = self.backend, self.backend.xp
-        if be.on_host:
-            index = xp.flatnonzero(low)
-            rows = rows[index]
-        scores = self._scores_into(rows, tables, xp.empty((rows.shape[0], self.num_components), dtype=exps.dtype))
-        exact = self.responsibilities(scores, overwrite=True)
-        if be.on_host:
-            exps[index] = exact
-            sums[index] = 1.0
-        else:
-            exps[...] = xp.where(low[:, None], exact, exps)
-            sums[...] = xp.where(low, 1.0, sums)
+    def _exact_rows(self, rows, tables):
+        """Responsibilities of rows (R, d), each shifted by its own maximum."""
+        xp = self.backend.xp
+        scores = self._scores_into(rows, tables, xp.empty((rows.shape[0], self.num_components), dtype=rows.dtype))
+        return self._softmax_by_maximum(scores, overwrite=True)
 
     def _forward_wide(self, rows):
         """Responsibilities of complete rows (R, d), d large: per block, one product of the
