@@ -15,16 +15,24 @@ read of the gathered inputs and one write of the leaf outputs): ``floor_with_lea
 
     python benchmarks/program_cpu.py [--batch 512] [--reps 5] [--backend numpy] [--which pd rat dgcspn]
 
-``--compare torch`` instead times the Program against a plain PyTorch implementation of the same
-layered computation (``benchmarks/torch_reference.py``: the same layers, partitions, ``K`` and
-Gaussian leaves; outer product and ``bmm`` for the sums), each library in its own process with
-its threads pinned to ``--threads``, the two interleaved for ``--rounds`` rounds. Each process
-first checks, in float64, that the two agree (log-likelihoods to 1e-4, gradients of the
-log-weights and leaf parameters to 1e-5 relative), then times float32 forward and
-forward+backward passes (median of ``--reps``); the least disturbed round (smallest median) is
-reported. It is skipped with a message when PyTorch is not installed (``pip install
-pcircuits[bench]``). ``--baseline DIR`` also times the pcircuits package of another source folder
-(an earlier version) in the same interleaved rounds.
+``--compare torch`` instead times the Program against a PyTorch implementation of the same
+circuit, each library in its own process with its threads pinned to ``--threads`` (PyTorch's
+intra-op threads; pcircuits' host threads, ``PCIRCUITS_NUM_THREADS``, over which its blocked
+passes spread, matrix products included, each on one BLAS thread), the two interleaved for
+``--rounds`` rounds. For RAT-SPN the reference is a hand-written PyTorch RAT-SPN
+(``benchmarks/torch_rat.py``: leaf log-densities over a padded ``(features, I, batch)`` tensor,
+region products by a reshape and a sum, sums by the outer product of the max-shifted children's
+exponentials and ``bmm``); for the PD circuits it runs the Program's own layers
+(``benchmarks/torch_reference.py``: the same partitions, ``K`` and Gaussian leaves; outer product
+and ``bmm`` for the sums), which ``--layer-reference`` also times for RAT-SPN. The PyTorch
+processes run with ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's allocator then asks for transparent huge
+pages, as NumPy does for its large arrays; without it every fresh 100 MB tensor costs page
+faults, about 4x its arithmetic). Each process first checks, in float64, that the two agree
+(log-likelihoods to 1e-4, gradients of the log-weights and leaf parameters to 1e-5 relative),
+then times float32 forward and forward+backward passes (median of ``--reps``); the least
+disturbed round (smallest median) is reported. It is skipped with a message when PyTorch is not
+installed (``pip install pcircuits[bench]``). ``--baseline DIR`` also times the pcircuits package
+of another source folder (an earlier version) in the same interleaved rounds.
 
     python benchmarks/program_cpu.py --compare torch [--cases pd8 pd32 rat digits] [--reps 7] [--rounds 3]
 """
@@ -190,35 +198,60 @@ def run(which: str, args) -> dict:
         "train_batch": args.train_batch, "train_step_ms": round(step, 2),
     }
 
-#: The circuits of the comparison with PyTorch: builder, its settings, and the batch sizes timed
-#: (``None``: forward and forward+backward at ``--batch``; a list: forward only, at each size).
+#: The circuits of the comparison with PyTorch: builder, its settings, the batch sizes timed
+#: (``None``: forward and forward+backward at ``--batch``; a list: forward only, at each size)
+#: and the PyTorch reference ("rat": the hand-written RAT-SPN; "layers": the Program's layers).
 COMPARE_CASES = {
-    "pd8": (lambda: pc.builders.poon_domingos(28, 28, delta=7, num_sums=8, num_leaves=4, dense=True, seed=0), None),
-    "pd32": (lambda: pc.builders.poon_domingos(28, 28, delta=7, num_sums=32, num_leaves=4, dense=True, seed=0), None),
+    "pd8": (lambda: pc.builders.poon_domingos(28, 28, delta=7, num_sums=8, num_leaves=4, dense=True, seed=0), None,
+            "layers"),
+    "pd32": (lambda: pc.builders.poon_domingos(28, 28, delta=7, num_sums=32, num_leaves=4, dense=True, seed=0), None,
+             "layers"),
     "rat": (lambda: pc.builders.rat_spn(784, depth=5, num_repetitions=8, num_sums=16, num_leaves=8, leaf="gaussian",
-                                        seed=0), None),
-    "digits": (lambda: pc.builders.poon_domingos(8, 8, delta=2, num_sums=8, num_leaves=4, dense=True, seed=0), [1, 16]),
+                                        seed=0), None, "rat"),
+    "digits": (lambda: pc.builders.poon_domingos(8, 8, delta=2, num_sums=8, num_leaves=4, dense=True, seed=0), [1, 16],
+               "layers"),
 }
 
 
+def torch_reference(program, kind: str, dtype):
+    """The PyTorch reference of ``program``: ``kind`` "rat" (:class:`torch_rat.TorchRatSpn`) or
+    "layers" (:class:`torch_reference.TorchReference`)."""
+    if kind == "rat":
+        from torch_rat import TorchRatSpn
+        return TorchRatSpn(program, dtype)
+    from torch_reference import TorchReference
+    return TorchReference(program, dtype)
+
+
 def _pin_threads(threads: int) -> dict:
+    """The PyTorch processes' environment: ``threads`` OpenMP/BLAS threads, huge pages."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
+    env["THP_MEM_ALLOC_ENABLE"] = "1"
     return env
 
 
-def check_torch_agreement(circuit, batch: int = 16) -> dict:
-    """Largest differences between the Program and the PyTorch reference in float64: log-likelihoods
-    (absolute) and gradients (relative to the largest gradient); raises when above 1e-4 / 1e-5."""
+def _pcircuits_threads(env: dict, threads: int) -> dict:
+    """The pcircuits processes' environment: ``threads`` host threads for the blocked passes,
+    each running its matrix products on one BLAS thread (so that the two never oversubscribe)."""
+    env = dict(env, PCIRCUITS_NUM_THREADS=str(threads))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"
+    return env
+
+
+def check_torch_agreement(circuit, kind: str = "layers", batch: int = 16) -> dict:
+    """Largest differences between the Program and its PyTorch reference (``kind``, see
+    :func:`torch_reference`) in float64: log-likelihoods (absolute) and gradients (relative to the
+    largest gradient); raises when above 1e-4 / 1e-5."""
     import torch
 
-    from torch_reference import TorchReference
     program = circuit.compile(dtype="float64")
     x = np.random.default_rng(2).normal(size=(batch, program.num_variables))
     ll = to_numpy(program._forward(program.prepare(x), "sum", cache=True))
     grads = program.backward(leaves=True)
-    reference = TorchReference(program, torch.float64)
+    reference = torch_reference(program, kind, torch.float64)
     out = reference.forward(torch.from_numpy(x))
     out.sum().backward()
     expected = reference.gradients()
@@ -235,17 +268,16 @@ def check_torch_agreement(circuit, batch: int = 16) -> dict:
 
 def compare_worker(library: str, case: str, args) -> dict:
     """Time one case with one library (run in a process of its own)."""
-    builder, batches = COMPARE_CASES[case]
+    builder, batches, kind = COMPARE_CASES[case]
     circuit = builder()
     record = {"case": case, "library": library}
-    if library == "torch":
+    if library in ("torch", "torch_layers"):
         import torch
-
-        from torch_reference import TorchReference
+        kind = "layers" if library == "torch_layers" else kind
         torch.set_num_threads(args.threads)
-        record.update(check_torch_agreement(circuit))
+        record.update(check_torch_agreement(circuit, kind))
         program = circuit.compile(dtype="float32")
-        reference = TorchReference(program, torch.float32)
+        reference = torch_reference(program, kind, torch.float32)
         program.release_buffers()
 
         def make(batch):
@@ -296,10 +328,12 @@ def compare(args) -> list[dict]:
     script = Path(__file__).resolve()
     env = _pin_threads(args.threads)
     env["PYTHONPATH"] = os.pathsep.join([str(script.parent), str(script.parents[1]), env.get("PYTHONPATH", "")])
-    envs = {"pcircuits": env, "torch": env}
+    envs = {"pcircuits": _pcircuits_threads(env, args.threads), "torch": env}
+    if args.layer_reference:
+        envs["torch_layers"] = env
     if args.baseline:
-        envs["baseline"] = dict(env, PYTHONPATH=os.pathsep.join([str(script.parent), str(Path(args.baseline).resolve()),
-                                                                  env.get("PYTHONPATH", "")]))
+        envs["baseline"] = dict(envs["pcircuits"], PYTHONPATH=os.pathsep.join([
+            str(script.parent), str(Path(args.baseline).resolve()), env.get("PYTHONPATH", "")]))
     records = []
     for case in args.cases:
         runs = {library: [] for library in envs}
@@ -307,6 +341,8 @@ def compare(args) -> list[dict]:
             order = list(envs) if round_ % 2 == 0 else list(envs)[::-1]
             for library in order:
                 worker = "pcircuits" if library == "baseline" else library
+                if library == "torch_layers" and COMPARE_CASES[case][2] == "layers":
+                    continue                # the case's own reference already
                 out = subprocess.run([sys.executable, str(script), "--worker", worker, "--case", case,
                                       "--reps", str(args.reps), "--batch", str(args.batch),
                                       "--threads", str(args.threads)],
@@ -315,16 +351,22 @@ def compare(args) -> list[dict]:
         record = {"case": case, "threads": args.threads, "reps": args.reps, "rounds": args.rounds,
                   "load_average": os.getloadavg()[0]}
         for library, results in runs.items():
+            if not results:
+                continue
             for key in results[0]:
                 if key.startswith("forward"):
                     record[f"{library}_{key}"] = round(min(r[key] for r in results), 3)
         record.update({k: runs["torch"][0][k] for k in ("ll_max_abs_error", "grad_max_rel_error")})
+        if runs.get("torch_layers"):
+            record.update({f"torch_layers_{k}": runs["torch_layers"][0][k]
+                           for k in ("ll_max_abs_error", "grad_max_rel_error")})
         for key in list(record):
-            for library in ("pcircuits", "baseline"):
-                if key.startswith(f"{library}_"):
+            for library, prefix in (("pcircuits", "ratio"), ("baseline", "baseline_ratio")):
+                if key.startswith(f"{library}_forward"):
                     name = key[len(library) + 1:]
-                    prefix = "ratio" if library == "pcircuits" else "baseline_ratio"
                     record[f"{prefix}_{name}"] = round(record[key] / record[f"torch_{name}"], 3)
+                    if f"torch_layers_{name}" in record:
+                        record[f"{prefix}_layers_{name}"] = round(record[key] / record[f"torch_layers_{name}"], 3)
         print(json.dumps(record), flush=True)
         records.append(record)
     return records
@@ -352,7 +394,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline", help="also time the pcircuits package found in this source folder (another "
                                            "version), in its own processes")
-    parser.add_argument("--worker", choices=["pcircuits", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--layer-reference", action="store_true",
+                        help="also time the PyTorch reference that runs the Program's layers where the case has "
+                             "a hand-written one (RAT-SPN)")
+    parser.add_argument("--worker", choices=["pcircuits", "torch", "torch_layers"], help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=list(COMPARE_CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

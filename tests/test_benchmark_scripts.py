@@ -172,6 +172,25 @@ def test_program_cpu_torch_worker_checks_agreement_and_times_the_reference(monke
     assert record["forward_ms_batch1"] > 0 and record["forward_ms_batch16"] > 0
 
 
+@pytest.mark.parametrize("num_variables, depth", [(30, 3), (13, 2)])
+def test_torch_rat_spn_agrees_with_the_program_in_float64(monkeypatch, num_variables, depth):
+    pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import pcircuits as pc
+    circuit = pc.builders.rat_spn(num_variables, depth=depth, num_repetitions=3, num_sums=4, num_leaves=5, seed=1)
+    errors = _script("program_cpu").check_torch_agreement(circuit, "rat")
+    assert errors["ll_max_abs_error"] <= 1e-10 and errors["grad_max_rel_error"] <= 1e-10
+
+
+def test_torch_rat_spn_refuses_a_circuit_that_is_not_a_rat_spn(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import pcircuits as pc
+    program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=2, num_leaves=2, dense=True, seed=0).compile()
+    with pytest.raises(ValueError, match="TorchRatSpn"):
+        _script("torch_rat").TorchRatSpn(program, torch.float64)
+
+
 def test_program_cpu_pcircuits_worker_times_the_same_case():
     record = _script("program_cpu").compare_worker("pcircuits", "digits", argparse.Namespace(reps=1, batch=4, threads=1))
     assert record["library"] == "pcircuits" and record["forward_ms_batch1"] > 0 and record["forward_ms_batch16"] > 0

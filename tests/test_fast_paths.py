@@ -5,7 +5,8 @@ nodes share their inputs (one root per class) against finite differences and one
 circuits; the run-view row reductions of :class:`~pcircuits.learning.WeightRows` against the
 segmented path; the in-place Adam step against the textbook formula; dense and fused sum
 layers (matmuls shifted by the largest input) against padded-gather logsumexp sums, also with
-weights so sharp that the matmul underflows.
+weights so sharp that the matmul underflows; product and fused sum layers run in blocks of nodes
+shared by threads against the same layers in one block.
 """
 import numpy as np
 import pytest
@@ -13,12 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pcircuits as pc
+from pcircuits import backend as backend_module
 from pcircuits.backend import get_backend
 from pcircuits.layerize import plan_layers
 from pcircuits.learning import GradientLearner, WeightRows
 from pcircuits.program import Program
 from pcircuits.program import scatter as scatter_module
-from pcircuits.program.layers import DenseSumLayer
+from pcircuits.program.context import PassContext
+from pcircuits.program.layers import DenseSumLayer, FusedSumLayer
 from pcircuits.program.scatter import Scatter
 
 from strategies import LEARNABLE_FAMILIES, valid_circuits
@@ -217,3 +220,49 @@ def test_sum_below_the_smallest_normal_float_keeps_exact_values_and_finite_flows
     gradients = fast.backward()
     assert np.all(np.isfinite(gradients.log_weights)) and np.all(np.isfinite(gradients.unit_flows))
     assert np.allclose(weight_gradient_by_node(fast, circuit), weight_gradient_by_node(exact, circuit), atol=1e-6)
+
+
+BLOCKED_CIRCUITS = {
+    "rat": lambda: pc.builders.rat_spn(13, depth=2, num_repetitions=3, num_sums=3, num_leaves=4, seed=3),
+    "pd": lambda: pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, dense=True, seed=3),
+}
+
+
+def pass_results(program, x, context=None):
+    """Root log-values, unit flows, log-weight and leaf gradients of one forward and backward pass."""
+    out = program._forward(program.prepare(x), context or "sum")
+    grads = program.backward(leaves=True)
+    leaves = [v for table in grads.leaves.values() for v in table.values()]
+    return [np.array(out), np.array(grads.unit_flows), np.array(grads.log_weights)] + leaves
+
+
+@pytest.mark.parametrize("name", list(BLOCKED_CIRCUITS))
+def test_product_and_fused_layers_in_blocks_shared_by_threads_equal_one_block(name, monkeypatch):
+    circuit = BLOCKED_CIRCUITS[name]()
+    program = circuit.compile(dtype="float64")
+    assert any(isinstance(layer, FusedSumLayer) for layer in program.layers)
+    x = program.sample(7, seed=0)
+    whole = pass_results(program, x)
+    monkeypatch.setattr(backend_module, "WIDE_BLOCK_ELEMENTS", 1)     # one node or unit per block
+    monkeypatch.setenv("PCIRCUITS_NUM_THREADS", "3")
+    for got, expected in zip(pass_results(program, x), whole):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    reference = programs_of_every_plan(circuit)[2]
+    np.testing.assert_allclose(program.forward(x), reference.forward(x), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(weight_gradient_by_node(program, circuit), weight_gradient_by_node(reference, circuit),
+                               rtol=1e-7, atol=1e-9)
+
+
+def test_fused_layers_in_blocks_drop_the_same_products_as_in_one_block(monkeypatch):
+    circuit = BLOCKED_CIRCUITS["pd"]()
+    program = circuit.compile(dtype="float64")
+    x = program.sample(7, seed=0)
+
+    def dropped_pass():
+        context = PassContext("sum", product_dropout=0.3, rng=program.backend.rng(5))
+        return pass_results(program, x, context)
+    whole = dropped_pass()
+    monkeypatch.setattr(backend_module, "WIDE_BLOCK_ELEMENTS", 1)
+    monkeypatch.setenv("PCIRCUITS_NUM_THREADS", "3")
+    for got, expected in zip(dropped_pass(), whole):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)

@@ -53,6 +53,7 @@ def blocked(request, monkeypatch):
     """Either one block, or blocks of 2 units shared by 3 threads."""
     if request.param:
         monkeypatch.setattr(backend_module, "BLOCK_ELEMENTS", 2 * BATCH)
+        monkeypatch.setattr(backend_module, "WIDE_BLOCK_ELEMENTS", 2 * BATCH)
         monkeypatch.setenv("PCIRCUITS_NUM_THREADS", "3")
     return request.param
 

@@ -116,7 +116,7 @@ class Gaussian(LeafFamily):
             o = out[lo:hi]
             if univariate:
                 t = o[:, None, :]
-                xp.take(xt, variables[lo:hi, 0], axis=0, out=o)
+                be.take_rows(xt, variables[lo:hi, 0], o)
             else:
                 t = xp.take(xt, variables[lo:hi], axis=0)                 # (u, d, B)
             t -= mean[lo:hi]
@@ -127,7 +127,7 @@ class Gaussian(LeafFamily):
                 xp.putmask(t, xp.isnan(t), 0)
             if not univariate:
                 t.sum(axis=1, out=o)
-        be.blocks(out.shape[0], out.shape[1] * variables.shape[1], block)
+        be.blocks(out.shape[0], out.shape[1] * variables.shape[1], block, wide=True)
 
     @classmethod
     def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
@@ -145,16 +145,18 @@ class Gaussian(LeafFamily):
             z -= mean[lo:hi]
             z *= inv_std[lo:hi, :, None]
             gu = g[lo:hi, None, :]
-            if missing:
+            spec = "udb,uxb->ud"                                            # sums over the batch as dot
+            if missing:                                                     # products with the flows
                 observed = ~xp.isnan(z)
                 xp.putmask(z, ~observed, 0)
                 gu = xp.where(observed, gu, 0)
-            gz = gu * z
-            grad_mean[lo:hi] = gz.sum(axis=2) * inv_std[lo:hi]
-            grad_log_std[lo:hi] = xp.einsum("udb,udb->ud", gz, z) - gu.sum(axis=2)
+                spec = "udb,udb->ud"
+            grad_mean[lo:hi] = xp.einsum(spec, z, gu) * inv_std[lo:hi]
             if inputs:
-                xp.multiply(gz, -inv_std[lo:hi, :, None], out=grad_x[lo:hi])
-        be.blocks(units, batch * d, block)
+                xp.multiply(z, gu * -inv_std[lo:hi, :, None], out=grad_x[lo:hi])
+            xp.square(z, out=z)
+            grad_log_std[lo:hi] = xp.einsum(spec, z, gu) - gu.sum(axis=2)
+        be.blocks(units, batch * d, block, wide=True)
         return {"mean": grad_mean, "std": grad_log_std}, grad_x
 
     @staticmethod

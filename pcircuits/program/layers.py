@@ -17,11 +17,14 @@ Every layer kind has the same three methods:
 """
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
+from ..backend import BLOCK_ELEMENTS
+from ..distributions.discrete import _lookup
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
                               SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec, TableSumLayerSpec)
-from ..distributions.discrete import _lookup
 from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
@@ -79,6 +82,9 @@ class InputLayer:
         self.input_scatter = Scatter(backend, spec.variables.ravel())
         self.settings = dict(spec.table_key[3]) if len(spec.table_key) > 3 else {}
         self.num_edges = 0
+        #: Only table sums read these units: a forward pass in which every table sum layer looks
+        #: its values up (:meth:`TableSumLayer.uses_table`) may leave them for later.
+        self.table_only = spec.table_only
 
     def params(self, table: dict) -> dict:
         """The parameters of this layer's units (rows of the family table) and the layer settings."""
@@ -184,12 +190,16 @@ class ProductLayer:
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
         out = values[self.start:self.stop]
-        xp.take(values, self.columns[0], axis=0, out=out)
-        if len(self.columns) > 1:
-            scratch = program.buffer(("product-scratch", out.shape), out.shape)
-            for col in self.columns[1:]:
-                xp.take(values, col, axis=0, out=scratch)
-                out += scratch
+        columns = self.columns
+
+        # over cache-sized blocks of units, so that each block's sum stays in cache while its
+        # inputs are gathered column by column (on a device: one block)
+        def block(lo, hi):
+            o = out[lo:hi]
+            self.backend.take_rows(values, columns[0][lo:hi], o)
+            for col in columns[1:]:
+                o += xp.take(values, col[lo:hi], axis=0)
+        self.backend.blocks(out.shape[0], out.shape[1], block, wide=True)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
 
@@ -201,7 +211,7 @@ class ProductLayer:
 
             def block(lo, hi):
                 grads[first + lo:first + hi] += xp.take(g, parents[lo:hi], axis=0)
-            self.backend.blocks(len(parents), g.shape[1], block)
+            self.backend.blocks(len(parents), g.shape[1], block, wide=True)
             return
         for rows, scatter in self.column_scatters:
             scatter.add(grads, g if rows is None else g[rows])
@@ -483,29 +493,53 @@ class FusedSumLayer(DenseSumLayer):
         self.right_scatter = Scatter(backend, spec.right.ravel())
         self.num_edges = self.N * self.K * self.I + 2 * self.N * self.I
 
-    def _products(self, program, values, E, context):
-        """Fill E (N, I, B) with max-shifted product exponentials; return their log-scale M (N, B)."""
+    def _factors(self, program, values, context, cache):
+        """Buffers for the children's max-shifted exponentials ``(L, R, M, dropped)``, and the
+        function ``fill(lo, hi)`` that computes them for nodes ``lo:hi``.
+
+        ``L`` (N, n, KL, B) and ``R`` (N, n, KR, B) are such that the outer product
+        ``L[:, s, i] * R[:, s, j]`` is ``exp(left_i + right_j - M)`` of split ``s``, with ``M``
+        (N, B) the largest ``max left + max right`` over the node's splits (the factor
+        ``exp(ms - M)`` is folded into ``L``); ``dropped`` is the product-dropout mask (N, I, B)
+        of the pass, or None.
+        """
         xp = self.backend.xp
         batch = values.shape[1]
-        L = program.buffer(("L", self.N, self.n, self.KL), (self.N, self.n, self.KL, batch))
-        R = program.buffer(("Rt", self.N, self.n, self.KR), (self.N, self.n, self.KR, batch))
-        xp.take(values, self.left, axis=0, out=L)                 # (N, n, KL, B)
-        xp.take(values, self.right, axis=0, out=R)                # (N, n, KR, B)
-        ml = _safe_max(xp, L, axis=2)                              # (N, n, B)
-        mr = _safe_max(xp, R, axis=2)
-        ms = ml + mr
-        M = ms.max(axis=1)                                         # (N, B)
-        L -= (ml - (ms - M[:, None, :]))[:, :, None, :]            # folds exp(ms - M) into the left factor
-        xp.exp(L, out=L)
-        R -= mr[:, :, None, :]
-        xp.exp(R, out=R)
-        xp.multiply(L[:, :, :, None, :], R[:, :, None, :, :], out=E.reshape(self.N, self.n, self.KL, self.KR, batch))
+        key = id(self) if cache is not None else "shared"
+        L = program.buffer(("L", key, self.N, self.n, self.KL), (self.N, self.n, self.KL, batch))
+        R = program.buffer(("Rt", key, self.N, self.n, self.KR), (self.N, self.n, self.KR, batch))
+        M = program.buffer(("M", key, self.N), (self.N, batch))
+        dropped = None
         if context.product_dropout:
-            dropped = context.rng.bernoulli_mask(E.shape, context.product_dropout)
+            dropped = context.rng.bernoulli_mask((self.N, self.I, batch), context.product_dropout)
             if context.spare_root_inputs and self.root_nodes is not None:
                 dropped.reshape(self.N, -1)[self.root_nodes] = False
-            xp.putmask(E, dropped, 0)
-        return M
+
+        def fill(lo, hi):
+            left, right = L[lo:hi], R[lo:hi]
+            self.backend.take_rows(values, self.left[lo:hi], left)       # (h, n, KL, B)
+            self.backend.take_rows(values, self.right[lo:hi], right)     # (h, n, KR, B)
+            ml = _safe_max(xp, left, axis=2)                              # (h, n, B)
+            mr = _safe_max(xp, right, axis=2)
+            ms = ml + mr
+            ms.max(axis=1, out=M[lo:hi])
+            left -= (ml - (ms - M[lo:hi, None, :]))[:, :, None, :]        # folds exp(ms - M) into the left factor
+            xp.exp(left, out=left)
+            right -= mr[:, :, None, :]
+            xp.exp(right, out=right)
+        return L, R, M, dropped, fill
+
+    def _outer(self, L, R, dropped, lo: int, hi: int, out=None):
+        """The products of nodes ``lo:hi``, ``L[:, s, i] * R[:, s, j]`` (hi - lo, I, B), dropped ones 0."""
+        xp = self.backend.xp
+        batch = L.shape[-1]
+        if out is None:
+            out = xp.empty((hi - lo, self.I, batch), dtype=L.dtype)
+        xp.multiply(L[lo:hi, :, :, None, :], R[lo:hi, :, None, :, :],
+                    out=out.reshape(hi - lo, self.n, self.KL, self.KR, batch))
+        if dropped is not None:
+            xp.putmask(out, dropped[lo:hi], 0)
+        return out
 
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
@@ -515,17 +549,71 @@ class FusedSumLayer(DenseSumLayer):
             X = (L[:, :, :, None, :] + R[:, :, None, :, :]).reshape(self.N, self.I, -1)
             values[self.start:self.stop] = self._max_forward(program, X)
             return
-        E, S = self._buffers(program, values.shape[1], cache)
-        M = self._products(program, values, E, context)
-        # after product dropout the products in E differ from those that _input_scores rebuilds;
-        # the rare underflowing entries then keep the clamped values (-inf, no flow) instead
-        self._finish(program, values, E, S, M, cache, exact=not context.product_dropout)
+        batch = values.shape[1]
+        L, R, M, dropped, fill = self._factors(program, values, context, cache)
+        S = program.buffer(("S", id(self) if cache is not None else "shared", self.N, self.K), (self.N, self.K, batch))
+        W = self._batched_weights(program)
+        out = values[self.start:self.stop].reshape(self.N, self.K, -1)
+
+        # node by node (on a device: all at once), so that the products never leave the cache
+        def block(lo, hi):
+            fill(lo, hi)
+            batch_matmul(self.backend, W[lo:hi], self._outer(L, R, dropped, lo, hi), S[lo:hi])
+            with np.errstate(divide="ignore"):
+                xp.log(S[lo:hi], out=out[lo:hi])
+            out[lo:hi] += M[lo:hi, None, :]
+        self.backend.blocks(self.N, self.I * batch, block, wide=True)
+        # after product dropout the products differ from those that _input_scores rebuilds; the
+        # rare underflowing entries then keep the clamped values (-inf, no flow) instead
+        exact = not context.product_dropout
+        small = _below_normal(S)
+        if small is not None and exact:
+            self._exact_values(program, values, out, small)
+        if cache is not None:
+            cache[id(self)] = (L, R, dropped, S, small, exact)
 
     def backward(self, program, values, grads, cache):
+        xp = self.backend.xp
         if id(self) not in cache:
             self.forward(program, values, None, SUM, cache)
-        flows = self._input_flows(program, values, grads, *cache[id(self)])
-        flows = flows.reshape(self.N, self.n, self.KL, self.KR, -1)
+        L, R, dropped, S, small, exact = cache[id(self)]
+        batch = values.shape[1]
+        if small is not None:
+            # underflowing sums: the flows over the whole layer at once, the small entries exact
+            E = self._outer(L, R, dropped, 0, self.N, program.buffer(("E", self.N, self.I), (self.N, self.I, batch)))
+            flows = self._input_flows(program, values, grads, E, S, small, exact)
+            self._add_input_flows(grads, flows.reshape(self.N, self.n, self.KL, self.KR, batch))
+            return
+        G = grads[self.start:self.stop].reshape(self.N, self.K, -1)
+        ratio = program.buffer(("R", self.N, self.K), G.shape)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            xp.divide(G, S, out=ratio)
+        W = self._batched_weights(program)
+        edge = program.buffer(("edge", self.N, self.K, self.I), (self.N, self.K, self.I))
+        left = program.buffer(("left-flows", self.N, self.n, self.KL), L.shape)
+        right = program.buffer(("right-flows", self.N, self.n, self.KR), R.shape)
+
+        # node by node, as the forward: flows E * (W^T @ (G / S)), edge flows W * ((G / S) @ E^T)
+        def block(lo, hi):
+            E = self._outer(L, R, dropped, lo, hi)
+            flows = xp.empty_like(E)
+            batch_matmul(self.backend, W[lo:hi].transpose(0, 2, 1), ratio[lo:hi], flows)
+            xp.matmul(ratio[lo:hi], E.transpose(0, 2, 1), out=edge[lo:hi])
+            flows *= E
+            flows = flows.reshape(hi - lo, self.n, self.KL, self.KR, batch)
+            flows.sum(axis=3, out=left[lo:hi])
+            flows.sum(axis=2, out=right[lo:hi])
+        self.backend.blocks(self.N, self.I * batch, block, wide=True)
+        edge *= W
+        if self.contiguous:
+            program.grad_log_weights[self.slot0:self.slot0 + edge.size] += edge.ravel()
+        else:
+            self.weight_scatter.add(program.grad_log_weights, edge.ravel())
+        self.left_scatter.add(grads, left.reshape(-1, batch))
+        self.right_scatter.add(grads, right.reshape(-1, batch))
+
+    def _add_input_flows(self, grads, flows):
+        """Add the product flows (N, n, KL, KR, B) to the left and right children's rows."""
         batch = flows.shape[-1]
         self.left_scatter.add(grads, flows.sum(axis=3).reshape(-1, batch))
         self.right_scatter.add(grads, flows.sum(axis=2).reshape(-1, batch))
@@ -557,8 +645,14 @@ class _SegmentLayer:
         self.inputs_np = spec.inputs
         bounds = np.concatenate([[0], np.cumsum(spec.round_sizes)])
         self.rounds = [(int(lo), int(n)) for lo, n in zip(bounds[:-1], spec.round_sizes)]
+        self.round_starts = [lo for lo, _ in self.rounds]
         self.inputs = backend.index(spec.inputs)
         self.round_inputs = [backend.index(spec.inputs[lo:lo + n]) for lo, n in self.rounds]
+        # the first input slot of every round whose inputs are consecutive slots (read as a
+        # slice of the value array, no gather), else -1
+        self.round_slices = [int(spec.inputs[lo]) if np.array_equal(spec.inputs[lo:lo + n],
+                                                                     spec.inputs[lo] + np.arange(n)) else -1
+                             for lo, n in self.rounds]
         self.scatter = Scatter(backend, spec.inputs)
         self.num_edges = int(len(spec.inputs))
         self._padded = None
@@ -581,11 +675,25 @@ class _SegmentLayer:
             parts.append((lo + a, lo + a + m, m))
         return parts
 
+    def _inputs_of(self, values, lo: int, hi: int, out=None):
+        """The rows of ``values`` that edges ``lo:hi`` (one round's part) read: a slice of
+        ``values`` when the round's inputs are consecutive slots, else gathered into ``out``."""
+        r = bisect.bisect_right(self.round_starts, lo) - 1
+        first = self.round_slices[r]
+        if first >= 0:
+            start = first + lo - self.rounds[r][0]
+            return values[start:start + hi - lo]
+        self.backend.take_rows(values, self.inputs[lo:hi], out)
+        return out
+
     def _block_rows(self, batch: int) -> int:
         """The row size that makes :meth:`Backend.blocks` hand out blocks of units whose edges
-        hold about ``SEGMENT_BLOCKS`` host blocks of values."""
+        hold at most about ``SEGMENT_BLOCKS`` host blocks of values, and at least 8 blocks (of
+        16 units or more) per layer, so that the host threads share even a small layer evenly."""
         units = self.stop - self.start
-        return max(1, batch * self.num_edges // (units * SEGMENT_BLOCKS))
+        per_block = max(1, BLOCK_ELEMENTS * SEGMENT_BLOCKS * units // (batch * self.num_edges))
+        per_block = min(per_block, max(16, -(-units // 8)))
+        return max(1, BLOCK_ELEMENTS // per_block)
 
     @staticmethod
     def _reduce_parts(ufunc, edges, parts, out):
@@ -640,10 +748,12 @@ class SegmentProductLayer(_SegmentLayer):
         def block(a, b):
             parts = self._parts(a, b)
             lo, hi, _ = parts[0]
-            be.take_rows(values, self.inputs[lo:hi], out[a:b])
+            rows = out[a:b]
+            first = self._inputs_of(values, lo, hi, rows)
+            if first is not rows:
+                rows[...] = first
             for lo, hi, m in parts[1:]:
-                be.take_rows(values, self.inputs[lo:hi], edges[lo:hi])
-                out[a:a + m] += edges[lo:hi]
+                out[a:a + m] += self._inputs_of(values, lo, hi, edges[lo:hi])
         be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
@@ -719,8 +829,7 @@ class SegmentSumLayer(_SegmentLayer):
         def block(a, b):
             parts = self._parts(a, b)
             for lo, hi, _ in parts:
-                be.take_rows(values, self.inputs[lo:hi], scores[lo:hi])
-                scores[lo:hi] += log_weights[lo:hi]
+                xp.add(self._inputs_of(values, lo, hi, scores[lo:hi]), log_weights[lo:hi], out=scores[lo:hi])
             top = out[a:b] if maximum else shift[a:b]
             self._reduce_parts(xp.maximum, scores, parts, top)
             if maximum:
@@ -776,8 +885,12 @@ class TableSumLayer(SegmentSumLayer):
         self._grid = None
         self._leaf_layers = None
 
+    def uses_table(self, context, cache, batch: int) -> bool:
+        """Whether a forward pass with this context, cache and batch size looks the values up."""
+        return cache is None and context.mode == "sum" and not context.dropout and batch > self.num_values
+
     def forward(self, program, values, x, context, cache):
-        if cache is not None or context.mode != "sum" or context.dropout or values.shape[1] <= self.num_values:
+        if not self.uses_table(context, cache, values.shape[1]):
             super().forward(program, values, x, context, cache)
             return
         _lookup(self.backend, self.log_table(program), program.inputs_t, self.unit_variables,
