@@ -201,7 +201,7 @@ def run_samples(args) -> dict:
 def forward_steps(layer: CGMM, rows: np.ndarray, reps: int) -> dict:
     """CPU minima (ms, one BLAS thread) of the steps of the small-input forward pass over all rows
     at once, each timed alone: the tables, the shifted log-scores (squares and three products
-    accumulated in the output), ``exp``, the row sums (matrix-vector product), the scaling."""
+    accumulated in the output), ``exp``, the row sums (matrix-vector product), the division by them."""
     k = layer.num_components
     tables = layer._score_tables(rows.dtype, bounded=True)
     squares, ones = np.empty_like(rows), np.ones((rows.shape[0], 1), rows.dtype)
@@ -209,12 +209,12 @@ def forward_steps(layer: CGMM, rows: np.ndarray, reps: int) -> dict:
     out = np.empty((rows.shape[0], k), rows.dtype)
     scores = layer._scores_into(rows, tables, np.empty_like(out), squares, ones)
     exps = np.exp(scores)
-    scale = 1.0 / exps.sum(-1, keepdims=True)
+    row_sums = exps.sum(-1, keepdims=True)
     steps = {"tables": lambda: layer._score_tables(rows.dtype, bounded=True),
              "shifted_scores": lambda: layer._scores_into(rows, tables, out, squares, ones),
              "exp": lambda: np.exp(scores, out=out),
              "row_sums": lambda: np.matmul(exps, unit, out=sums),
-             "scale": lambda: np.multiply(exps, scale, out=out)}
+             "scale": lambda: np.divide(exps, row_sums, out=out)}
     minima = {}
     for label, fn in steps.items():
         fn()

@@ -599,8 +599,7 @@ class CGMM(Layer):
             else:
                 exps[...] = xp.where(low[:, None], exact(None), exps)
                 sums[...] = xp.where(low, 1.0, sums)
-        xp.reciprocal(sums, out=sums)
-        xp.multiply(exps, sums[:, None], out=exps)
+        xp.divide(exps, sums[:, None], out=exps)
 
     def forward(self, x):
         n = x.shape[0]

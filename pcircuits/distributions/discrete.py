@@ -27,19 +27,20 @@ def _lookup(be, table, xt, variables, out, missing: bool) -> None:
     """``out[u, b] = table[u, x]`` for the unit-major inputs of univariate discrete units.
 
     ``table`` (U, M + 1) holds the log-probability of every value ``0 .. M - 1`` and 0 in its
-    last column, which missing values read. One block of units at a time: the inputs' gather,
-    their integer codes and the look-up.
+    last column, which missing values read. The integer codes of all variables are made once
+    (``(num_variables, batch)``, a few rows), then one block of units at a time gathers its
+    variables' codes, offsets them to its rows of the table and looks up.
     """
     xp = be.xp
     width = table.shape[1]
     flat = table.ravel()
     offsets = (xp.arange(table.shape[0], dtype=np.int64) * width)[:, None]
+    # continuous variables' values may not fit an integer: their codes are never read
+    with np.errstate(invalid="ignore"):
+        codes_t = (xp.where(xp.isnan(xt), width - 1, xt) if missing else xt).astype(np.int64)
 
     def block(lo, hi):
-        x = xp.take(xt, variables[lo:hi, 0], axis=0)
-        if missing:
-            xp.putmask(x, xp.isnan(x), width - 1)
-        codes = x.astype(np.int64)
+        codes = xp.take(codes_t, variables[lo:hi, 0], axis=0)
         codes += offsets[lo:hi]
         be.take_rows(flat, codes, out[lo:hi])
     be.blocks(out.shape[0], out.shape[1], block)

@@ -40,6 +40,7 @@ class InputLayerSpec:
     variables: np.ndarray          # (U, d) int64
     rows: np.ndarray               # (U,) row of each unit in the family's parameter table
     nodes: list = field(default_factory=list)
+    table_only: bool = False       # only table sums read these units (see TableSumLayerSpec)
 
 
 @dataclass
@@ -200,8 +201,9 @@ def plan_layers(circuit, *, dense_min_inputs: int = 2, fuse: bool = True) -> Pla
     heights = _heights(nodes)
     fused = _fusable_sums(circuit, nodes) if fuse else {}
     sum_params, families, family_index = _parameter_objects(nodes)
-    groups = _group_nodes(nodes, heights, fused, dense_min_inputs)
+    groups = _group_nodes(nodes, heights, fused, dense_min_inputs, _table_only_leaves(circuit, nodes))
     ordered = sorted(groups, key=_order_key)
+    _order_leaves_by_segment_sums(groups, ordered)
     node_offsets, num_units = _unit_slots(groups, ordered)
     weight_offsets_map, weight_offsets = _weight_offsets(groups, ordered, sum_params)
     family_offsets = {key: np.cumsum([0] + [o.num_units for o in objs]).astype(np.int64)
@@ -253,10 +255,22 @@ def _table_family(family) -> bool:
             and top < TABLE_SUM_MAX_VALUES)
 
 
-def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> dict:
+def _table_only_leaves(circuit, nodes) -> set:
+    """The input nodes that only table sums read (no root, no other node): a forward pass that
+    looks the table sums up needs no value of theirs."""
+    readers: dict[int, list] = {}
+    for n in nodes:
+        for c in n.children:
+            readers.setdefault(id(c), []).append(n)
+    roots = {id(r) for r in circuit.roots}
+    return {id(n) for n in nodes if n.kind == "input" and id(n) not in roots and id(n) in readers
+            and all(_is_scalar(p) and _is_table_sum(p) for p in readers[id(n)])}
+
+
+def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int, table_only: set) -> dict:
     """Group the nodes into layers: ``(height, layer kind, signature) -> nodes``.
 
-    Inputs group by family table; scalar products and scalar sums (:func:`_is_scalar`) by
+    Inputs group by family table and whether only table sums read them; scalar products and scalar sums (:func:`_is_scalar`) by
     height, whatever their fan-in (segment layers; the univariate discrete mixtures among the
     scalar sums, :func:`_is_table_sum`, in a layer of their own); other products by height; other sums by
     height and signature: fused, dense blocks of equal ``(num_units, num_inputs)``, or padded
@@ -270,7 +284,7 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         if id(n) in fused:
             key = (heights[id(n)], "fused-sum", ("fused", n.num_units) + fused[id(n)])
         elif n.kind == "input":
-            key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:])
+            key = (0, "input", (type(n.family).__name__,) + _table_key(n.family)[1:] + (id(n) in table_only,))
         elif n.kind in ("product", "sum") and _is_scalar(n):
             key = (heights[id(n)], "table-sum" if _is_table_sum(n) else f"segment-{n.kind}", "scalar")
         elif n.kind == "product":
@@ -286,6 +300,24 @@ def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int) -> di
         if key[1].startswith("segment-") or key[1] == "table-sum":
             members.sort(key=lambda m: -len(m.children))      # stable: decreasing fan-in
     return groups
+
+
+def _order_leaves_by_segment_sums(groups: dict, ordered: list) -> None:
+    """Put the input nodes that segment sums read in the order of those sums' edges (layer, round,
+    unit), so that a round of leaves is a slice of the value array instead of a gather; the
+    other input nodes follow in their own order."""
+    rank: dict[int, tuple] = {}
+    for position, key in enumerate(ordered):
+        if key[1] == "segment-sum":
+            for unit, m in enumerate(groups[key]):
+                for r, c in enumerate(m.children):
+                    if c.kind == "input":
+                        rank.setdefault(id(c), (position, r, unit))
+    if rank:
+        last = (len(ordered), 0, 0)
+        for key in ordered:
+            if key[1] == "input":
+                groups[key].sort(key=lambda n: rank.get(id(n), last))
 
 
 def _order_key(key) -> tuple:
@@ -353,7 +385,7 @@ def _input_layer(members, key, layout: _Layout) -> InputLayerSpec:
     variables = np.concatenate([np.tile(np.asarray(m.variables, dtype=np.int64), (m.num_units, 1)) for m in members])
     rows = np.concatenate([layout.family_offsets[table_key][layout.family_index[id(m.family)][1]]
                            + np.arange(m.num_units) for m in members])
-    return InputLayerSpec(table_key[0], table_key, start, stop, variables, rows, members)
+    return InputLayerSpec(table_key[0], table_key, start, stop, variables, rows, members, table_only=key[2][-1])
 
 
 def _product_layer(members, key, layout: _Layout) -> ProductLayerSpec:

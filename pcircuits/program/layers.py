@@ -17,11 +17,14 @@ Every layer kind has the same three methods:
 """
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
+from ..backend import BLOCK_ELEMENTS
+from ..distributions.discrete import _lookup
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
                               SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec, TableSumLayerSpec)
-from ..distributions.discrete import _lookup
 from .blocks import batch_matmul
 from .context import SUM
 from .scatter import Scatter, add_at
@@ -79,6 +82,9 @@ class InputLayer:
         self.input_scatter = Scatter(backend, spec.variables.ravel())
         self.settings = dict(spec.table_key[3]) if len(spec.table_key) > 3 else {}
         self.num_edges = 0
+        #: Only table sums read these units: a forward pass in which every table sum layer looks
+        #: its values up (:meth:`TableSumLayer.uses_table`) may leave them for later.
+        self.table_only = spec.table_only
 
     def params(self, table: dict) -> dict:
         """The parameters of this layer's units (rows of the family table) and the layer settings."""
@@ -639,8 +645,14 @@ class _SegmentLayer:
         self.inputs_np = spec.inputs
         bounds = np.concatenate([[0], np.cumsum(spec.round_sizes)])
         self.rounds = [(int(lo), int(n)) for lo, n in zip(bounds[:-1], spec.round_sizes)]
+        self.round_starts = [lo for lo, _ in self.rounds]
         self.inputs = backend.index(spec.inputs)
         self.round_inputs = [backend.index(spec.inputs[lo:lo + n]) for lo, n in self.rounds]
+        # the first input slot of every round whose inputs are consecutive slots (read as a
+        # slice of the value array, no gather), else -1
+        self.round_slices = [int(spec.inputs[lo]) if np.array_equal(spec.inputs[lo:lo + n],
+                                                                     spec.inputs[lo] + np.arange(n)) else -1
+                             for lo, n in self.rounds]
         self.scatter = Scatter(backend, spec.inputs)
         self.num_edges = int(len(spec.inputs))
         self._padded = None
@@ -663,11 +675,25 @@ class _SegmentLayer:
             parts.append((lo + a, lo + a + m, m))
         return parts
 
+    def _inputs_of(self, values, lo: int, hi: int, out=None):
+        """The rows of ``values`` that edges ``lo:hi`` (one round's part) read: a slice of
+        ``values`` when the round's inputs are consecutive slots, else gathered into ``out``."""
+        r = bisect.bisect_right(self.round_starts, lo) - 1
+        first = self.round_slices[r]
+        if first >= 0:
+            start = first + lo - self.rounds[r][0]
+            return values[start:start + hi - lo]
+        self.backend.take_rows(values, self.inputs[lo:hi], out)
+        return out
+
     def _block_rows(self, batch: int) -> int:
         """The row size that makes :meth:`Backend.blocks` hand out blocks of units whose edges
-        hold about ``SEGMENT_BLOCKS`` host blocks of values."""
+        hold at most about ``SEGMENT_BLOCKS`` host blocks of values, and at least 8 blocks (of
+        16 units or more) per layer, so that the host threads share even a small layer evenly."""
         units = self.stop - self.start
-        return max(1, batch * self.num_edges // (units * SEGMENT_BLOCKS))
+        per_block = max(1, BLOCK_ELEMENTS * SEGMENT_BLOCKS * units // (batch * self.num_edges))
+        per_block = min(per_block, max(16, -(-units // 8)))
+        return max(1, BLOCK_ELEMENTS // per_block)
 
     @staticmethod
     def _reduce_parts(ufunc, edges, parts, out):
@@ -722,10 +748,12 @@ class SegmentProductLayer(_SegmentLayer):
         def block(a, b):
             parts = self._parts(a, b)
             lo, hi, _ = parts[0]
-            be.take_rows(values, self.inputs[lo:hi], out[a:b])
+            rows = out[a:b]
+            first = self._inputs_of(values, lo, hi, rows)
+            if first is not rows:
+                rows[...] = first
             for lo, hi, m in parts[1:]:
-                be.take_rows(values, self.inputs[lo:hi], edges[lo:hi])
-                out[a:a + m] += edges[lo:hi]
+                out[a:a + m] += self._inputs_of(values, lo, hi, edges[lo:hi])
         be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
@@ -801,8 +829,7 @@ class SegmentSumLayer(_SegmentLayer):
         def block(a, b):
             parts = self._parts(a, b)
             for lo, hi, _ in parts:
-                be.take_rows(values, self.inputs[lo:hi], scores[lo:hi])
-                scores[lo:hi] += log_weights[lo:hi]
+                xp.add(self._inputs_of(values, lo, hi, scores[lo:hi]), log_weights[lo:hi], out=scores[lo:hi])
             top = out[a:b] if maximum else shift[a:b]
             self._reduce_parts(xp.maximum, scores, parts, top)
             if maximum:
@@ -858,8 +885,12 @@ class TableSumLayer(SegmentSumLayer):
         self._grid = None
         self._leaf_layers = None
 
+    def uses_table(self, context, cache, batch: int) -> bool:
+        """Whether a forward pass with this context, cache and batch size looks the values up."""
+        return cache is None and context.mode == "sum" and not context.dropout and batch > self.num_values
+
     def forward(self, program, values, x, context, cache):
-        if cache is not None or context.mode != "sum" or context.dropout or values.shape[1] <= self.num_values:
+        if not self.uses_table(context, cache, values.shape[1]):
             super().forward(program, values, x, context, cache)
             return
         _lookup(self.backend, self.log_table(program), program.inputs_t, self.unit_variables,

@@ -23,7 +23,8 @@ from ..distributions.relaxations import relaxation_of
 from ..inference import DEFAULT_MEMORY_BUDGET
 from .context import SUM, PassContext
 from .inputs import InputDomain
-from .layers import DenseSumLayer, FusedSumLayer, InputLayer, SegmentProductLayer, SegmentSumLayer, SumLayer, build_layer
+from .layers import (DenseSumLayer, FusedSumLayer, InputLayer, SegmentProductLayer, SegmentSumLayer, SumLayer,
+                     TableSumLayer, build_layer)
 from .streams import StreamRandomSource
 
 __all__ = ["Program", "Gradients"]
@@ -104,6 +105,10 @@ class Program:
         self.layers = [build_layer(spec, backend) for spec in plan.layers]
         self.input_layers = [l for l in self.layers if isinstance(l, InputLayer)]
         self.inner_layers = [l for l in self.layers if not isinstance(l, InputLayer)]
+        self._table_layers = [l for l in self.layers if isinstance(l, TableSumLayer)]
+        #: Input layers that the last forward pass left for later (only table sums read them,
+        #: and every table sum looked its values up): :attr:`values` fills their rows.
+        self._pending_leaves = []
         self.roots = plan.roots
         self.root_units = plan.root_units
         self.output_slots = np.concatenate([r + np.arange(k) for r, k in zip(plan.roots, plan.root_units)])
@@ -175,6 +180,7 @@ class Program:
         """Free the work arrays (they are made again on the next pass)."""
         self._buffers = {}
         self._values = None
+        self._pending_leaves = []
         self._cache = {}
         self._relaxed = None
 
@@ -286,8 +292,16 @@ class Program:
         self.inputs_t[...] = x.T
         self.inputs_missing = self.backend.maybe_any(self.backend.xp.isnan(x))
         store = {} if cache and context.mode == "sum" else None
+        # the leaves that only table sums read wait until someone asks for their values
+        defer = bool(self._table_layers) and all(layer.uses_table(context, store, batch)
+                                                  for layer in self._table_layers)
+        pending = []
         for layer in self.layers:
+            if defer and getattr(layer, "table_only", False):
+                pending.append(layer)
+                continue
             layer.forward(self, values, x, context, store)
+        self._pending_leaves = pending
         self._cache = {} if store is None else store
         self._values, self._x, self._mode = values, x, context.mode
         return values[self._output_slots_b].T
@@ -295,6 +309,10 @@ class Program:
     @property
     def values(self):
         """Log-values of the last forward pass, shape (num_units + 1, batch)."""
+        if self._pending_leaves:
+            for layer in self._pending_leaves:
+                layer.forward(self, self._values, self._x, SUM, None)
+            self._pending_leaves = []
         return self._values
 
     def backward(self, grad_root=None, *, grad_units=None, leaves: bool = True, inputs: bool = False) -> Gradients:
@@ -314,7 +332,7 @@ class Program:
         if self._values is None or self._mode != "sum":
             raise RuntimeError("backward needs a preceding forward pass in 'sum' mode")
         be, xp = self.backend, self.backend.xp
-        values, x = self._values, self._x
+        values, x = self.values, self._x
         batch = values.shape[1]
         grads = self.buffer("grads", values.shape)
         be.blocks(grads.shape[0], batch, lambda lo, hi: grads[lo:hi].fill(0), wide=True)
@@ -420,7 +438,7 @@ class Program:
         be, xp = self.backend, self.backend.xp
         x = self.prepare(x)
         self._forward(x, forward_mode, cache=False)
-        values = self._values
+        values = self.values
         batch = x.shape[0]
         rng = seed if isinstance(seed, StreamRandomSource) else be.rng(seed)
         active = xp.zeros((self.num_units + 1, batch), dtype=bool)
