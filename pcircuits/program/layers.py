@@ -476,7 +476,9 @@ class DenseSumLayer:
 
 class FusedSumLayer(DenseSumLayer):
     """Sums over binary cartesian products, fused: products are formed as outer products of the
-    max-shifted children's exponentials and contracted with the weights in one batched matmul."""
+    max-shifted children's exponentials and contracted with the weights by batched matmuls, node
+    block by node block (one call over all nodes on a device); the products are never kept, the
+    backward pass forms them again from the children's exponentials."""
 
     def __init__(self, spec: FusedSumLayerSpec, backend):
         self.backend = backend
