@@ -18,6 +18,7 @@ Every layer kind has the same three methods:
 from __future__ import annotations
 
 import bisect
+import threading
 
 import numpy as np
 
@@ -743,10 +744,10 @@ class SegmentProductLayer(_SegmentLayer):
         xp = self.backend.xp
         be = self.backend
         out = values[self.start:self.stop]
-        edges = program.scratch("segment-edges", self.num_edges, values.shape[1])
 
         # blocks of units shared by the host threads: round 0 gathered into the output rows,
-        # each later round gathered into its own (disjoint) edge rows and added
+        # each later round gathered into the thread's own block-sized scratch (which stays in
+        # its cache) and added
         def block(a, b):
             parts = self._parts(a, b)
             lo, hi, _ = parts[0]
@@ -754,8 +755,10 @@ class SegmentProductLayer(_SegmentLayer):
             first = self._inputs_of(values, lo, hi, rows)
             if first is not rows:
                 rows[...] = first
-            for lo, hi, m in parts[1:]:
-                out[a:a + m] += self._inputs_of(values, lo, hi, edges[lo:hi])
+            if len(parts) > 1:
+                scratch = program.scratch(("segment-round", threading.get_ident()), b - a, values.shape[1])
+                for lo, hi, m in parts[1:]:
+                    out[a:a + m] += self._inputs_of(values, lo, hi, scratch[:m])
         be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
