@@ -8,6 +8,7 @@ can be built, inspected and drawn on purpose.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -231,8 +232,14 @@ def _sum_shape_problems(node: SumNode) -> list[str]:
 
 
 def _product_shape_problems(node: ProductNode) -> list[str]:
+    sizes = [c.num_units for c in node.children]
+    if node.pattern == "elementwise":
+        # the implied table pairs unit u of every child: it fits when every child has num_units units
+        return [] if min(sizes) >= node.num_units else ["pattern table refers to child units that do not exist"]
+    if node.pattern == "cartesian" and math.prod(sizes) == node.num_units:
+        return []  # the implied table enumerates exactly the children's units
     table = node.table
-    sizes = np.array([c.num_units for c in node.children])
+    sizes = np.array(sizes)
     if table.ndim != 2 or table.shape != (node.num_units, len(node.children)):
         return [f"pattern table has shape {table.shape} but the node needs ({node.num_units}, {len(sizes)})"]
     if np.any(table < 0) or np.any(table >= sizes[None, :]):

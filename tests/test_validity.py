@@ -165,3 +165,23 @@ def test_shape_violation_after_editing_a_parameter_array():
     violation = pc.Circuit(root).check().violations[0]
     assert violation.kind == "shape" and violation.node is leaf
     assert "the family has 3 units but the node has 2" in violation.message
+
+
+@pytest.mark.parametrize("pattern, child_units, message", [
+    ("elementwise", 1, "pattern table refers to child units that do not exist"),
+    ("cartesian", 1, r"pattern table has shape (2, 2) but the node needs (4, 2)"),
+])
+def test_product_whose_child_lost_units_is_a_shape_violation(pattern, child_units, message):
+    children = [pc.InputNode(v, pc.Bernoulli([0.3, 0.6])) for v in (0, 1)]
+    product = pc.ProductNode(children, pattern)
+    children[1].num_units = child_units
+    children[1].family.p = np.array([0.3])
+    violations = pc.Circuit(product).check().by_kind("shape")
+    assert [v.node for v in violations] == [product]
+    assert message in violations[0].message
+
+
+@pytest.mark.parametrize("pattern", ["elementwise", "cartesian"])
+def test_products_with_implied_tables_have_no_shape_violation(pattern):
+    children = [pc.InputNode(v, pc.Bernoulli([0.3, 0.6])) for v in (0, 1)]
+    assert not pc.Circuit(pc.ProductNode(children, pattern)).check().by_kind("shape")
