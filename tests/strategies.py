@@ -460,6 +460,18 @@ def _log_sum_exp(a: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(np.where(finite, out, top), axis=axis)
 
 
+def numeric_gradient(f, x, eps=1e-6):
+    """Central differences of the scalar ``f(x)`` with respect to every entry of the array ``x``
+    (``x`` itself is not changed): the oracle of every gradient test."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[index] += eps
+        down[index] -= eps
+        grad[index] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
 def brute_force_log_likelihood(circuit: pc.Circuit, x) -> np.ndarray:
     """Evaluate the circuit node by node in float64 (a slow, obviously-correct oracle).
 

@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 
 import pcircuits as pc
 
-from devices import DEVICE_BACKENDS, assert_device_agrees
+from devices import DEVICE_BACKENDS, assert_device_agrees, transfers_of_every_pass
 from strategies import (ALL_FAMILIES, CONTINUOUS_FAMILIES, DISCRETE_FAMILIES, LEARNABLE_FAMILIES,
-                        brute_force_log_likelihood, enumerate_assignments, selective_circuits, valid_circuits)
+                        brute_force_log_likelihood, enumerate_assignments, numeric_gradient, selective_circuits,
+                        valid_circuits)
 
 DISCRETE = DISCRETE_FAMILIES
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,15 +89,6 @@ def test_conditionals_normalize(circuit, seed):
     assert np.allclose(total, 1.0, atol=1e-8)
 
 
-def _numeric_gradient(f, theta, h=1e-6):
-    grad = np.zeros_like(theta)
-    for i in np.ndindex(theta.shape):
-        e = np.zeros_like(theta)
-        e[i] = h
-        grad[i] = (f(theta + e) - f(theta - e)) / (2 * h)
-    return grad
-
-
 @FAST
 @given(valid_circuits(families=ALL_FAMILIES), st.integers(0, 2**31 - 1))
 def test_log_weight_gradient_equals_finite_differences(circuit, seed):
@@ -111,7 +103,7 @@ def test_log_weight_gradient_equals_finite_differences(circuit, seed):
         program.set_weights(np.where(positive, np.exp(log_w), 0))
         return float(program.forward(x).sum())
 
-    numeric = _numeric_gradient(total, np.log(np.where(positive, w0, 1)))
+    numeric = numeric_gradient(total, np.log(np.where(positive, w0, 1)))
     program.set_weights(w0)
     assert np.allclose(analytic[positive], numeric[positive], atol=1e-5)
 
@@ -132,7 +124,7 @@ def test_leaf_parameter_gradient_equals_finite_differences(circuit, seed):
                 program.leaf_tables[key] = dict(table, **family.from_unconstrained(np, table, free))
                 return float(program.forward(x).sum())
 
-            numeric = _numeric_gradient(total, free0[name])
+            numeric = numeric_gradient(total, free0[name])
             program.leaf_tables[key] = table
             assert np.allclose(analytic[key][name], numeric, atol=1e-4), (family.name, name)
 
@@ -144,7 +136,7 @@ def test_input_gradient_equals_finite_differences(circuit, seed):
     x = program.sample(3, seed=seed)
     program.forward(x)
     analytic = program.backward(inputs=True).inputs
-    numeric = _numeric_gradient(lambda z: float(program.forward(z).sum()), x)
+    numeric = numeric_gradient(lambda z: float(program.forward(z).sum()), x)
     assert np.allclose(analytic, numeric, atol=1e-5)
 
 
@@ -395,18 +387,12 @@ def test_strict_device_draws_the_numpy_samples_from_the_same_seed(circuit, seed)
 
 
 def test_device_passes_pull_no_scalars_except_one_underflow_check_per_dense_sum_layer():
-    from pcircuits.strict_device import TRANSFERS, reset_transfers
     device = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, leaf="gaussian", seed=0).compile(
         backend="strict", dtype="float64")
     x = np.random.default_rng(0).normal(size=(16, 16))
     x[::3, ::2] = np.nan
-    x = device.backend.asarray(x)
     dense_sums = sum(1 for layer in device.layers if type(layer).__name__ in ("DenseSumLayer", "FusedSumLayer"))
-    reset_transfers()
-    device.forward(x, mode="sum")
-    device.backward()
-    device.forward(x, mode="max")
-    device.top_down(x, mode="sample", seed=0)
-    assert TRANSFERS["copy"] == 0
+    transfers = transfers_of_every_pass(device, x)
+    assert transfers["copy"] == 0
     # the two sum-mode forwards check each dense layer for underflow; each public pass checks its input once
-    assert TRANSFERS["scalar"] <= 2 * dense_sums + 3
+    assert transfers["scalar"] <= 2 * dense_sums + 3

@@ -14,6 +14,20 @@ import pytest
 import pcircuits as pc
 
 
+def traced_peak(run, program=None):
+    """``run()``'s result and the peak of the memory traced while it ran, in bytes; ``program``'s
+    work buffers are released inside the traced region."""
+    tracemalloc.start()
+    try:
+        result = run()
+        if program is not None:
+            program.release_buffers()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
 @pytest.fixture(scope="module")
 def program():
     return pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, seed=0).compile(dtype="float32")
@@ -213,18 +227,12 @@ def test_samples_of_a_seed_do_not_depend_on_the_chunks(program, conditioned):
         np.testing.assert_array_equal(program.sample(n, evidence, seed=4, batch_size=batch_size), whole)
 
 
-def test_sample_chunks_are_sized_from_the_memory_budget(program):
-    budget = program.memory_budget = 128 * program.bytes_per_row("top_down")
+def test_sample_chunks_are_sized_from_the_memory_budget(program, monkeypatch):
+    budget = 128 * program.bytes_per_row("top_down")
+    monkeypatch.setattr(program, "memory_budget", budget)
     program.sample(10, seed=0)
     program.release_buffers()
-    tracemalloc.start()
-    try:
-        out = program.sample(4096, seed=0)
-        program.release_buffers()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
+    out, peak = traced_peak(lambda: program.sample(4096, seed=0), program)
     assert peak - out.nbytes <= budget
 
 
@@ -253,30 +261,18 @@ def test_bytes_per_row_bounds_the_working_memory(builder, query, run):
     x[:, ::2] = np.nan
     run(program, x[:8])
     program.release_buffers()
-    tracemalloc.start()
-    try:
-        run(program, x)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: run(program, x))
     output = rows * program.num_variables * 8
     assert peak - output <= rows * program.bytes_per_row(query)
 
 
-def test_many_rows_run_in_the_memory_budget(program):
+def test_many_rows_run_in_the_memory_budget(program, monkeypatch):
     """50,000 rows would take ~400 MB of work arrays in one batch; the budget holds them to 16 MB."""
-    program.memory_budget = 16 << 20
+    monkeypatch.setattr(program, "memory_budget", 16 << 20)
     x = np.random.default_rng(1).normal(size=(50_000, 16)).astype(np.float32)
     program.log_likelihood(x[:10])
     program.release_buffers()
-    tracemalloc.start()
-    try:
-        program.log_likelihood(x)
-        program.release_buffers()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
+    _, peak = traced_peak(lambda: program.log_likelihood(x), program)
     assert peak < (16 << 20) + 50_000 * 4 + (4 << 20)
     assert 50_000 * program.bytes_per_row("forward") > 4 * peak
 
@@ -291,19 +287,12 @@ def test_leaf_posteriors_in_chunks_equal_one_batch(data):
     np.testing.assert_array_equal(program.leaf_posteriors(x, batch_size=2 * block), whole)
 
 
-def test_leaf_posteriors_work_in_the_memory_budget(program):
-    program.memory_budget = 8 << 20
+def test_leaf_posteriors_work_in_the_memory_budget(program, monkeypatch):
+    monkeypatch.setattr(program, "memory_budget", 8 << 20)
     x = np.random.default_rng(1).normal(size=(20_000, 16)).astype(np.float32)
     program.leaf_posteriors(x[:10])
     program.release_buffers()
-    tracemalloc.start()
-    try:
-        out = program.leaf_posteriors(x)
-        program.release_buffers()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        program.memory_budget = pc.inference.DEFAULT_MEMORY_BUDGET
+    out, peak = traced_peak(lambda: program.leaf_posteriors(x), program)
     assert peak < out.nbytes + (8 << 20) + x.nbytes + (4 << 20)
     assert 20_000 * program.bytes_per_row("posterior") > 4 * (peak - out.nbytes)
 
@@ -311,11 +300,6 @@ def test_leaf_posteriors_work_in_the_memory_budget(program):
 def test_preparing_many_rows_takes_bounded_memory_beyond_the_result(program):
     """Checking converts to float64; done for all rows at once it would take ~5x the data."""
     x = np.random.default_rng(2).normal(size=(1_000_000, 16)).astype(np.float32)
-    tracemalloc.start()
-    try:
-        prepared = program.prepare(x)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    prepared, peak = traced_peak(lambda: program.prepare(x))
     np.testing.assert_array_equal(prepared, x)
     assert peak - prepared.nbytes < 4 * (16 << 20)   # blocks of 16 MB of float64 (CHECK_BYTES)

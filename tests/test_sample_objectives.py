@@ -10,18 +10,9 @@ from pcircuits.learning import (AdversarialCritic, ExponentialTemperature, Learn
 from pcircuits.nodes import InputNode, ProductNode, SumNode
 
 from devices import DEVICE_BACKENDS
+from strategies import numeric_gradient
 
 BE = get_backend("numpy", "float64")
-
-
-def numeric_gradient(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[index] += eps
-        down[index] -= eps
-        grad[index] = (f(up) - f(down)) / (2 * eps)
-    return grad
 
 
 # ---- MMD ---------------------------------------------------------------------------------------

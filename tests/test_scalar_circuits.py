@@ -10,8 +10,8 @@ from pcircuits.program import RelaxedNoise
 from pcircuits.program.context import SUM
 from pcircuits.program.layers import InputLayer, SegmentProductLayer, SegmentSumLayer, TableSumLayer
 
-from devices import DEVICE_BACKENDS, assert_device_agrees
-from strategies import brute_force_log_likelihood, enumerate_assignments, leaf_log_values
+from devices import DEVICE_BACKENDS, assert_device_agrees, transfers_of_every_pass
+from strategies import brute_force_log_likelihood, enumerate_assignments, leaf_log_values, numeric_gradient
 from test_program import _chi_square_pvalue
 from test_relaxed_sampling import directional_check
 
@@ -88,16 +88,6 @@ def with_missing(x, seed, rate=0.3):
     x = x.copy()
     x[np.random.default_rng(seed).random(x.shape) < rate] = np.nan
     return x
-
-
-def _numeric_gradient(f, x0, eps=1e-6):
-    grad = np.zeros_like(x0)
-    for i in np.ndindex(x0.shape):
-        up, down = x0.copy(), x0.copy()
-        up[i] += eps
-        down[i] -= eps
-        grad[i] = (f(up) - f(down)) / (2 * eps)
-    return grad
 
 
 # ---- the plan ------------------------------------------------------------------------------------
@@ -190,7 +180,7 @@ def test_log_weight_gradient_equals_finite_differences(circuit, seed):
         program.set_weights(np.exp(log_w))
         return float(program.forward(x).sum())
 
-    numeric = _numeric_gradient(total, np.log(w0))
+    numeric = numeric_gradient(total, np.log(w0))
     program.set_weights(w0)
     assert np.allclose(analytic, numeric, atol=1e-6)
 
@@ -202,7 +192,7 @@ def test_input_gradient_equals_finite_differences(circuit, seed):
     x = np.random.default_rng(seed).normal(size=(3, circuit.num_variables))
     program.forward(x)
     analytic = program.backward(inputs=True).inputs
-    numeric = _numeric_gradient(lambda z: float(program.forward(z).sum()), x)
+    numeric = numeric_gradient(lambda z: float(program.forward(z).sum()), x)
     assert np.allclose(analytic, numeric, atol=1e-6)
 
 
@@ -438,16 +428,10 @@ def test_segment_layers_give_the_same_passes_in_blocks_of_few_units_on_two_threa
 @settings(max_examples=5, deadline=None)
 @given(scalar_circuits(leaves=("gaussian",)))
 def test_strict_device_runs_segment_layers_without_pulling_scalars(circuit):
-    from pcircuits.strict_device import TRANSFERS, reset_transfers
     device = circuit.compile(backend="strict", dtype="float64")
     x = np.random.default_rng(0).normal(size=(16, circuit.num_variables))
     x[::3, ::2] = np.nan
-    x = device.backend.asarray(x)
-    reset_transfers()
-    device.forward(x, mode="sum")
-    device.backward()
-    device.forward(x, mode="max")
-    device.top_down(x, mode="sample", seed=0)
-    assert TRANSFERS["copy"] == 0
+    transfers = transfers_of_every_pass(device, x)
+    assert transfers["copy"] == 0
     # each public pass checks its input once; the segment layers pull nothing
-    assert TRANSFERS["scalar"] <= 3
+    assert transfers["scalar"] <= 3
