@@ -611,8 +611,10 @@ class CGMM(Layer):
         fused = self._forward_small if self.dim <= self.bounded_dim else self._forward_wide
         return fused(rows).reshape(n, h, w, k)
 
-    def _blocks(self, num_rows: int) -> int:
-        return min(self.block_rows, num_rows) if self.backend.on_host else num_rows
+    def _blocks(self, num_rows: int, block_rows: int | None = None) -> int:
+        """Rows per block of a forward pass: ``block_rows`` (default :attr:`block_rows`) on the
+        host, all rows at once on a device."""
+        return min(block_rows or self.block_rows, num_rows) if self.backend.on_host else num_rows
 
     def _score_tables(self, dtype, *, bounded: bool = False):
         """Shared parameters as the tables of ``log(pi_k N_k(x)) = x^2 @ Q + x @ L + c``: ``Q = -D^2 / 2``
@@ -653,11 +655,11 @@ class CGMM(Layer):
         scaled (:meth:`_normalize`, which recomputes rows far below the bound with their own
         maximum).
         """
-        be, xp = self.backend, self.backend.xp
+        xp = self.backend.xp
         num_rows, d = rows.shape
         k = self.num_components
         tables = self._score_tables(rows.dtype, bounded=True)
-        block = min(self.bounded_block_rows, num_rows) if be.on_host else num_rows
+        block = self._blocks(num_rows, self.bounded_block_rows)
         squares, ones, unit, sums = self._work_buffers(block, rows.dtype)
         out = xp.empty((num_rows, k), dtype=rows.dtype)
         for start in range(0, num_rows, block):
