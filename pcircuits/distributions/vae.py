@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from .. import jit
 from ..constraints import real
 from ..nn.activations import _sigmoid
 from .base import LeafFamily, make_rng
@@ -50,6 +51,144 @@ def _soft_bound(xp, a, bound: float):
     unit pushed past it would stay there)."""
     t = xp.tanh(a / bound)
     return bound * t, 1.0 - t * t
+
+
+def _compiled(be) -> bool:
+    """Whether a pass on ``be`` runs the compiled elementwise kernels below: host NumPy arrays with
+    :func:`pcircuits.jit.available`. Otherwise (CuPy, the strict device, ``PCIRCUITS_JIT=0``, no
+    Numba) the NumPy expressions next to each kernel run: they define what the kernels compute."""
+    return be.on_host and jit.available()
+
+
+if jit.available():
+    from numba import types as _types
+    from numba.extending import overload as _overload
+
+    def _exp(x):
+        """``exp`` of a float32 or float64 scalar inside a kernel (:func:`pcircuits.jit.exp32` or ``exp64``)."""
+        raise NotImplementedError("compiled kernels only")
+
+    def _log(x):
+        """``log`` of a float32 or float64 scalar inside a kernel."""
+        raise NotImplementedError("compiled kernels only")
+
+    @_overload(_exp, inline="always")
+    def _exp_typed(x):
+        return (lambda x: jit.exp32(x)) if x == _types.float32 else (lambda x: jit.exp64(x))
+
+    @_overload(_log, inline="always")
+    def _log_typed(x):
+        return (lambda x: jit.log32(x)) if x == _types.float32 else (lambda x: jit.log64(x))
+
+    @jit.kernel
+    def _pixel_pairs_kernel(logits, values, observed, trials, one, pair_terms, pair_factors, d_out):
+        """Pixels ``2g`` and ``2g + 1`` of flat arrays: ``pair_terms[g]`` is the sum of their
+        ``m (x l - n max(l, 0))``, ``pair_factors[g]`` the product of their ``1 + m exp(-|l|)``,
+        and ``d_out`` (None: not wanted) ``m (x - n sigmoid(l))``; ``observed`` None: all observed."""
+        zero = one - one
+        for g in range(logits.size // 2):
+            term = zero
+            factor = one
+            for i in (2 * g, 2 * g + 1):
+                v = logits[i]
+                e = _exp(-abs(v))
+                x = values[i]
+                m = one if observed is None else observed[i]
+                term += m * (x * v - trials * max(v, zero))
+                factor *= one + m * e
+                if d_out is not None:
+                    d_out[i] = m * (x - trials * (one if v >= zero else e) / (one + e))
+            pair_terms[g] = term
+            pair_factors[g] = factor
+
+    @jit.kernel
+    def _quad_sums_kernel(pair_terms, pair_factors, trials, sums):
+        """``sums[q]``: the log-densities of pixels ``4q .. 4q + 3`` from their two pairs (one log for four pixels)."""
+        for q in range(sums.size):
+            sums[q] = pair_terms[2 * q] + pair_terms[2 * q + 1] \
+                - trials * _log(pair_factors[2 * q] * pair_factors[2 * q + 1])
+
+    @jit.kernel
+    def _pixel_terms_kernel(logits, values, observed, trials, one, terms, d_out):
+        """:func:`_pixel_pairs_kernel` for one pixel at a time (rows of an odd length): ``terms[i]``
+        is ``m (x l - n softplus(l))``."""
+        zero = one - one
+        for i in range(logits.size):
+            v = logits[i]
+            e = _exp(-abs(v))
+            x = values[i]
+            m = one if observed is None else observed[i]
+            terms[i] = m * (x * v - trials * (max(v, zero) + _log(one + e)))
+            if d_out is not None:
+                d_out[i] = m * (x - trials * (one if v >= zero else e) / (one + e))
+
+
+def _discrete_log_density(be, logits, values, observed, trials: int, grad: bool):
+    """``sum_d m (x l - n softplus(l))`` over the last axis, shape (U, N), for logits ``l``, pixel
+    values ``x`` (U, N, d) and the observation mask ``m`` (U, N, d), or None when all are observed;
+    with ``grad`` also its derivative ``m (x - n sigmoid(l))`` (U, N, d), else None.
+
+    The compiled path takes one pass over the pixels (one ``exp`` each, one ``log`` per four
+    pixels of a row, the derivative in the same pass); :func:`_discrete_log_density_numpy` is the
+    definition and the path everywhere else."""
+    if not _compiled(be):
+        return _discrete_log_density_numpy(be, logits, values, observed, trials, grad)
+    dtype = logits.dtype
+    d = logits.shape[-1]
+    flat = lambda a: np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+    logits_flat, values_flat = flat(logits), flat(values)
+    mask = None if observed is None else flat(observed)
+    d_out = np.empty(logits.shape, dtype) if grad else None
+    d_flat = None if d_out is None else d_out.reshape(-1)
+    n, one = dtype.type(trials), dtype.type(1)
+    if d % 4 == 0:
+        pair_terms = np.empty(logits.size // 2, dtype)
+        pair_factors = np.empty(logits.size // 2, dtype)
+        _pixel_pairs_kernel(logits_flat, values_flat, mask, n, one, pair_terms, pair_factors, d_flat)
+        sums = np.empty(logits.shape[:-1] + (d // 4,), dtype)
+        _quad_sums_kernel(pair_terms, pair_factors, n, sums.reshape(-1))
+    else:
+        sums = np.empty(logits.shape, dtype)
+        _pixel_terms_kernel(logits_flat, values_flat, mask, n, one, sums.reshape(-1), d_flat)
+    return sums @ np.ones(sums.shape[-1], dtype), d_out
+
+
+def _discrete_log_density_numpy(be, logits, values, observed, trials: int, grad: bool):
+    """:func:`_discrete_log_density` in array expressions.
+
+    With ``softplus(l) = (l + |l|) / 2 + log(1 + exp(-|l|))`` the sums of ``x l``, ``l`` and
+    ``|l|`` are matrix products with a vector of ones (a reduction over a short last axis is
+    several times slower), and the logs are taken of products of four factors
+    ``1 + exp(-|l|)``, each in (1, 2]: a quarter of the logs, which cost as much as the exps.
+    A masked logit is set to 0; its factor ``1 + exp(0)`` adds ``n log 2``, taken off again.
+    """
+    xp = be.xp
+    n = float(trials)
+    masked = logits if observed is None else logits * observed
+    d = masked.shape[-1]
+    ones = xp.ones(d, dtype=masked.dtype)
+    denominator = xp.abs(masked)
+    value = (values * masked) @ ones
+    value -= (0.5 * n) * (masked @ ones + denominator @ ones)
+    xp.negative(denominator, out=denominator)
+    xp.exp(denominator, out=denominator)
+    denominator += 1
+    group = next(g for g in (4, 2, 1) if d % g == 0)
+    factors = denominator.reshape(denominator.shape[:-1] + (d // group, group))
+    product = factors[..., 0] * factors[..., 1] if group > 1 else factors[..., 0].copy()
+    for i in range(2, group):
+        product *= factors[..., i]
+    xp.log(product, out=product)
+    value -= n * (product @ xp.ones(d // group, dtype=masked.dtype))
+    if observed is not None:
+        value += (n * math.log(2.0)) * (d - observed.astype(value.dtype) @ xp.ones(d, dtype=value.dtype))
+    if not grad:
+        return value, None
+    prob = _sigmoid(xp, masked, exp_minus_abs=denominator - 1)
+    d_out = values - n * prob
+    if observed is not None:
+        d_out *= observed
+    return value, d_out.astype(logits.dtype)
 
 
 @functools.lru_cache(maxsize=64)
@@ -251,90 +390,39 @@ class VAE(LeafFamily):
             inputs[..., :d] *= 1.0 / params["trials"]
         return inputs, observed, values
 
-    @staticmethod
-    def _discrete_reconstruction(be, params, logits, values):
-        """``sum_d [x l - n softplus(l)]`` over the last axis, shape (U, N), and the array
-        ``1 + exp(-|l|)`` (U, N, d) that the derivative reuses.
-
-        With ``softplus(l) = (l + |l|) / 2 + log(1 + exp(-|l|))`` the sums of ``x l``, ``l`` and
-        ``|l|`` are matrix products with a vector of ones (a reduction over a short last axis is
-        several times slower), and the logs are taken of products of four factors
-        ``1 + exp(-|l|)``, each in (1, 2]: a quarter of the logs, which cost as much as the exps.
-        """
-        xp = be.xp
-        d = logits.shape[-1]
-        n = float(params["trials"])
-        ones = xp.ones(d, dtype=logits.dtype)
-        denominator = xp.abs(logits)
-        value = (values * logits) @ ones
-        value -= (0.5 * n) * (logits @ ones + denominator @ ones)
-        xp.negative(denominator, out=denominator)
-        xp.exp(denominator, out=denominator)
-        denominator += 1
-        group = next(g for g in (4, 2, 1) if d % g == 0)
-        factors = denominator.reshape(denominator.shape[:-1] + (d // group, group))
-        product = factors[..., 0] * factors[..., 1] if group > 1 else factors[..., 0].copy()
-        for i in range(2, group):
-            product *= factors[..., i]
-        xp.log(product, out=product)
-        value -= n * (product @ xp.ones(d // group, dtype=logits.dtype))
-        return value, denominator
-
     @classmethod
-    def _reconstruction(cls, be, params, out, values, observed):
+    def _reconstruction(cls, be, params, out, values, observed, grad: bool):
         """``sum_d log p(values | out)`` over the observed pixels, shape (U, N), for decoder
-        outputs ``out`` (U, N, p d), values (U, N, d) and the mask (U, N, d) or None; and what
-        :meth:`_reconstruction_grad` reuses."""
+        outputs ``out`` (U, N, p d), values (U, N, d) and the mask (U, N, d) or None; with ``grad``
+        also the derivative of the per-pixel log-probabilities with respect to ``out`` (U, N, p d)."""
         xp = be.xp
         d = values.shape[2]
-        if params["pixel"] == "gaussian":
-            mean, log_std = out[..., :d], _soft_bound(xp, out[..., d:], _LOG_STD_BOUND)[0]
-            z = values - mean
-            z *= xp.exp(-log_std)
-            lp = z * z
-            lp *= -0.5
-            lp -= log_std
-            lp -= 0.5 * _LOG_2PI
-            if observed is not None:
-                lp *= observed
-            return lp @ xp.ones(d, dtype=lp.dtype), None
-        logits = out if observed is None else out * observed
-        value, denominator = cls._discrete_reconstruction(be, params, logits, values)
-        n = float(params["trials"])
-        if observed is not None:          # a masked logit is 0: its factor 1 + exp(0) added n log 2
-            value += (n * math.log(2.0)) * (d - observed.astype(value.dtype) @ xp.ones(d, dtype=value.dtype))
-        if params["pixel"] == "binomial":
-            coefficients = be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
-            if observed is not None:
-                coefficients *= observed
-            value += coefficients.astype(value.dtype) @ xp.ones(d, dtype=value.dtype)
-        return value, denominator
-
-    @classmethod
-    def _reconstruction_grad(cls, be, params, out, values, observed, denominator=None):
-        """The derivative of the per-pixel log-probabilities with respect to ``out`` (U, N, p d);
-        ``denominator`` is the ``1 + exp(-|l|)`` of :meth:`_reconstruction` (discrete pixels)."""
-        xp = be.xp
-        d = values.shape[2]
-        if params["pixel"] == "gaussian":
-            mean, log_std = out[..., :d], out[..., d:]
-            log_std, slope = _soft_bound(xp, log_std, _LOG_STD_BOUND)
-            inv_std = xp.exp(-log_std)
-            z = (values - mean) * inv_std
-            d_out = xp.concatenate([z * inv_std, (z * z - 1.0) * slope], axis=-1)
-            if observed is not None:
-                d_out *= xp.concatenate([observed, observed], axis=-1)
-            return d_out.astype(out.dtype)
-        if denominator is None:
-            denominator = xp.exp(-xp.abs(out))
-            denominator += 1
-        prob = _sigmoid(xp, out, exp_minus_abs=denominator - 1)
-        if params["pixel"] == "binomial":
-            prob *= params["trials"]
-        d_out = values - prob
+        if params["pixel"] != "gaussian":
+            value, d_out = _discrete_log_density(be, out, values, observed, params["trials"], grad)
+            if params["pixel"] == "binomial":
+                n = float(params["trials"])
+                coefficients = be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
+                if observed is not None:
+                    coefficients *= observed
+                value += coefficients.astype(value.dtype) @ xp.ones(d, dtype=value.dtype)
+            return value, d_out
+        mean, (log_std, slope) = out[..., :d], _soft_bound(xp, out[..., d:], _LOG_STD_BOUND)
+        inv_std = xp.exp(-log_std)
+        z = values - mean
+        z *= inv_std
+        lp = z * z
+        lp *= -0.5
+        lp -= log_std
+        lp -= 0.5 * _LOG_2PI
         if observed is not None:
-            d_out *= observed
-        return d_out.astype(out.dtype)
+            lp *= observed
+        value = lp @ xp.ones(d, dtype=lp.dtype)
+        if not grad:
+            return value, None
+        d_out = xp.concatenate([z * inv_std, (z * z - 1.0) * slope], axis=-1)
+        if observed is not None:
+            d_out *= xp.concatenate([observed, observed], axis=-1)
+        return value, d_out.astype(out.dtype)
 
     @classmethod
     def draw_noise(cls, be, params, batch, rng):
@@ -360,7 +448,7 @@ class VAE(LeafFamily):
         if samples > 1:
             values = xp.repeat(values, samples, axis=1)
             observed = None if observed is None else xp.repeat(observed, samples, axis=1)
-        recon, denominator = cls._reconstruction(be, params, out, values, observed)
+        recon, d_out = cls._reconstruction(be, params, out, values, observed, keep)
         recon = recon.reshape(units, batch, samples)
         if samples == 1:
             kl = mu * mu
@@ -383,7 +471,6 @@ class VAE(LeafFamily):
             value = xp.where(seen, value, 0)
         if not keep:
             return value, None
-        d_out = cls._reconstruction_grad(be, params, out, values, observed, denominator)
         return value, dict(encoder=encoder, enc_params=enc_params, enc_cache=enc_cache, decoder=decoder,
                            dec_params=dec_params, dec_cache=dec_cache, mu=mu, log_sigma=log_sigma, sigma=sigma,
                            z=z, d_out=d_out, weights=weights, seen=seen,

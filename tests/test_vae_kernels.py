@@ -1,0 +1,121 @@
+"""The VAE leaf pass's compiled elementwise kernels against the NumPy expressions that define them:
+the same values and gradients (float64 to 1e-12, float32 to a few ulps of the terms summed), exact
+zeros for fully missing superpixels, and the NumPy path wherever the kernels are off."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pcircuits as pc
+from pcircuits import jit
+from pcircuits.backend import Backend
+from pcircuits.distributions import vae
+
+pytestmark = pytest.mark.skipif(not jit.available(), reason="needs Numba (pip install 'pcircuits[fast]')")
+
+VARIANTS = [("bernoulli", 1, 1), ("bernoulli", 1, 3), ("binomial", 3, 1), ("binomial", 2, 2), ("gaussian", 1, 2)]
+
+
+def _close(got, want, dtype, scale):
+    """Within 1e-12 (float64) or 8 float32 ulps of ``scale``, the size of the terms summed."""
+    tolerance = (1e-12 if dtype == np.float64 else 8 * np.finfo(np.float32).eps) * scale
+    return np.all(np.abs(got.astype(np.float64) - want.astype(np.float64)) <= tolerance)
+
+
+def _pixels(shape, trials, dtype, seed=0):
+    """Logits over several scales, pixel values 0..trials and a mask with partly and fully missing rows."""
+    rng = np.random.default_rng(seed)
+    logits = (rng.normal(size=shape) * rng.choice([0.1, 2.0, 12.0], size=shape)).astype(dtype)
+    values = rng.integers(0, trials + 1, size=shape).astype(dtype)
+    observed = rng.random(shape) < 0.7
+    observed[:, 0] = False                                   # fully missing rows
+    return logits, values, observed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [3, 4, 16])
+@pytest.mark.parametrize("trials", [1, 4])
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_pixel_log_density_kernel_computes_the_numpy_definition(dtype, d, trials, masked):
+    be = Backend("numpy", dtype=np.dtype(dtype).name)
+    logits, values, observed = _pixels((3, 5, d), trials, dtype)
+    mask = observed.astype(dtype) if masked else None
+    got, got_grad = vae._discrete_log_density(be, logits, values, mask, trials, True)
+    want, want_grad = vae._discrete_log_density_numpy(be, logits, values, mask, trials, True)
+    assert got.dtype == want.dtype == got_grad.dtype == dtype
+    softplus = np.logaddexp(0, logits.astype(np.float64))
+    scale = (np.abs(values * logits) + trials * softplus).sum(axis=-1) + trials
+    assert _close(got, want, dtype, scale)
+    assert _close(got_grad, want_grad, dtype, trials + values)
+    forward_only, no_grad = vae._discrete_log_density(be, logits, values, mask, trials, False)
+    assert no_grad is None and np.array_equal(forward_only, got)
+    if masked:
+        assert np.array_equal(got[:, 0], np.zeros(3, dtype))
+        assert np.array_equal(got_grad[~observed], np.zeros((~observed).sum(), dtype))
+
+
+def _leaf_program(pixel, trials, samples, dtype, units=3, d=4):
+    family = pc.VAE.random(units, d, rng=1, latent_dim=2, hidden=5, pixel=pixel, trials=trials, num_samples=samples)
+    left = pc.InputNode(range(d), family)
+    right = pc.InputNode(range(d, 2 * d), pc.VAE.random(units, d, rng=2, latent_dim=2, hidden=5, pixel=pixel,
+                                                         trials=trials, num_samples=samples))
+    root = pc.SumNode([pc.ProductNode([left, right], "cartesian")], num_units=1, rng=0)
+    return pc.Circuit(root).compile(dtype=dtype)
+
+
+def _images(pixel, trials, batch, d, missing, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (batch, 2 * d)
+    x = rng.normal(size=shape) if pixel == "gaussian" else rng.integers(0, trials + 1, size=shape).astype(float)
+    if missing:
+        x[rng.random(shape) < 0.3] = np.nan
+        x[0, :d] = np.nan                                    # a fully missing superpixel
+    return x
+
+
+def _pass(program, x):
+    """Values of all units, leaf parameter gradients and input gradients of one forward and backward pass."""
+    values = program.forward(x).copy()
+    gradients = program.backward(inputs=True)
+    leaves = {(key, name): g.copy() for key, grads in gradients.leaves.items() for name, g in grads.items()}
+    return program.values.copy(), values, leaves, gradients.inputs.copy()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pixel, trials, samples", VARIANTS)
+@pytest.mark.parametrize("missing", [False, True])
+def test_compiled_and_numpy_leaf_passes_give_the_same_values_and_gradients(dtype, pixel, trials, samples, missing,
+                                                                            monkeypatch):
+    program = _leaf_program(pixel, trials, samples, dtype)
+    x = _images(pixel, trials, 6, 4, missing)
+    compiled = _pass(program, x)
+    monkeypatch.setattr(vae, "_compiled", lambda be: False)
+    reference = _pass(program, x)
+    tolerance = 1e-10 if dtype == "float64" else 2e-4
+    for got, want in zip(compiled[:2], reference[:2]):
+        assert np.allclose(got, want, rtol=tolerance, atol=tolerance)
+    for name in reference[2]:
+        assert np.allclose(compiled[2][name], reference[2][name], rtol=tolerance, atol=tolerance), name
+    assert np.allclose(compiled[3], reference[3], rtol=tolerance, atol=tolerance)
+    if missing:
+        assert np.array_equal(compiled[0][:3, 0], np.zeros(3))         # the fully missing superpixel: log 1
+
+
+def test_the_kernels_are_off_with_pcircuits_jit_0_and_the_pass_gives_the_numpy_values(monkeypatch):
+    code = ("import numpy as np, pcircuits as pc\n"
+            "from pcircuits.distributions import vae\n"
+            "f = pc.VAE.random(2, 4, rng=0, latent_dim=2, hidden=3)\n"
+            "p = pc.Circuit(pc.SumNode([pc.InputNode(range(4), f)], num_units=1, rng=0)).compile(dtype='float64')\n"
+            "x = np.array([[0, 1, 1, 0], [1, np.nan, 0, 1.]])\n"
+            "print(vae._compiled(p.backend), *p.log_likelihood(x).tolist())")
+    env = dict(os.environ, PCIRCUITS_JIT="0")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    flag, *values = result.stdout.split()
+    family = pc.VAE.random(2, 4, rng=0, latent_dim=2, hidden=3)
+    program = pc.Circuit(pc.SumNode([pc.InputNode(range(4), family)], num_units=1, rng=0)).compile(dtype="float64")
+    monkeypatch.setattr(vae, "_compiled", lambda be: False)
+    want = program.log_likelihood(np.array([[0, 1, 1, 0], [1, np.nan, 0, 1.]]))
+    assert flag == "False"
+    assert np.allclose([float(v) for v in values], want, rtol=1e-13)
