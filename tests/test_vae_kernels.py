@@ -119,3 +119,58 @@ def test_the_kernels_are_off_with_pcircuits_jit_0_and_the_pass_gives_the_numpy_v
     want = program.log_likelihood(np.array([[0, 1, 1, 0], [1, np.nan, 0, 1.]]))
     assert flag == "False"
     assert np.allclose([float(v) for v in values], want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_compiled_tanh_is_within_three_ulps(dtype):
+    @jit.kernel
+    def tanh_all(a, out):
+        for i in range(a.size):
+            out[i] = vae._tanh(a[i])
+
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.normal(size=4000) * s for s in (1e-30, 1e-6, 0.1, 0.25, 1.0, 5.0, 40.0)]
+                       + [[0.0, -0.0, 0.25, -0.25, np.inf, -np.inf]]).astype(dtype)
+    got = np.empty_like(a)
+    tanh_all(a, got)
+    exact = np.tanh(a.astype(np.longdouble))
+    ulps = np.abs(got - exact) / np.spacing(np.abs(exact.astype(dtype))).astype(np.longdouble)
+    assert ulps.max() <= 3
+    assert np.array_equal(np.signbit(got), np.signbit(a))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("samples", [1, 3])
+def test_the_posterior_kernel_computes_the_numpy_definition(dtype, samples, monkeypatch):
+    be = Backend("numpy", dtype=np.dtype(dtype).name)
+    rng = np.random.default_rng(1)
+    stats = (rng.normal(size=(3, 5, 6)) * rng.choice([0.01, 1.0, 30.0], size=(3, 5, 6))).astype(dtype)
+    noise = rng.normal(size=(3, 5, samples, 3)).astype(dtype)
+    compiled = vae._posterior(be, stats, noise)
+    reference = vae._posterior_numpy(be, stats, noise)
+    assert (compiled[5] is None) == (reference[5] is None) == (samples > 1)
+    for got, want in zip(compiled, reference):
+        if want is not None:
+            assert got.dtype == dtype and got.shape == want.shape
+            assert np.allclose(got, want, rtol=1e-12 if dtype == np.float64 else 1e-5,
+                               atol=1e-12 if dtype == np.float64 else 1e-5)
+
+
+@pytest.mark.parametrize("pixel, trials, samples", VARIANTS)
+def test_the_encoder_folded_for_complete_inputs_gives_the_same_bound_and_gradients(pixel, trials, samples):
+    be = Backend("numpy", dtype="float64")
+    family = pc.VAE.random(3, 4, rng=0, latent_dim=2, hidden=5, pixel=pixel, trials=trials, num_samples=samples)
+    params = {**{name: getattr(family, name) for name in family.param_names}, **family.config()}
+    x = _images(pixel, trials, 6, 4, missing=False)[:, :4].reshape(6, 1, 4).repeat(3, axis=1)
+    noise = family.draw_noise(be, params, 6, be.rng(0))
+    g = np.random.default_rng(2).normal(size=(6, 3))
+    folded = pc.VAE._bound(be, params, x, noise, True, complete=True)
+    unfolded = pc.VAE._bound(be, params, x, noise, True, complete=False)
+    assert folded[1]["folded"] and not unfolded[1]["folded"]
+    assert np.allclose(folded[0], unfolded[0], rtol=1e-12, atol=1e-12)
+    grads_f, grad_x_f = pc.VAE._block_grad(be, params, x, g, noise, folded[1])
+    grads_u, grad_x_u = pc.VAE._block_grad(be, params, x, g, noise, unfolded[1])
+    for name in grads_u:
+        assert grads_f[name].shape == grads_u[name].shape
+        assert np.allclose(grads_f[name], grads_u[name], rtol=1e-11, atol=1e-12), name
+    assert np.allclose(grad_x_f, grad_x_u, rtol=1e-11, atol=1e-12)

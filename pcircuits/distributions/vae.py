@@ -80,6 +80,61 @@ if jit.available():
     def _log_typed(x):
         return (lambda x: jit.log32(x)) if x == _types.float32 else (lambda x: jit.log64(x))
 
+    _EXPM1_32 = tuple(np.float32(1 / math.factorial(k)) for k in range(8, 0, -1))
+    _EXPM1_64 = tuple(1 / math.factorial(k) for k in range(14, 0, -1))
+
+    def _tanh(x):
+        """``tanh`` of a float32 or float64 scalar inside a kernel."""
+        raise NotImplementedError("compiled kernels only")
+
+    @_overload(_tanh, inline="always")
+    def _tanh_typed(x):
+        # tanh |x| = -m / (2 + m) with m = expm1(-2 |x|): the Taylor polynomial of expm1 for
+        # 2 |x| < 1/2 (degree 8 resp. 14: within an ulp there), exp(-2 |x|) - 1 beyond, where
+        # the subtraction loses nothing. Both are computed and one kept, so the loop vectorizes.
+        if x == _types.float32:
+            coefficients, exp, real = _EXPM1_32, jit.exp32, np.float32
+        else:
+            coefficients, exp, real = _EXPM1_64, jit.exp64, np.float64
+        zero, one, two, quarter = real(0), real(1), real(2), real(0.25)
+
+        def tanh(x):
+            a = abs(x)
+            y = -two * a
+            p = coefficients[0]
+            for c in coefficients[1:]:
+                p = p * y + c
+            m = p * y if a < quarter else exp(y) - one
+            t = -m / (two + m)
+            return t if x > zero else (-t if x < zero else x)
+        return tanh
+
+    @jit.kernel
+    def _posterior_kernel(stats, noise, latent, bound, one, mu, log_sigma, sigma, slope, z, kl):
+        """Rows ``[mu, raw]`` of encoder outputs ``stats`` (flat, ``2k`` per row; ``k = len(latent)``,
+        a tuple so that the compiler knows it and unrolls the loop over a row): ``mu``,
+        ``log_sigma = bound tanh(raw / bound)``, ``sigma``, the slope ``1 - tanh^2`` (flat, ``k``
+        per row), and with ``z`` (one draw per example; None: the caller draws) the latents
+        ``mu + sigma noise`` and the closed-form ``KL(q || N(0, I))`` per row."""
+        k = len(latent)
+        half = one / (one + one)
+        for r in range(stats.size // (2 * k)):
+            total = one - one
+            for j in range(k):
+                m = stats[2 * k * r + j]
+                t = _tanh(stats[2 * k * r + k + j] / bound)
+                ls = bound * t
+                sg = _exp(ls)
+                mu[k * r + j] = m
+                log_sigma[k * r + j] = ls
+                sigma[k * r + j] = sg
+                slope[k * r + j] = one - t * t
+                if z is not None:
+                    z[k * r + j] = m + sg * noise[k * r + j]
+                    total += half * (m * m + sg * sg - one) - ls
+            if z is not None:
+                kl[r] = total
+
     @jit.kernel
     def _pixel_pairs_kernel(logits, values, observed, trials, one, pair_terms, pair_factors, d_out):
         """Pixels ``2g`` and ``2g + 1`` of flat arrays: ``pair_terms[g]`` is the sum of their
@@ -121,6 +176,48 @@ if jit.available():
             terms[i] = m * (x * v - trials * (max(v, zero) + _log(one + e)))
             if d_out is not None:
                 d_out[i] = m * (x - trials * (one if v >= zero else e) / (one + e))
+
+
+def _posterior(be, stats, noise):
+    """The posterior of encoder outputs ``stats`` (U, B, 2k): mean ``mu`` (U, B, k), the bounded
+    log std ``log_sigma`` and ``sigma``, ``d log_sigma / d stats[..., k:]``, the latents
+    ``mu + sigma noise`` (U, B, S, k) for ``noise`` (U, B, S, k), and with one draw (``S = 1``) the
+    closed-form ``KL(q || N(0, I))`` (U, B), else None. Compiled where :func:`_compiled`, else
+    :func:`_posterior_numpy`."""
+    if not _compiled(be):
+        return _posterior_numpy(be, stats, noise)
+    units, batch, two_k = stats.shape
+    k = two_k // 2
+    dtype = stats.dtype
+    mu, log_sigma, sigma, slope = (np.empty((units, batch, k), dtype) for _ in range(4))
+    one, bound = dtype.type(1), dtype.type(_LOG_SIGMA_BOUND)
+    flat = np.ascontiguousarray(stats).reshape(-1)
+    outputs = [a.reshape(-1) for a in (mu, log_sigma, sigma, slope)]
+    if noise.shape[2] > 1:
+        _posterior_kernel(flat, None, (0,) * k, bound, one, *outputs, None, None)
+        return mu, log_sigma, sigma, slope, mu[:, :, None, :] + sigma[:, :, None, :] * noise, None
+    z = np.empty(noise.shape, dtype)
+    kl = np.empty((units, batch), dtype)
+    _posterior_kernel(flat, np.ascontiguousarray(noise, dtype).reshape(-1), (0,) * k, bound, one, *outputs,
+                      z.reshape(-1), kl.reshape(-1))
+    return mu, log_sigma, sigma, slope, z, kl
+
+
+def _posterior_numpy(be, stats, noise):
+    """:func:`_posterior` in array expressions."""
+    xp = be.xp
+    k = stats.shape[2] // 2
+    # contiguous copies: elementwise work on views with a stride of 2k runs k-long inner loops
+    mu, raw_log_sigma = xp.ascontiguousarray(stats[..., :k]), xp.ascontiguousarray(stats[..., k:])
+    log_sigma, slope = _soft_bound(xp, raw_log_sigma, _LOG_SIGMA_BOUND)
+    sigma = xp.exp(log_sigma)
+    z = mu[:, :, None, :] + sigma[:, :, None, :] * noise
+    if noise.shape[2] > 1:
+        return mu, log_sigma, sigma, slope, z, None
+    kl = mu * mu
+    kl += sigma * sigma
+    kl -= 2.0 * log_sigma
+    return mu, log_sigma, sigma, slope, z, 0.5 * (kl @ xp.ones(k, dtype=kl.dtype) - k)
 
 
 def _discrete_log_density(be, logits, values, observed, trials: int, grad: bool):
@@ -360,26 +457,45 @@ class VAE(LeafFamily):
 
     # ---- the math: params hold the stacked arrays (U first) and the layer settings ------
     @staticmethod
-    def _networks(params):
+    def _networks(params, folded: bool = False):
+        """The stacked encoder and decoder with their parameters. ``folded``: the encoder of inputs
+        without missing values, which takes the ``d`` pixel values only: the mask inputs, all 1,
+        add their weights' row sums to the first bias, and binomial pixels' ``1 / n`` scale goes
+        into the weights (the first product halves; :meth:`_unfold_grads` maps its gradients back)."""
         units, two_d, hidden = params["encoder_w1"].shape
         latent = params["decoder_w1"].shape[1]
-        encoder, decoder = _stacked_networks(units, two_d, hidden, latent, params["decoder_w1"].shape[2],
-                                             params["decoder_w2"].shape[2], params["activation"])
-        return (encoder, dict(zip(_NN_NAMES, (params[n] for n in _ENCODER))),
-                decoder, dict(zip(_NN_NAMES, (params[n] for n in _DECODER))))
+        d = two_d // 2
+        encoder, decoder = _stacked_networks(units, d if folded else two_d, hidden, latent,
+                                             params["decoder_w1"].shape[2], params["decoder_w2"].shape[2],
+                                             params["activation"])
+        enc_params = dict(zip(_NN_NAMES, (params[n] for n in _ENCODER)))
+        if folded:
+            w1 = params["encoder_w1"]
+            enc_params["0.weight"] = w1[:, :d] * (1.0 / params["trials"]) if params["pixel"] == "binomial" \
+                else w1[:, :d]
+            enc_params["0.bias"] = params["encoder_b1"] + w1[:, d:].sum(axis=1)
+        return encoder, enc_params, decoder, dict(zip(_NN_NAMES, (params[n] for n in _DECODER)))
 
     @staticmethod
-    def _encoder_input(be, params, x, complete: bool = False):
+    def _unfold_grads(xp, params, grads):
+        """The gradients of :meth:`_networks`' folded encoder as gradients of the VAE's parameters."""
+        w, b = grads["encoder_w1"], grads["encoder_b1"]
+        if params["pixel"] == "binomial":
+            w = w * (1.0 / params["trials"])
+        grads["encoder_w1"] = xp.concatenate([w, xp.broadcast_to(b[:, None, :], w.shape)], axis=1)
+        return grads
+
+    @staticmethod
+    def _encoder_input(be, params, x):
         """Encoder inputs (U, B, 2d) from x (B, U, d); the observation mask (U, B, d), or None when
-        nothing is missing; and the zero-filled values (U, B, d). ``complete``: the caller knows
-        that ``x`` has no missing value."""
+        nothing is missing; and the zero-filled values (U, B, d)."""
         xp = be.xp
         units, d = x.shape[1], x.shape[2]
         observed = None
         values = xp.ascontiguousarray(x.transpose(1, 0, 2))
         inputs = xp.empty((units, x.shape[0], 2 * d), dtype=x.dtype)
-        missing = None if complete else xp.isnan(x)
-        if missing is not None and be.maybe_any(missing):
+        missing = xp.isnan(x)
+        if be.maybe_any(missing):
             observed = ~missing.transpose(1, 0, 2)
             values = xp.where(observed, values, 0).astype(x.dtype)
             inputs[..., d:] = observed
@@ -434,16 +550,16 @@ class VAE(LeafFamily):
     def _bound(cls, be, params, x, noise, keep: bool, complete: bool = False):
         """The bound (U, B) and, with ``keep``, what :meth:`grad` needs."""
         xp = be.xp
-        encoder, enc_params, decoder, dec_params = cls._networks(params)
-        inputs, observed, values = cls._encoder_input(be, params, x, complete)
+        encoder, enc_params, decoder, dec_params = cls._networks(params, folded=complete)
+        if complete:
+            inputs = values = xp.ascontiguousarray(x.transpose(1, 0, 2))
+            observed = None
+        else:
+            inputs, observed, values = cls._encoder_input(be, params, x)
         stats, enc_cache = encoder.forward(enc_params, inputs)
         latent = stats.shape[2] // 2
-        # contiguous copies: elementwise work on views with a stride of 2k runs k-long inner loops
-        mu, raw_log_sigma = xp.ascontiguousarray(stats[..., :latent]), xp.ascontiguousarray(stats[..., latent:])
-        log_sigma, sigma_slope = _soft_bound(xp, raw_log_sigma, _LOG_SIGMA_BOUND)
-        sigma = xp.exp(log_sigma)
+        mu, log_sigma, sigma, sigma_slope, z, kl = _posterior(be, stats, noise)
         units, batch, samples, _ = noise.shape
-        z = mu[:, :, None, :] + sigma[:, :, None, :] * noise                     # (U, B, S, k)
         out, dec_cache = decoder.forward(dec_params, z.reshape(units, batch * samples, latent))
         if samples > 1:
             values = xp.repeat(values, samples, axis=1)
@@ -451,10 +567,6 @@ class VAE(LeafFamily):
         recon, d_out = cls._reconstruction(be, params, out, values, observed, keep)
         recon = recon.reshape(units, batch, samples)
         if samples == 1:
-            kl = mu * mu
-            kl += sigma * sigma
-            kl -= 2.0 * log_sigma
-            kl = 0.5 * (kl @ xp.ones(latent, dtype=kl.dtype) - latent)
             value = recon[:, :, 0] - kl
             weights = None
         else:
@@ -475,7 +587,7 @@ class VAE(LeafFamily):
                            dec_params=dec_params, dec_cache=dec_cache, mu=mu, log_sigma=log_sigma, sigma=sigma,
                            z=z, d_out=d_out, weights=weights, seen=seen,
                            observed=None if observed is None else observed.reshape(units, batch, samples, -1)[:, :, 0],
-                           sigma_slope=sigma_slope)
+                           sigma_slope=sigma_slope, folded=complete)
 
     @staticmethod
     def _blocks(be, params, batch: int, samples: int) -> list[tuple[int, int]]:
@@ -563,6 +675,8 @@ class VAE(LeafFamily):
                                                        input_grad=gaussian)
         grads = {name: enc_grads[n] for name, n in zip(_ENCODER, _NN_NAMES)}
         grads.update({name: dec_grads[n] for name, n in zip(_DECODER, _NN_NAMES)})
+        if c["folded"]:
+            grads = cls._unfold_grads(xp, params, grads)
         if not gaussian:
             return grads, xp.zeros_like(x)
         d = x.shape[2]

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import jit
 from ..backend import Backend, array_module, get_backend
 from ..constraints import Constraint, real
 
@@ -426,8 +427,17 @@ class Sequential(Layer):
 
     def _forward(self, params, x, overwrite):
         caches = []
+        fused = False
         for i, layer in enumerate(self.layers):
-            y, cache = layer._forward(self._layer_params(params, i), x, overwrite)
+            if fused:               # the ReLU after a dense layer ran with its bias: it caches its output
+                y, cache, fused = x, x, False
+            elif (isinstance(layer, StackedDense) and layer.bias and i + 1 < len(self.layers)
+                  and self.layers[i + 1].kind == "relu" and _compiled_bias(x, params[f"{i}.weight"])):
+                y = np.matmul(x, params[f"{i}.weight"])
+                _bias_relu_kernel(y, params[f"{i}.bias"])
+                cache, fused = x, True
+            else:
+                y, cache = layer._forward(self._layer_params(params, i), x, overwrite)
             caches.append(cache)
             if not layer.passes_through:
                 overwrite = not layer.keeps_output
@@ -472,6 +482,9 @@ def _add_bias(xp, y, bias):
     consecutive examples as one row of ``k * out`` entries (``k`` divides the batch) against the
     bias repeated ``k`` times gives the same sums with long inner loops.
     """
+    if _compiled_bias(y, bias) and y.flags.c_contiguous:
+        _bias_kernel(y, bias)
+        return
     networks, batch, out = y.shape
     fold = min(batch, max(1, _BIAS_ROW // out))
     while batch % fold:
@@ -481,6 +494,36 @@ def _add_bias(xp, y, bias):
         return
     rows = y.reshape(networks, batch // fold, fold * out)
     rows += xp.repeat(bias[:, None, :], fold, axis=1).reshape(networks, 1, fold * out)
+
+
+def _compiled_bias(y, weight) -> bool:
+    """Whether the compiled bias kernels below take ``y`` (L, batch, out) with parameters like
+    ``weight``: host NumPy float arrays of one dtype and :func:`pcircuits.jit.available`."""
+    return (jit.available() and type(y) is np.ndarray and type(weight) is np.ndarray and y.ndim == 3
+            and y.dtype == weight.dtype and y.dtype in (np.float32, np.float64))
+
+
+if jit.available():
+    _ZERO32 = np.float32(0)    # a float32 zero stays float32 beside float32 values and widens exactly beside float64
+
+    @jit.kernel
+    def _bias_kernel(y, bias):
+        """``y += bias[:, None, :]`` in one pass (NumPy's broadcast addition runs short inner loops)."""
+        networks, batch, out = y.shape
+        for n in range(networks):
+            for b in range(batch):
+                for j in range(out):
+                    y[n, b, j] += bias[n, j]
+
+    @jit.kernel
+    def _bias_relu_kernel(y, bias):
+        """``y = relu(y + bias[:, None, :])`` in one pass, in place (NaN stays NaN, as ``maximum``)."""
+        networks, batch, out = y.shape
+        for n in range(networks):
+            for b in range(batch):
+                for j in range(out):
+                    v = y[n, b, j] + bias[n, j]
+                    y[n, b, j] = _ZERO32 if v < _ZERO32 else v
 
 
 def _check_dtypes(params: dict, x, where: str):
