@@ -76,11 +76,13 @@ def _images(pixel, trials, batch, d, missing, seed=0):
 
 
 def _pass(program, x):
-    """Values of all units, leaf parameter gradients and input gradients of one forward and backward pass."""
+    """Values of all units, the log-likelihoods of a pass without gradients, leaf parameter
+    gradients and input gradients of one forward and backward pass."""
+    likelihoods = program.log_likelihood(x)
     values = program.forward(x).copy()
     gradients = program.backward(inputs=True)
     leaves = {(key, name): g.copy() for key, grads in gradients.leaves.items() for name, g in grads.items()}
-    return program.values.copy(), values, leaves, gradients.inputs.copy()
+    return program.values.copy(), np.concatenate([values.ravel(), likelihoods]), leaves, gradients.inputs.copy()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -114,8 +114,8 @@ if jit.available():
         """Rows ``[mu, raw]`` of encoder outputs ``stats`` (flat, ``2k`` per row; ``k = len(latent)``,
         a tuple so that the compiler knows it and unrolls the loop over a row): ``mu``,
         ``log_sigma = bound tanh(raw / bound)``, ``sigma``, the slope ``1 - tanh^2`` (flat, ``k``
-        per row), and with ``z`` (one draw per example; None: the caller draws) the latents
-        ``mu + sigma noise`` and the closed-form ``KL(q || N(0, I))`` per row."""
+        per row; None: not wanted), and with ``z`` (one draw per example; None: the caller draws)
+        the latents ``mu + sigma noise`` and the closed-form ``KL(q || N(0, I))`` per row."""
         k = len(latent)
         half = one / (one + one)
         for r in range(stats.size // (2 * k)):
@@ -125,10 +125,11 @@ if jit.available():
                 t = _tanh(stats[2 * k * r + k + j] / bound)
                 ls = bound * t
                 sg = _exp(ls)
-                mu[k * r + j] = m
-                log_sigma[k * r + j] = ls
-                sigma[k * r + j] = sg
-                slope[k * r + j] = one - t * t
+                if mu is not None:
+                    mu[k * r + j] = m
+                    log_sigma[k * r + j] = ls
+                    sigma[k * r + j] = sg
+                    slope[k * r + j] = one - t * t
                 if z is not None:
                     z[k * r + j] = m + sg * noise[k * r + j]
                     total += half * (m * m + sg * sg - one) - ls
@@ -178,22 +179,25 @@ if jit.available():
                 d_out[i] = m * (x - trials * (one if v >= zero else e) / (one + e))
 
 
-def _posterior(be, stats, noise):
+def _posterior(be, stats, noise, keep: bool = True):
     """The posterior of encoder outputs ``stats`` (U, B, 2k): mean ``mu`` (U, B, k), the bounded
     log std ``log_sigma`` and ``sigma``, ``d log_sigma / d stats[..., k:]``, the latents
     ``mu + sigma noise`` (U, B, S, k) for ``noise`` (U, B, S, k), and with one draw (``S = 1``) the
-    closed-form ``KL(q || N(0, I))`` (U, B), else None. Compiled where :func:`_compiled`, else
-    :func:`_posterior_numpy`."""
+    closed-form ``KL(q || N(0, I))`` (U, B), else None. Without ``keep`` (no gradient to follow)
+    the compiled path may leave the first four None where the bound does not use them.
+    Compiled where :func:`_compiled`, else :func:`_posterior_numpy`."""
     if not _compiled(be):
         return _posterior_numpy(be, stats, noise)
     units, batch, two_k = stats.shape
     k = two_k // 2
     dtype = stats.dtype
-    mu, log_sigma, sigma, slope = (np.empty((units, batch, k), dtype) for _ in range(4))
     one, bound = dtype.type(1), dtype.type(_LOG_SIGMA_BOUND)
     flat = np.ascontiguousarray(stats).reshape(-1)
-    outputs = [a.reshape(-1) for a in (mu, log_sigma, sigma, slope)]
-    if noise.shape[2] > 1:
+    single = noise.shape[2] == 1
+    arrays = [np.empty((units, batch, k), dtype) if keep or not single else None for _ in range(4)]
+    outputs = [None if a is None else a.reshape(-1) for a in arrays]
+    mu, log_sigma, sigma, slope = arrays
+    if not single:
         _posterior_kernel(flat, None, (0,) * k, bound, one, *outputs, None, None)
         return mu, log_sigma, sigma, slope, mu[:, :, None, :] + sigma[:, :, None, :] * noise, None
     z = np.empty(noise.shape, dtype)
@@ -470,11 +474,19 @@ class VAE(LeafFamily):
                                              params["activation"])
         enc_params = dict(zip(_NN_NAMES, (params[n] for n in _ENCODER)))
         if folded:
-            w1 = params["encoder_w1"]
-            enc_params["0.weight"] = w1[:, :d] * (1.0 / params["trials"]) if params["pixel"] == "binomial" \
-                else w1[:, :d]
-            enc_params["0.bias"] = params["encoder_b1"] + w1[:, d:].sum(axis=1)
+            if "folded_w1" not in params:
+                params = VAE._with_folded_encoder(params)
+            enc_params["0.weight"], enc_params["0.bias"] = params["folded_w1"], params["folded_b1"]
         return encoder, enc_params, decoder, dict(zip(_NN_NAMES, (params[n] for n in _DECODER)))
+
+    @staticmethod
+    def _with_folded_encoder(params) -> dict:
+        """``params`` with the first layer of the folded encoder (see :meth:`_networks`), made
+        once per pass for all units (the blocks take slices of it)."""
+        w1 = params["encoder_w1"]
+        d = w1.shape[1] // 2
+        weight = w1[:, :d] * (1.0 / params["trials"]) if params["pixel"] == "binomial" else w1[:, :d]
+        return {**params, "folded_w1": weight, "folded_b1": params["encoder_b1"] + w1[:, d:].sum(axis=1)}
 
     @staticmethod
     def _unfold_grads(xp, params, grads):
@@ -556,11 +568,12 @@ class VAE(LeafFamily):
             observed = None
         else:
             inputs, observed, values = cls._encoder_input(be, params, x)
-        stats, enc_cache = encoder.forward(enc_params, inputs)
+        # the networks' unchecked passes: the family checked the parameters' shapes, the pass the inputs'
+        stats, enc_cache = encoder._forward(enc_params, inputs, False)
         latent = stats.shape[2] // 2
-        mu, log_sigma, sigma, sigma_slope, z, kl = _posterior(be, stats, noise)
+        mu, log_sigma, sigma, sigma_slope, z, kl = _posterior(be, stats, noise, keep)
         units, batch, samples, _ = noise.shape
-        out, dec_cache = decoder.forward(dec_params, z.reshape(units, batch * samples, latent))
+        out, dec_cache = decoder._forward(dec_params, z.reshape(units, batch * samples, latent), False)
         if samples > 1:
             values = xp.repeat(values, samples, axis=1)
             observed = None if observed is None else xp.repeat(observed, samples, axis=1)
@@ -619,6 +632,8 @@ class VAE(LeafFamily):
         if noise is None:
             noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
         complete = not be.maybe_any(be.xp.isnan(x))
+        if complete:
+            params = cls._with_folded_encoder(params)
         values, states = [], []
         for lo, hi in cls._blocks(be, params, x.shape[0], noise.shape[2]):
             value, state = cls._bound(be, cls._block_params(params, lo, hi), x[:, lo:hi], noise[lo:hi], keep=keep,
@@ -637,6 +652,8 @@ class VAE(LeafFamily):
             noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
         blocks = cls._blocks(be, params, x.shape[0], noise.shape[2])
         complete = state is None and not be.maybe_any(xp.isnan(x))
+        if complete:
+            params = cls._with_folded_encoder(params)
         grads, grad_x = [], []
         for position, (lo, hi) in enumerate(blocks):
             block = cls._block_params(params, lo, hi)
@@ -657,7 +674,8 @@ class VAE(LeafFamily):
         g = g.astype(be.dtype)                                                     # (U, B)
         per_sample = g[:, :, None] if c["weights"] is None else g[:, :, None] * c["weights"]   # (U, B, S)
         grad_out = c["d_out"] * per_sample.reshape(units, batch * samples, 1)
-        dec_grads, grad_z = c["decoder"].backward(c["dec_params"], c["dec_cache"], grad_out.astype(be.dtype))
+        dec_grads, grad_z = c["decoder"]._backward(c["dec_params"], c["dec_cache"],
+                                                   grad_out.astype(be.dtype, copy=False), True, True)
         grad_z = grad_z.reshape(units, batch, samples, latent)
         if c["weights"] is not None:
             grad_z = grad_z - c["z"] * per_sample[..., None]                       # log p(z)
@@ -669,10 +687,9 @@ class VAE(LeafFamily):
         else:                                                                      # -log q(z | x)
             grad_log_sigma = grad_log_sigma + per_sample.sum(axis=2)[:, :, None]
         grad_log_sigma = grad_log_sigma * c["sigma_slope"]
-        grad_stats = xp.concatenate([grad_mu, grad_log_sigma], axis=2).astype(be.dtype)
+        grad_stats = xp.concatenate([grad_mu, grad_log_sigma], axis=2).astype(be.dtype, copy=False)
         gaussian = params["pixel"] == "gaussian"
-        enc_grads, grad_inputs = c["encoder"].backward(c["enc_params"], c["enc_cache"], grad_stats,
-                                                       input_grad=gaussian)
+        enc_grads, grad_inputs = c["encoder"]._backward(c["enc_params"], c["enc_cache"], grad_stats, gaussian, True)
         grads = {name: enc_grads[n] for name, n in zip(_ENCODER, _NN_NAMES)}
         grads.update({name: dec_grads[n] for name, n in zip(_DECODER, _NN_NAMES)})
         if c["folded"]:
