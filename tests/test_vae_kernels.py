@@ -175,4 +175,7 @@ def test_the_encoder_folded_for_complete_inputs_gives_the_same_bound_and_gradien
     for name in grads_u:
         assert grads_f[name].shape == grads_u[name].shape
         assert np.allclose(grads_f[name], grads_u[name], rtol=1e-11, atol=1e-12), name
-    assert np.allclose(grad_x_f, grad_x_u, rtol=1e-11, atol=1e-12)
+    if pixel == "gaussian":
+        assert np.allclose(grad_x_f, grad_x_u, rtol=1e-11, atol=1e-12)
+    else:
+        assert grad_x_f is None and grad_x_u is None                    # discrete pixels: no input gradient

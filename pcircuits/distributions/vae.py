@@ -42,7 +42,7 @@ _NN_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias")
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_STD_BOUND = 7.0     # a Gaussian pixel's log std is 7 tanh(output / 7): in (-7, 7), never overflowing
 _LOG_SIGMA_BOUND = 8.0   # the posterior's log std is 8 tanh(output / 8), so a large step cannot overflow it
-_BLOCK_ELEMENTS = 1 << 17   # values per temporary array when a pass runs over blocks of units
+_BLOCK_ELEMENTS = 1 << 18   # values per temporary array when a pass runs over blocks of units
 
 
 def _soft_bound(xp, a, bound: float):
@@ -137,6 +137,16 @@ if jit.available():
                 kl[r] = total
 
     @jit.kernel
+    def _scaled_rows_kernel(a, scale, out):
+        """``out = a * scale[..., None]``."""
+        units, rows, d = a.shape
+        for u in range(units):
+            for r in range(rows):
+                w = scale[u, r]
+                for j in range(d):
+                    out[u, r, j] = a[u, r, j] * w
+
+    @jit.kernel
     def _pixel_pairs_kernel(logits, values, observed, trials, one, pair_terms, pair_factors, d_out):
         """Pixels ``2g`` and ``2g + 1`` of flat arrays: ``pair_terms[g]`` is the sum of their
         ``m (x l - n max(l, 0))``, ``pair_factors[g]`` the product of their ``1 + m exp(-|l|)``,
@@ -222,6 +232,16 @@ def _posterior_numpy(be, stats, noise):
     kl += sigma * sigma
     kl -= 2.0 * log_sigma
     return mu, log_sigma, sigma, slope, z, 0.5 * (kl @ xp.ones(k, dtype=kl.dtype) - k)
+
+
+def _scaled_rows(be, a, scale):
+    """``a * scale[..., None]`` for ``a`` (U, N, d) and ``scale`` (U, N), a new array (compiled
+    where :func:`_compiled`: NumPy's broadcast runs a d-long inner loop per row)."""
+    if not (_compiled(be) and a.dtype == scale.dtype):
+        return a * scale[..., None]
+    out = np.empty_like(a)
+    _scaled_rows_kernel(a, scale, out)
+    return out
 
 
 def _discrete_log_density(be, logits, values, observed, trials: int, grad: bool):
@@ -663,7 +683,7 @@ class VAE(LeafFamily):
             grads.append(block_grads)
             grad_x.append(block_grad_x)
         return ({name: xp.concatenate([b[name] for b in grads], axis=0) for name in grads[0]},
-                xp.concatenate(grad_x, axis=1))
+                xp.zeros_like(x) if grad_x[0] is None else xp.concatenate(grad_x, axis=1))
 
     @classmethod
     def _block_grad(cls, be, params, x, g, noise, c):
@@ -673,7 +693,7 @@ class VAE(LeafFamily):
         g = g.T if c["seen"] is None else xp.where(c["seen"], g.T, 0)
         g = g.astype(be.dtype)                                                     # (U, B)
         per_sample = g[:, :, None] if c["weights"] is None else g[:, :, None] * c["weights"]   # (U, B, S)
-        grad_out = c["d_out"] * per_sample.reshape(units, batch * samples, 1)
+        grad_out = _scaled_rows(be, c["d_out"], per_sample.reshape(units, batch * samples))
         dec_grads, grad_z = c["decoder"]._backward(c["dec_params"], c["dec_cache"],
                                                    grad_out.astype(be.dtype, copy=False), True, True)
         grad_z = grad_z.reshape(units, batch, samples, latent)
@@ -695,7 +715,7 @@ class VAE(LeafFamily):
         if c["folded"]:
             grads = cls._unfold_grads(xp, params, grads)
         if not gaussian:
-            return grads, xp.zeros_like(x)
+            return grads, None
         d = x.shape[2]
         # the reconstruction term's own dependence on x: -d/d mean of the pixel log-density
         d_mean = c["d_out"][..., :d] * per_sample.reshape(units, batch * samples, 1)

@@ -432,7 +432,7 @@ class Sequential(Layer):
             if fused:               # the ReLU after a dense layer ran with its bias: it caches its output
                 y, cache, fused = x, x, False
             elif (isinstance(layer, StackedDense) and layer.bias and i + 1 < len(self.layers)
-                  and self.layers[i + 1].kind == "relu" and _compiled_bias(x, params[f"{i}.weight"])):
+                  and self.layers[i + 1].kind == "relu" and _compiled(x, params[f"{i}.weight"])):
                 y = np.matmul(x, params[f"{i}.weight"])
                 _bias_relu_kernel(y, params[f"{i}.bias"])
                 cache, fused = x, True
@@ -482,7 +482,7 @@ def _add_bias(xp, y, bias):
     consecutive examples as one row of ``k * out`` entries (``k`` divides the batch) against the
     bias repeated ``k`` times gives the same sums with long inner loops.
     """
-    if _compiled_bias(y, bias) and y.flags.c_contiguous:
+    if _compiled(y, bias) and y.flags.c_contiguous:
         _bias_kernel(y, bias)
         return
     networks, batch, out = y.shape
@@ -496,15 +496,17 @@ def _add_bias(xp, y, bias):
     rows += xp.repeat(bias[:, None, :], fold, axis=1).reshape(networks, 1, fold * out)
 
 
-def _compiled_bias(y, weight) -> bool:
-    """Whether the compiled bias kernels below take ``y`` (L, batch, out) with parameters like
-    ``weight``: host NumPy float arrays of one dtype and :func:`pcircuits.jit.available`."""
-    return (jit.available() and type(y) is np.ndarray and type(weight) is np.ndarray and y.ndim == 3
-            and y.dtype == weight.dtype and y.dtype in (np.float32, np.float64))
+def _compiled(y, other) -> bool:
+    """Whether the compiled kernels below take ``y`` (L, batch, features) with ``other`` (a
+    parameter or an array of ``y``'s shape): host NumPy float arrays of one dtype and
+    :func:`pcircuits.jit.available`. The NumPy expressions they replace run everywhere else."""
+    return (jit.available() and type(y) is np.ndarray and type(other) is np.ndarray and y.ndim == 3
+            and y.dtype == other.dtype and y.dtype in (np.float32, np.float64))
 
 
 if jit.available():
-    _ZERO32 = np.float32(0)    # a float32 zero stays float32 beside float32 values and widens exactly beside float64
+    # float32 constants stay float32 beside float32 values and widen exactly beside float64 ones
+    _ZERO32, _ONE32 = np.float32(0), np.float32(1)
 
     @jit.kernel
     def _bias_kernel(y, bias):
@@ -524,6 +526,15 @@ if jit.available():
                 for j in range(out):
                     v = y[n, b, j] + bias[n, j]
                     y[n, b, j] = _ZERO32 if v < _ZERO32 else v
+
+    @jit.kernel
+    def _relu_vjp_kernel(y, grad_y, out):
+        """``out = grad_y * (y > 0)`` in one pass (``out`` may be ``grad_y``; ``inf * 0`` is NaN, as in NumPy)."""
+        networks, batch, features = y.shape
+        for n in range(networks):
+            for b in range(batch):
+                for j in range(features):
+                    out[n, b, j] = grad_y[n, b, j] * (_ONE32 if y[n, b, j] > _ZERO32 else _ZERO32)
 
 
 def _check_dtypes(params: dict, x, where: str):
