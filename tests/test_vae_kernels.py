@@ -179,3 +179,21 @@ def test_the_encoder_folded_for_complete_inputs_gives_the_same_bound_and_gradien
         assert np.allclose(grad_x_f, grad_x_u, rtol=1e-11, atol=1e-12)
     else:
         assert grad_x_f is None and grad_x_u is None                    # discrete pixels: no input gradient
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pixel, trials", [("bernoulli", 1), ("binomial", 3)])
+@pytest.mark.parametrize("missing", [False, True])
+def test_the_encoder_input_kernel_builds_the_numpy_inputs(dtype, pixel, trials, missing, monkeypatch):
+    be = Backend("numpy", dtype=np.dtype(dtype).name)
+    params = {"pixel": pixel, "trials": trials}
+    x = _images(pixel, trials, 5, 6, missing).reshape(5, 2, 6).astype(dtype)
+    compiled = pc.VAE._encoder_input(be, params, x)
+    monkeypatch.setattr(vae, "_compiled", lambda be: False)
+    reference = pc.VAE._encoder_input(be, params, x)
+    assert np.array_equal(compiled[0], reference[0]) and compiled[0].dtype == dtype
+    assert np.array_equal(compiled[2], reference[2]) and compiled[2].dtype == dtype
+    if missing:
+        assert compiled[1].dtype == dtype and np.array_equal(compiled[1], reference[1].astype(dtype))
+    else:
+        assert compiled[1] is None and reference[1] is None

@@ -137,6 +137,29 @@ if jit.available():
                 kl[r] = total
 
     @jit.kernel
+    def _encoder_input_kernel(x, scale, inputs, values, observed):
+        """From ``x`` (B, U, d) with NaN for missing entries: ``values`` (U, B, d) zero-filled,
+        ``observed`` (U, B, d) 1 or 0, ``inputs`` (U, B, 2d) ``[scale values, observed]``;
+        returns whether any entry is missing."""
+        batch, units, d = x.shape
+        one = scale / scale
+        zero = one - one
+        missing = 0
+        for u in range(units):
+            for b in range(batch):
+                for j in range(d):
+                    v = x[b, u, j]
+                    seen = v == v
+                    v = v if seen else zero
+                    m = one if seen else zero
+                    values[u, b, j] = v
+                    observed[u, b, j] = m
+                    inputs[u, b, j] = v * scale
+                    inputs[u, b, d + j] = m
+                    missing += 0 if seen else 1
+        return missing > 0
+
+    @jit.kernel
     def _scaled_rows_kernel(a, scale, out):
         """``out = a * scale[..., None]``."""
         units, rows, d = a.shape
@@ -520,8 +543,16 @@ class VAE(LeafFamily):
     @staticmethod
     def _encoder_input(be, params, x):
         """Encoder inputs (U, B, 2d) from x (B, U, d); the observation mask (U, B, d), or None when
-        nothing is missing; and the zero-filled values (U, B, d)."""
+        nothing is missing; and the zero-filled values (U, B, d). Compiled where :func:`_compiled`
+        (one pass; the mask then holds 0.0 and 1.0 in the dtype of ``x``)."""
         xp = be.xp
+        if _compiled(be) and x.dtype in (np.float32, np.float64):
+            units, batch, d = x.shape[1], x.shape[0], x.shape[2]
+            inputs = np.empty((units, batch, 2 * d), x.dtype)
+            values, observed = np.empty((units, batch, d), x.dtype), np.empty((units, batch, d), x.dtype)
+            scale = x.dtype.type(1.0 / params["trials"] if params["pixel"] == "binomial" else 1.0)
+            missing = _encoder_input_kernel(x, scale, inputs, values, observed)
+            return inputs, observed if missing else None, values
         units, d = x.shape[1], x.shape[2]
         observed = None
         values = xp.ascontiguousarray(x.transpose(1, 0, 2))
