@@ -67,6 +67,8 @@ def measure_leaf(repeats: int = 40, batch: int = 512, seed: int = 0) -> dict:
     the four dense layers' shapes, the networks alone (encoder and decoder forward, with bias and
     activations), and the whole leaf forward pass (encoder input, networks, reparameterization,
     the Bernoulli log-density of every pixel, KL). Also the leaf forward and backward together.
+    The ``*_over_matmuls`` ratios divide the fastest times; ``*_median_of_rounds`` is the median
+    over the rounds of the ratio within a round (what a busy machine disturbs least).
     ``compiled`` says whether the pass ran its compiled kernels (Numba installed and
     ``PCIRCUITS_JIT`` not ``0``; :mod:`pcircuits.jit`).
     """
@@ -103,11 +105,14 @@ def measure_leaf(repeats: int = 40, batch: int = 512, seed: int = 0) -> dict:
             run()
             times[name].append(time.perf_counter() - t0)
     best = {name: min(values) for name, values in times.items()}
+    per_round = {name: float(np.median(np.array(times[name]) / np.array(times["bare_matmuls"])))
+                 for name in ("leaf_forward", "leaf_forward_backward")}
     return {"batch": batch, "units": units, "compiled": jit.available(), "rounds": repeats, "matmul_shapes": [[units, batch, i, o] for i, o in shapes],
             **{f"{name}_ms": round(1e3 * value, 3) for name, value in best.items()},
             "networks_over_matmuls": best["networks"] / best["bare_matmuls"],
             "leaf_forward_over_matmuls": best["leaf_forward"] / best["bare_matmuls"],
-            "leaf_forward_backward_over_matmuls": best["leaf_forward_backward"] / best["bare_matmuls"]}
+            "leaf_forward_backward_over_matmuls": best["leaf_forward_backward"] / best["bare_matmuls"],
+            **{f"{name}_over_matmuls_median_of_rounds": value for name, value in per_round.items()}}
 
 
 def main(argv=None):
