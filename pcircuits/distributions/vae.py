@@ -53,6 +53,10 @@ def _soft_bound(xp, a, bound: float):
     return bound * t, 1.0 - t * t
 
 
+#: The dtypes the compiled kernels take.
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _compiled(be) -> bool:
     """Whether a pass on ``be`` runs the compiled elementwise kernels below: host NumPy arrays with
     :func:`pcircuits.jit.available`. Otherwise (CuPy, the strict device, ``PCIRCUITS_JIT=0``, no
@@ -219,7 +223,7 @@ def _posterior(be, stats, noise, keep: bool = True):
     closed-form ``KL(q || N(0, I))`` (U, B), else None. Without ``keep`` (no gradient to follow)
     the compiled path may leave the first four None where the bound does not use them.
     Compiled where :func:`_compiled`, else :func:`_posterior_numpy`."""
-    if not _compiled(be):
+    if not (_compiled(be) and stats.dtype in _KERNEL_DTYPES):
         return _posterior_numpy(be, stats, noise)
     units, batch, two_k = stats.shape
     k = two_k // 2
@@ -260,7 +264,7 @@ def _posterior_numpy(be, stats, noise):
 def _scaled_rows(be, a, scale):
     """``a * scale[..., None]`` for ``a`` (U, N, d) and ``scale`` (U, N), a new array (compiled
     where :func:`_compiled`: NumPy's broadcast runs a d-long inner loop per row)."""
-    if not (_compiled(be) and a.dtype == scale.dtype):
+    if not (_compiled(be) and a.dtype in _KERNEL_DTYPES and a.dtype == scale.dtype):
         return a * scale[..., None]
     out = np.empty_like(a)
     _scaled_rows_kernel(a, scale, out)
@@ -275,7 +279,7 @@ def _discrete_log_density(be, logits, values, observed, trials: int, grad: bool)
     The compiled path takes one pass over the pixels (one ``exp`` each, one ``log`` per four
     pixels of a row, the derivative in the same pass); :func:`_discrete_log_density_numpy` is the
     definition and the path everywhere else."""
-    if not _compiled(be):
+    if not (_compiled(be) and logits.dtype in _KERNEL_DTYPES):
         return _discrete_log_density_numpy(be, logits, values, observed, trials, grad)
     dtype = logits.dtype
     d = logits.shape[-1]
@@ -546,7 +550,7 @@ class VAE(LeafFamily):
         nothing is missing; and the zero-filled values (U, B, d). Compiled where :func:`_compiled`
         (one pass; the mask then holds 0.0 and 1.0 in the dtype of ``x``)."""
         xp = be.xp
-        if _compiled(be) and x.dtype in (np.float32, np.float64):
+        if _compiled(be) and x.dtype in _KERNEL_DTYPES:
             units, batch, d = x.shape[1], x.shape[0], x.shape[2]
             inputs = np.empty((units, batch, 2 * d), x.dtype)
             values, observed = np.empty((units, batch, d), x.dtype), np.empty((units, batch, d), x.dtype)
