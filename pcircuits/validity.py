@@ -153,9 +153,11 @@ def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, at
                     normalized: set) -> list[Violation]:
     """Weights (when shaped right and not already shown normalized) and smoothness: all children
     over one scope."""
-    found = [] if shape_problems or index in normalized else _weight_violations(circuit, node, index, atol)
-    scopes = [c.scope for c in node.children]
-    if any(s.bits != scopes[0].bits for s in scopes):
+    found = [] if shape_problems or id(node.params) in normalized else \
+        _weight_violations(circuit, node, index, atol)
+    first = node.children[0].scope.bits if node.children else 0
+    if any(c.scope.bits != first for c in node.children):
+        scopes = [c.scope for c in node.children]
         fmt = circuit.variables.format_scope
         distinct = list(dict.fromkeys(scopes))
         differing = [i for i, s in enumerate(scopes) if s.bits != scopes[0].bits]
@@ -220,7 +222,7 @@ def _input_violations(circuit, node: InputNode, index: int, shape_problems: list
 
 
 #: The property checks of each node kind: ``rule(circuit, node, index, shape_problems, atol,
-#: normalized)``, ``normalized`` the indices of the sum nodes :func:`_normalized_sums` cleared.
+#: normalized)``, ``normalized`` the ids of the weight objects :func:`_normalized_sums` cleared.
 _NODE_RULES = {"sum": _sum_violations, "product": _product_violations, "input": _input_violations}
 
 
@@ -273,34 +275,32 @@ def _shape_problems(node: Node) -> list[str]:
 
 
 def _normalized_sums(nodes: list, atol: float) -> set[int]:
-    """The indices of the sum nodes whose weights one vectorized pass over all of them shows to be
-    valid: unmasked float64 arrays of the node's shape, finite, non-negative, every row summing
-    to 1 within ``atol`` less a margin for summing in another order than ``_weight_violations``
-    (which would find nothing at them). The other sums are checked, and reported, one by one."""
-    index, arrays, units, widths = [], [], [], []
-    for i, node in enumerate(nodes):
-        if node.kind == "sum" and node.params.mask is None:
+    """The ids of the sums' weight objects that one vectorized pass over all of them shows to be
+    valid weights: unmasked float64 matrices, finite, non-negative, every row summing to 1 within
+    ``atol`` less a margin for summing in another order than ``_weight_violations`` (which would
+    find nothing at them). Whether they fit their nodes is the shape check's business; the other
+    sums' weights are checked, and reported, one by one."""
+    arrays = {}
+    for node in nodes:
+        if node.kind == "sum" and node.params.mask is None and id(node.params) not in arrays:
             w = node.params.values
-            if isinstance(w, np.ndarray) and w.dtype == np.float64 and w.size \
-                    and w.shape == (node.num_units, node.num_inputs):
-                index.append(i)
-                arrays.append(w.ravel())
-                units.append(node.num_units)
-                widths.append(node.num_inputs)
-    if not index:
+            if isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2 and w.size:
+                arrays[id(node.params)] = w
+    if not arrays:
         return set()
-    units, widths = np.array(units), np.array(widths)
-    node_of_row = np.repeat(np.arange(len(index)), units)
+    units = np.array([w.shape[0] for w in arrays.values()])
+    widths = np.array([w.shape[1] for w in arrays.values()])
+    array_of_row = np.repeat(np.arange(len(arrays)), units)
     first_row = np.cumsum(units) - units
-    row_starts = (np.cumsum(units * widths) - units * widths)[node_of_row] \
-        + (np.arange(len(node_of_row)) - first_row[node_of_row]) * widths[node_of_row]
-    flat = np.concatenate(arrays)
+    row_starts = (np.cumsum(units * widths) - units * widths)[array_of_row] \
+        + (np.arange(len(array_of_row)) - first_row[array_of_row]) * widths[array_of_row]
+    flat = np.concatenate([w.ravel() for w in arrays.values()])
     values_ok = np.logical_and.reduceat((flat >= 0) & (flat < np.inf), row_starts)
     row_sums = np.add.reduceat(flat, row_starts)
     # two summation orders of n non-negative terms differ by at most about n eps times their sum
-    margin = 2 * np.finfo(np.float64).eps * widths[node_of_row] * row_sums
+    margin = 2 * np.finfo(np.float64).eps * widths[array_of_row] * row_sums
     rows_ok = values_ok & (np.abs(row_sums - 1.0) + margin <= atol)
-    return {i for i, ok in zip(index, np.logical_and.reduceat(rows_ok, first_row).tolist()) if ok}
+    return {key for key, ok in zip(arrays, np.logical_and.reduceat(rows_ok, first_row).tolist()) if ok}
 
 
 def _weight_violations(circuit, node: SumNode, index: int, atol: float) -> list[Violation]:
