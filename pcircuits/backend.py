@@ -13,7 +13,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.linalg.blas
 import scipy.special
 
 from . import jit
@@ -128,7 +127,8 @@ class Backend:
         in either order are read in place.
         """
         if self.on_host and out.flags.c_contiguous and out.dtype in (np.float32, np.float64) and out.size:
-            gemm = scipy.linalg.blas.get_blas_funcs("gemm", dtype=out.dtype)
+            from scipy.linalg import blas  # on first use: importing scipy.linalg costs every process 30 ms
+            gemm = blas.get_blas_funcs("gemm", dtype=out.dtype)
             left, trans_left = (b, 1) if b.flags.f_contiguous and not b.flags.c_contiguous else (b.T, 0)
             right, trans_right = (a, 1) if a.flags.f_contiguous and not a.flags.c_contiguous else (a.T, 0)
             gemm(1.0, left, right, beta=1.0, c=out.T, trans_a=trans_left, trans_b=trans_right, overwrite_c=True)
