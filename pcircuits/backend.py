@@ -228,8 +228,16 @@ class RandomSource:
                 seed = int(seed.integers(2**62))
             self._gen = cupy.random.default_rng(seed)
 
+    def uniform64(self, shape):
+        """Float64 uniform draws in [0, 1): the numbers :meth:`uniform` and :meth:`gumbel` transform."""
+        return self._gen.random(shape, dtype=np.float64)
+
+    def normal64(self, shape):
+        """Float64 standard normal draws: the numbers :meth:`normal` converts."""
+        return self._gen.standard_normal(shape, dtype=np.float64)
+
     def uniform(self, shape):
-        return self._gen.random(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
+        return self.uniform64(shape).astype(self.backend.dtype, copy=False)
 
     def bernoulli_mask(self, shape, rate: float):
         """Booleans that are True with probability ``rate`` (dropout masks; single precision
@@ -237,10 +245,13 @@ class RandomSource:
         return self._gen.random(shape, dtype=np.float32) < rate
 
     def normal(self, shape):
-        return self._gen.standard_normal(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
+        return self.normal64(shape).astype(self.backend.dtype, copy=False)
 
     def gumbel(self, shape):
-        u = self._gen.random(shape, dtype=np.float64)
+        return self.gumbel_of(self.uniform64(shape))
+
+    def gumbel_of(self, u):
+        """Standard Gumbel noise in the backend's precision of float64 uniform draws ``u``."""
         xp = self.backend.xp
         return (-xp.log(-xp.log(xp.clip(u, 1e-300, 1.0)))).astype(self.backend.dtype, copy=False)
 
