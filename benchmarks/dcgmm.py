@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import pcircuits as pc
+from pcircuits import jit
 from pcircuits.dcgmm import CGMM, Folding, _kernels
 from pcircuits.imagegrid import save_completion_grid, save_image_grid
 
@@ -276,7 +277,7 @@ def run_timing(args) -> dict:
         if be.on_host and d <= layer.bounded_dim:
             record["steps_cpu_min_ms"] = forward_steps(layer, rows, args.reps)
         records[name] = record
-    result = {"batch_size": args.batch_size, "reps": args.reps, "forward": records}
+    result = {"batch_size": args.batch_size, "reps": args.reps, "compiled_kernels": jit.available(), "forward": records}
     if args.epoch_images:
         x_train, _, _, _ = load(args.data, args.epoch_images, 1)
         stack = pc.builders.dcgmm(args.instance, seed=args.seed)
