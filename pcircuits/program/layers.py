@@ -261,16 +261,18 @@ class SumLayer:
         if context.mode == "max":
             values[self.start:self.stop] = g.max(axis=1)
             return
+        be = self.backend
         m = _safe_max(xp, g, axis=1)
         with np.errstate(divide="ignore"):
-            values[self.start:self.stop] = xp.log(xp.exp(g - m[:, None, :]).sum(axis=1)) + m
+            total = be.exp(g - m[:, None, :]).sum(axis=1)
+            values[self.start:self.stop] = be.log(total, out=total) + m
 
     def backward(self, program, values, grads, cache):
         xp = self.backend.xp
         g = self.scores(program, values)
         out = values[self.start:self.stop]
         with np.errstate(invalid="ignore"):
-            post = xp.exp(g - xp.where(xp.isfinite(out), out, 0)[:, None, :])
+            post = self.backend.exp(g - xp.where(xp.isfinite(out), out, 0)[:, None, :])
         post = xp.where(xp.isfinite(out)[:, None, :], post, 0)
         flow = post * grads[self.start:self.stop][:, None, :]          # (U, A, B)
         self.scatter.add(grads, flow.reshape(-1, flow.shape[-1]))
@@ -351,7 +353,7 @@ class DenseSumLayer:
         batch_matmul(self.backend, self._batched_weights(program), E, S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
         with np.errstate(divide="ignore"):
-            xp.log(S, out=out)
+            self.backend.log(S, out=out)
         out += M[:, None, :]
         small = _below_normal(S)
         if small is not None and exact:
@@ -372,15 +374,17 @@ class DenseSumLayer:
         u = nb * self.Kb + kb
         node, unit = u // self.K, u % self.K
         with np.errstate(divide="ignore"):
-            scores = self._input_scores(values, node, b) + xp.log(self.weights(program)[node, unit])
+            scores = self._input_scores(values, node, b) + self.backend.log(self.weights(program)[node, unit])
         return nb, kb, b, u, scores
 
     def _exact_values(self, program, values, out, small):
         xp = self.backend.xp
         nb, kb, b, _, scores = self._small_scores(program, values, small)
+        be = self.backend
         m = _safe_max(xp, scores, axis=1)
         with np.errstate(divide="ignore"):
-            out[nb, kb, b] = xp.log(xp.exp(scores - m[:, None]).sum(axis=1)) + m
+            total = be.exp(scores - m[:, None]).sum(axis=1)
+            out[nb, kb, b] = be.log(total, out=total) + m
 
     def _exact_flows(self, program, values, G, small, flows, edge):
         """Add the flows and edge flows of the small entries, ``G * exp(log w + x - value)``."""
@@ -392,7 +396,8 @@ class DenseSumLayer:
         value = values[self.start + u, b]
         keep = xp.isfinite(value)
         nb, b, u, scores, value = nb[keep], b[keep], u[keep], scores[keep], value[keep]
-        post = xp.exp(scores - value[:, None]) * G[nb, kb[keep], b][:, None]          # (r, I)
+        post = self.backend.exp(scores - value[:, None])
+        post *= G[nb, kb[keep], b][:, None]                                           # (r, I)
         columns = xp.arange(self.I)[None, :]
         add_at(self.backend, flows, (nb[:, None], columns, b[:, None]), post)
         add_at(self.backend, edge.reshape(self.Nb * self.Kb, self.I), (u[:, None], columns), post)
@@ -407,13 +412,13 @@ class DenseSumLayer:
         xp.take(values, self.batched_inputs, axis=0, out=E)       # (Nb, I, B)
         m = _safe_max(xp, E, axis=1)                              # (Nb, B)
         E -= m[:, None, :]
-        xp.exp(E, out=E)
+        self.backend.exp(E, out=E)
         self._finish(program, values, E, S, m, cache)
 
     def _max_forward(self, program, X):
         xp = self.backend.xp
         with np.errstate(divide="ignore"):
-            logw = xp.log(self.weights(program))                  # (N, K, I)
+            logw = self.backend.log(self.weights(program))        # (N, K, I)
         batch = X.shape[2]
         step = max(1, _MAX_CHUNK_ELEMENTS // max(1, self.N * self.K * self.I))
         outs = []
@@ -469,7 +474,7 @@ class DenseSumLayer:
         scores = self._input_scores(values, node, batch)
         if choose.weighted:
             with np.errstate(divide="ignore"):
-                scores = scores + xp.log(self.weights(program)[node, unit])
+                scores = scores + self.backend.log(self.weights(program)[node, unit])
         j = choose(scores, self, node, batch)
         self._activate(active, node, j, batch)
         if choose.counts is not None:
@@ -527,9 +532,9 @@ class FusedSumLayer(DenseSumLayer):
             ms = ml + mr
             ms.max(axis=1, out=M[lo:hi])
             left -= (ml - (ms - M[lo:hi, None, :]))[:, :, None, :]        # folds exp(ms - M) into the left factor
-            xp.exp(left, out=left)
+            self.backend.exp(left, out=left)
             right -= mr[:, :, None, :]
-            xp.exp(right, out=right)
+            self.backend.exp(right, out=right)
         return L, R, M, dropped, fill
 
     def _outer(self, L, R, dropped, lo: int, hi: int, out=None):
@@ -563,7 +568,7 @@ class FusedSumLayer(DenseSumLayer):
             fill(lo, hi)
             batch_matmul(self.backend, W[lo:hi], self._outer(L, R, dropped, lo, hi), S[lo:hi])
             with np.errstate(divide="ignore"):
-                xp.log(S[lo:hi], out=out[lo:hi])
+                self.backend.log(S[lo:hi], out=out[lo:hi])
             out[lo:hi] += M[lo:hi, None, :]
         self.backend.blocks(self.N, self.I * batch, block, wide=True)
         # after product dropout the products differ from those that _input_scores rebuilds; the
@@ -844,11 +849,11 @@ class SegmentSumLayer(_SegmentLayer):
             xp.clip(top, -big, big, out=top)
             for lo, hi, m in parts:
                 xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
-                xp.exp(scores[lo:hi], out=scores[lo:hi])
+                be.exp(scores[lo:hi], out=scores[lo:hi])
             sums = total[a:b]
             self._reduce_parts(xp.add, scores, parts, sums)
             with np.errstate(divide="ignore"):
-                xp.log(sums, out=out[a:b])
+                be.log(sums, out=out[a:b])
             out[a:b] += top
         be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
 
