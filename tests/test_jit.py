@@ -60,7 +60,8 @@ def test_exp_is_within_one_and_a_half_ulps_across_its_range_and_into_subnormals(
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_log_is_within_one_and_a_half_ulps_across_its_range_including_subnormal_arguments(dtype):
     info = np.finfo(dtype)
-    x = np.concatenate([np.geomspace(float(info.smallest_subnormal), float(info.max), 400_001), SPECIALS, [-2.0, -np.inf]])
+    x = np.concatenate([np.geomspace(float(info.smallest_subnormal), float(info.max) / 4, 400_001), [info.max],
+                        SPECIALS, [-2.0, -np.inf]])
     x = x.astype(dtype)
     with np.errstate(all="ignore"):
         assert _ulps(jit.log(x), dtype, np.log(x.astype(np.longdouble))).max() <= 1.5
