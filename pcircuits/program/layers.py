@@ -26,7 +26,9 @@ from ..backend import BLOCK_ELEMENTS
 from ..distributions.discrete import _lookup
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
                               SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec, TableSumLayerSpec)
+from . import kernels
 from .blocks import batch_matmul
+from .kernels import safe_max as _safe_max
 from .context import SUM
 from .scatter import Scatter, add_at
 
@@ -48,11 +50,6 @@ def _below_normal(S):
     if S.size == 0 or float(S.min()) >= tiny:
         return None
     return S < tiny
-
-
-def _safe_max(xp, a, axis):
-    m = a.max(axis=axis)
-    return xp.where(xp.isfinite(m), m, 0)
 
 
 def _drop_products(xp, out, context, root_input_rows):
@@ -349,12 +346,9 @@ class DenseSumLayer:
         return self.weights(program).reshape(self.Nb, self.Kb, self.I)
 
     def _finish(self, program, values, E, S, M, cache, exact: bool = True):
-        xp = self.backend.xp
         batch_matmul(self.backend, self._batched_weights(program), E, S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
-        with np.errstate(divide="ignore"):
-            self.backend.log(S, out=out)
-        out += M[:, None, :]
+        kernels.log_plus(self.backend, S, M, out)
         small = _below_normal(S)
         if small is not None and exact:
             self._exact_values(program, values, out, small)
@@ -511,7 +505,6 @@ class FusedSumLayer(DenseSumLayer):
         ``exp(ms - M)`` is folded into ``L``); ``dropped`` is the product-dropout mask (N, I, B)
         of the pass, or None.
         """
-        xp = self.backend.xp
         batch = values.shape[1]
         key = id(self) if cache is not None else "shared"
         L = program.buffer(("L", key, self.N, self.n, self.KL), (self.N, self.n, self.KL, batch))
@@ -527,14 +520,7 @@ class FusedSumLayer(DenseSumLayer):
             left, right = L[lo:hi], R[lo:hi]
             self.backend.take_rows(values, self.left[lo:hi], left)       # (h, n, KL, B)
             self.backend.take_rows(values, self.right[lo:hi], right)     # (h, n, KR, B)
-            ml = _safe_max(xp, left, axis=2)                              # (h, n, B)
-            mr = _safe_max(xp, right, axis=2)
-            ms = ml + mr
-            ms.max(axis=1, out=M[lo:hi])
-            left -= (ml - (ms - M[lo:hi, None, :]))[:, :, None, :]        # folds exp(ms - M) into the left factor
-            self.backend.exp(left, out=left)
-            right -= mr[:, :, None, :]
-            self.backend.exp(right, out=right)
+            kernels.outer_factors(self.backend, left, right, M[lo:hi])
         return L, R, M, dropped, fill
 
     def _outer(self, L, R, dropped, lo: int, hi: int, out=None):
@@ -550,7 +536,6 @@ class FusedSumLayer(DenseSumLayer):
         return out
 
     def forward(self, program, values, x, context, cache):
-        xp = self.backend.xp
         if context.mode == "max":
             L = values[self.left]
             R = values[self.right]
@@ -567,9 +552,7 @@ class FusedSumLayer(DenseSumLayer):
         def block(lo, hi):
             fill(lo, hi)
             batch_matmul(self.backend, W[lo:hi], self._outer(L, R, dropped, lo, hi), S[lo:hi])
-            with np.errstate(divide="ignore"):
-                self.backend.log(S[lo:hi], out=out[lo:hi])
-            out[lo:hi] += M[lo:hi, None, :]
+            kernels.log_plus(self.backend, S[lo:hi], M[lo:hi], out[lo:hi])
         self.backend.blocks(self.N, self.I * batch, block, wide=True)
         # after product dropout the products differ from those that _input_scores rebuilds; the
         # rare underflowing entries then keep the clamped values (-inf, no flow) instead

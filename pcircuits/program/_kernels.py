@@ -1,0 +1,91 @@
+"""The compiled loops of :mod:`pcircuits.program.kernels` (imports Numba: imported on first use,
+only when :func:`pcircuits.jit.available`). Each computes what its NumPy definition in
+:mod:`~pcircuits.program.kernels` computes, expression for expression, with the batch axis
+innermost so that the compiler vectorizes it."""
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from .. import jit
+
+_scalar = jit._compiled()
+exp32, exp64, log32, log64 = _scalar.exp32, _scalar.exp64, _scalar.log32, _scalar.log64
+
+
+def exp_of(x):
+    """``exp`` of a float32 or float64 scalar in compiled code (:func:`pcircuits.jit.exp32` / ``exp64``)."""
+    return np.exp(x)
+
+
+def log_of(x):
+    """``log`` of a float32 or float64 scalar in compiled code."""
+    return np.log(x)
+
+
+@overload(exp_of, inline="always")
+def _exp_of(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: exp64(x)
+
+
+@overload(log_of, inline="always")
+def _log_of(x):
+    if x == types.float32:
+        return lambda x: log32(x)
+    return lambda x: log64(x)
+
+
+@jit.kernel(inline="always")
+def _safe_max_rows(a, out):
+    """``out[b]`` the largest ``a[i, b]`` over ``i`` (NaN if one is NaN, as ``np.max``), then 0
+    where that is not finite."""
+    rows, batch = a.shape
+    for b in range(batch):
+        out[b] = -np.inf
+    for i in range(rows):
+        for b in range(batch):
+            x = a[i, b]
+            out[b] = x if (x > out[b] or x != x) else out[b]
+    for b in range(batch):
+        out[b] = out[b] if abs(out[b]) < np.inf else 0
+
+
+@jit.kernel
+def outer_factors(left, right, top):
+    h, n, _, batch = left.shape
+    ml = np.empty((n, batch), left.dtype)
+    mr = np.empty((n, batch), left.dtype)
+    shift = np.empty(batch, left.dtype)
+    for g in range(h):
+        for s in range(n):
+            _safe_max_rows(left[g, s], ml[s])
+            _safe_max_rows(right[g, s], mr[s])
+        for b in range(batch):
+            top[g, b] = ml[0, b] + mr[0, b]
+        for s in range(1, n):
+            for b in range(batch):
+                ms = ml[s, b] + mr[s, b]
+                top[g, b] = ms if ms > top[g, b] else top[g, b]
+        for s in range(n):
+            for b in range(batch):
+                shift[b] = ml[s, b] - ((ml[s, b] + mr[s, b]) - top[g, b])
+            block = left[g, s]
+            for i in range(block.shape[0]):
+                for b in range(batch):
+                    block[i, b] = exp_of(block[i, b] - shift[b])
+            block = right[g, s]
+            for j in range(block.shape[0]):
+                for b in range(batch):
+                    block[j, b] = exp_of(block[j, b] - mr[s, b])
+
+
+@jit.kernel
+def log_plus(S, shift, out):
+    h, units, batch = S.shape
+    for g in range(h):
+        for k in range(units):
+            for b in range(batch):
+                out[g, k, b] = log_of(S[g, k, b]) + shift[g, b]
