@@ -1,20 +1,22 @@
-"""The passes on the compiled exp/log kernels give what the same passes give on NumPy's ufuncs
-(as with ``PCIRCUITS_JIT=0``): float64 values, flows and gradients within 1e-12 relative, on
-random circuits with zero weights and zero-probability leaves (-inf log-values) and missing inputs,
-for every layer kind (fused, dense, padded-gather and segment sums) and the relaxed pass."""
+"""The passes on the compiled kernels give what the same passes give on NumPy (as with
+``PCIRCUITS_JIT=0``): float64 values, flows and gradients within 1e-12 relative, on random
+circuits with zero weights and zero-probability leaves (-inf log-values) and missing inputs, for
+every layer kind (fused, dense, padded-gather and segment sums) and the relaxed pass; each fused
+kernel of :mod:`pcircuits.program.kernels` equals its NumPy definition within a few ulps."""
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import pcircuits as pc
 from pcircuits import backend as backend_module
 from pcircuits import jit
 from pcircuits.backend import get_backend
 from pcircuits.layerize import plan_layers
-from pcircuits.program import Program
+from pcircuits.program import Program, kernels as program_kernels
 from pcircuits.program.layers import SegmentSumLayer
 
 from strategies import LEARNABLE_FAMILIES, valid_circuits
@@ -144,3 +146,51 @@ def test_relaxed_pass_on_the_kernels_equals_the_numpy_pass(name, hard):
     with kernels(False):
         reference = relaxed_results(make_program, x, hard)
     assert_close(fast, reference)
+
+
+def _log_values(dtype, shape):
+    """Log-values as layers see them: finite (some far below the others), -inf, +inf and NaN."""
+    finite = st.floats(-200, 50, width=np.dtype(dtype).itemsize * 8)
+    tiny = float(np.finfo(dtype).tiny)
+    finite = st.one_of(finite, st.sampled_from([0.0, tiny / 4, tiny, 2 * tiny]))
+    special = st.sampled_from([-np.inf, np.inf, np.nan])
+    return hnp.arrays(dtype, shape, elements=st.one_of(finite, finite, finite, special))
+
+
+def _ulp_close(got, expected, dtype):
+    info = np.finfo(dtype)
+    np.testing.assert_allclose(got, expected, rtol=4 * info.eps, atol=float(info.tiny))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FAST
+@given(data=st.data())
+def test_outer_factors_kernel_equals_its_numpy_definition(dtype, data):
+    h, n, kl, kr, batch, units = (data.draw(st.integers(1, 4)) for _ in range(6))
+    values = data.draw(_log_values(dtype, (units, batch)))
+    rows = [data.draw(hnp.arrays(np.int64, (h, n, k), elements=st.integers(0, units - 1))) for k in (kl, kr)]
+    be = get_backend("numpy", np.dtype(dtype).name)
+    got = [np.empty((h, n, kl, batch), dtype), np.empty((h, n, kr, batch), dtype), np.empty((h, batch), dtype)]
+    expected = [np.empty_like(a) for a in got]
+    program_kernels.outer_factors(be, values, *rows, *got)
+    with np.errstate(all="ignore"):
+        program_kernels.outer_factors_numpy(be, values, *rows, *expected)
+    for a, b in zip(got, expected):
+        _ulp_close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FAST
+@given(data=st.data())
+def test_log_plus_kernel_equals_its_numpy_definition(dtype, data):
+    h, units, batch = (data.draw(st.integers(1, 4)) for _ in range(3))
+    S = np.abs(data.draw(_log_values(dtype, (h, units, batch))))
+    shift = data.draw(_log_values(dtype, (h, batch)))
+    be = get_backend("numpy", np.dtype(dtype).name)
+    got, expected = np.empty_like(S), np.empty_like(S)
+    small = program_kernels.log_plus(be, S, shift, got)
+    with np.errstate(all="ignore"):
+        expected_small = program_kernels.log_plus_numpy(np, S, shift, expected)
+    _ulp_close(got, expected, dtype)
+    if not np.isnan(S).any():
+        assert small == expected_small

@@ -39,30 +39,32 @@ def _log_of(x):
 
 
 @jit.kernel(inline="always")
-def _safe_max_rows(a, out):
-    """``out[b]`` the largest ``a[i, b]`` over ``i`` (NaN if one is NaN, as ``np.max``), then 0
-    where that is not finite."""
-    rows, batch = a.shape
+def _gather_safe_max(values, rows, out, top):
+    """``out[i] = values[rows[i]]`` and ``top[b]`` the largest ``out[i, b]`` over ``i`` (NaN if one
+    is NaN, as ``np.max``), then 0 where that is not finite."""
+    batch = out.shape[1]
     for b in range(batch):
-        out[b] = -np.inf
-    for i in range(rows):
+        top[b] = -np.inf
+    for i in range(rows.shape[0]):
+        source = values[rows[i]]
         for b in range(batch):
-            x = a[i, b]
-            out[b] = x if (x > out[b] or x != x) else out[b]
+            x = source[b]
+            out[i, b] = x
+            top[b] = x if (x > top[b] or x != x) else top[b]
     for b in range(batch):
-        out[b] = out[b] if abs(out[b]) < np.inf else 0
+        top[b] = top[b] if abs(top[b]) < np.inf else 0
 
 
 @jit.kernel
-def outer_factors(left, right, top):
+def outer_factors(values, left_rows, right_rows, left, right, top):
     h, n, _, batch = left.shape
     ml = np.empty((n, batch), left.dtype)
     mr = np.empty((n, batch), left.dtype)
     shift = np.empty(batch, left.dtype)
     for g in range(h):
         for s in range(n):
-            _safe_max_rows(left[g, s], ml[s])
-            _safe_max_rows(right[g, s], mr[s])
+            _gather_safe_max(values, left_rows[g, s], left[g, s], ml[s])
+            _gather_safe_max(values, right_rows[g, s], right[g, s], mr[s])
         for b in range(batch):
             top[g, b] = ml[0, b] + mr[0, b]
         for s in range(1, n):
@@ -85,7 +87,12 @@ def outer_factors(left, right, top):
 @jit.kernel
 def log_plus(S, shift, out):
     h, units, batch = S.shape
+    tiny = np.finfo(S.dtype).tiny
+    small = 0                       # an integer count, which the compiler vectorizes
     for g in range(h):
         for k in range(units):
             for b in range(batch):
-                out[g, k, b] = log_of(S[g, k, b]) + shift[g, b]
+                value = S[g, k, b]
+                small += 1 if value < tiny else 0
+                out[g, k, b] = log_of(value) + shift[g, b]
+    return small > 0

@@ -17,9 +17,16 @@ from .. import jit
 __all__ = ["outer_factors", "outer_factors_numpy", "log_plus", "log_plus_numpy", "safe_max"]
 
 
-def _compiled():
-    from . import _kernels
-    return _kernels
+_LOOPS = {}
+
+
+def _loop(name: str):
+    """The compiled loop ``name`` of :mod:`._kernels` (Numba's dispatcher, looked up once)."""
+    loop = _LOOPS.get(name)
+    if loop is None:
+        from . import _kernels
+        loop = _LOOPS[name] = getattr(_kernels, name).dispatcher
+    return loop
 
 
 def _host_contiguous(backend, *arrays) -> bool:
@@ -27,8 +34,12 @@ def _host_contiguous(backend, *arrays) -> bool:
     if not (backend.on_host and jit.available()):
         return False
     dtype = arrays[0].dtype
-    return dtype in (np.float32, np.float64) and all(
-        type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+    if dtype != np.float32 and dtype != np.float64:
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 def safe_max(xp, a, axis):
@@ -38,9 +49,12 @@ def safe_max(xp, a, axis):
     return xp.where(xp.isfinite(m), m, 0)
 
 
-def outer_factors_numpy(xp, left, right, top) -> None:
+def outer_factors_numpy(backend, values, left_rows, right_rows, left, right, top) -> None:
     """NumPy definition of :func:`outer_factors`."""
-    ml = safe_max(xp, left, axis=2)                            # (h, n, B)
+    xp = backend.xp
+    backend.take_rows(values, left_rows, left)
+    backend.take_rows(values, right_rows, right)
+    ml = safe_max(xp, left, axis=2)                             # (h, n, B)
     mr = safe_max(xp, right, axis=2)
     ms = ml + mr
     ms.max(axis=1, out=top)
@@ -50,39 +64,44 @@ def outer_factors_numpy(xp, left, right, top) -> None:
     xp.exp(right, out=right)
 
 
-def outer_factors(backend, left, right, top) -> None:
-    """The max-shifted exponentials of a fused sum layer's children, in place.
+def outer_factors(backend, values, left_rows, right_rows, left, right, top) -> None:
+    """The max-shifted exponentials of a fused sum layer's children.
 
     Parameters
     ----------
     backend : Backend
+    values : array, shape (units, B)
+        Log-values of the circuit's units.
+    left_rows, right_rows : int64 arrays, shape (h, n, KL) and (h, n, KR)
+        The rows of the left and right children of ``h`` nodes' ``n`` splits (in range).
     left : array, shape (h, n, KL, B)
-        Log-values of the left children of ``h`` nodes' ``n`` splits; replaced by
-        ``exp(left - ml + ms - top)``, with ``ml`` (h, n, B) the largest left value of each split
-        (0 where it is not finite) and ``ms = ml + mr``.
+        Receives ``exp(values[left_rows] - ml + ms - top)``, with ``ml`` (h, n, B) the largest
+        left value of each split (0 where it is not finite) and ``ms = ml + mr``.
     right : array, shape (h, n, KR, B)
-        Likewise; replaced by ``exp(right - mr)``.
+        Receives ``exp(values[right_rows] - mr)``.
     top : array, shape (h, B)
         Receives ``max over splits of ms``: the outer product ``left[:, s, i] * right[:, s, j]``
         is then ``exp(left_i + right_j - top)``.
     """
-    if _host_contiguous(backend, left, right, top):
-        _compiled().outer_factors(left, right, top)
+    if _host_contiguous(backend, values, left, right, top) and left_rows.flags.c_contiguous \
+            and right_rows.flags.c_contiguous:
+        _loop("outer_factors")(values, left_rows, right_rows, left, right, top)
     else:
-        outer_factors_numpy(backend.xp, left, right, top)
+        outer_factors_numpy(backend, values, left_rows, right_rows, left, right, top)
 
 
-def log_plus_numpy(xp, S, shift, out) -> None:
+def log_plus_numpy(xp, S, shift, out) -> bool:
     """NumPy definition of :func:`log_plus`."""
     xp.log(S, out=out)
     out += shift[:, None, :]
+    return S.size > 0 and bool(S.min() < np.finfo(S.dtype).tiny)
 
 
-def log_plus(backend, S, shift, out) -> None:
+def log_plus(backend, S, shift, out) -> bool:
     """``out = log(S) + shift[:, None, :]`` for ``S`` and ``out`` (h, K, B), ``shift`` (h, B): a
-    max-shifted sum's log-value (``log(0) = -inf``, no warning)."""
+    max-shifted sum's log-value (``log(0) = -inf``, no warning). Returns whether some entry of
+    ``S`` is below the smallest normal float (whose value the caller may recompute exactly)."""
     if _host_contiguous(backend, S, shift, out):
-        _compiled().log_plus(S, shift, out)
-    else:
-        with np.errstate(divide="ignore"):
-            log_plus_numpy(backend.xp, S, shift, out)
+        return _loop("log_plus")(S, shift, out)
+    with np.errstate(divide="ignore"):
+        return log_plus_numpy(backend.xp, S, shift, out)

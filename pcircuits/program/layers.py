@@ -43,15 +43,6 @@ SEGMENT_BLOCKS = 16
 _MAX_CHUNK_ELEMENTS = 1 << 24
 
 
-def _below_normal(S):
-    """Mask of the entries of ``S`` below the smallest normal float, or None when there are none
-    (one reduction in the common case)."""
-    tiny = np.finfo(S.dtype).tiny
-    if S.size == 0 or float(S.min()) >= tiny:
-        return None
-    return S < tiny
-
-
 def _drop_products(xp, out, context, root_input_rows):
     """Product dropout: each product unit's log-value set to -inf with the context's rate, the
     rows ``root_input_rows`` (the root's inputs) spared when the context asks for it."""
@@ -348,8 +339,7 @@ class DenseSumLayer:
     def _finish(self, program, values, E, S, M, cache, exact: bool = True):
         batch_matmul(self.backend, self._batched_weights(program), E, S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
-        kernels.log_plus(self.backend, S, M, out)
-        small = _below_normal(S)
+        small = S < np.finfo(S.dtype).tiny if kernels.log_plus(self.backend, S, M, out) else None
         if small is not None and exact:
             self._exact_values(program, values, out, small)
         if cache is not None:
@@ -517,10 +507,8 @@ class FusedSumLayer(DenseSumLayer):
                 dropped.reshape(self.N, -1)[self.root_nodes] = False
 
         def fill(lo, hi):
-            left, right = L[lo:hi], R[lo:hi]
-            self.backend.take_rows(values, self.left[lo:hi], left)       # (h, n, KL, B)
-            self.backend.take_rows(values, self.right[lo:hi], right)     # (h, n, KR, B)
-            kernels.outer_factors(self.backend, left, right, M[lo:hi])
+            kernels.outer_factors(self.backend, values, self.left[lo:hi], self.right[lo:hi], L[lo:hi], R[lo:hi],
+                                  M[lo:hi])
         return L, R, M, dropped, fill
 
     def _outer(self, L, R, dropped, lo: int, hi: int, out=None):
@@ -549,15 +537,18 @@ class FusedSumLayer(DenseSumLayer):
         out = values[self.start:self.stop].reshape(self.N, self.K, -1)
 
         # node by node (on a device: all at once), so that the products never leave the cache
+        underflow = []
+
         def block(lo, hi):
             fill(lo, hi)
             batch_matmul(self.backend, W[lo:hi], self._outer(L, R, dropped, lo, hi), S[lo:hi])
-            kernels.log_plus(self.backend, S[lo:hi], M[lo:hi], out[lo:hi])
+            if kernels.log_plus(self.backend, S[lo:hi], M[lo:hi], out[lo:hi]):
+                underflow.append(lo)
         self.backend.blocks(self.N, self.I * batch, block, wide=True)
         # after product dropout the products differ from those that _input_scores rebuilds; the
         # rare underflowing entries then keep the clamped values (-inf, no flow) instead
         exact = not context.product_dropout
-        small = _below_normal(S)
+        small = S < np.finfo(S.dtype).tiny if underflow else None
         if small is not None and exact:
             self._exact_values(program, values, out, small)
         if cache is not None:
