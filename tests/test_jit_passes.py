@@ -194,3 +194,20 @@ def test_log_plus_kernel_equals_its_numpy_definition(dtype, data):
     _ulp_close(got, expected, dtype)
     if not np.isnan(S).any():
         assert small == expected_small
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FAST
+@given(data=st.data())
+def test_max_shifted_exp_kernel_equals_its_numpy_definition(dtype, data):
+    h, inputs, batch, units = (data.draw(st.integers(1, 4)) for _ in range(4))
+    values = data.draw(_log_values(dtype, (units, batch)))
+    rows = data.draw(hnp.arrays(np.int64, (h, inputs), elements=st.integers(0, units - 1)))
+    be = get_backend("numpy", np.dtype(dtype).name)
+    got = [np.empty((h, inputs, batch), dtype), np.empty((h, batch), dtype)]
+    expected = [np.empty_like(a) for a in got]
+    program_kernels.max_shifted_exp(be, values, rows, *got)
+    with np.errstate(all="ignore"):
+        program_kernels.max_shifted_exp_numpy(be, values, rows, *expected)
+    for a, b in zip(got, expected):
+        _ulp_close(a, b, dtype)

@@ -56,6 +56,16 @@ def _gather_safe_max(values, rows, out, top):
 
 
 @jit.kernel
+def max_shifted_exp(values, rows, out, top):
+    h, inputs, batch = out.shape
+    for g in range(h):
+        _gather_safe_max(values, rows[g], out[g], top[g])
+        for i in range(inputs):
+            for b in range(batch):
+                out[g, i, b] = exp_of(out[g, i, b] - top[g, b])
+
+
+@jit.kernel
 def outer_factors(values, left_rows, right_rows, left, right, top):
     h, n, _, batch = left.shape
     ml = np.empty((n, batch), left.dtype)

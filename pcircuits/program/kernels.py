@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import jit
 
-__all__ = ["outer_factors", "outer_factors_numpy", "log_plus", "log_plus_numpy", "safe_max"]
+__all__ = ["max_shifted_exp", "max_shifted_exp_numpy", "outer_factors", "outer_factors_numpy", "log_plus",
+           "log_plus_numpy", "safe_max"]
 
 
 _LOOPS = {}
@@ -47,6 +48,35 @@ def safe_max(xp, a, axis):
     finite wherever ``a`` is)."""
     m = a.max(axis=axis)
     return xp.where(xp.isfinite(m), m, 0)
+
+
+def max_shifted_exp_numpy(backend, values, rows, out, top) -> None:
+    """NumPy definition of :func:`max_shifted_exp`."""
+    xp = backend.xp
+    backend.take_rows(values, rows, out)
+    top[...] = safe_max(xp, out, axis=1)
+    out -= top[:, None, :]
+    xp.exp(out, out=out)
+
+
+def max_shifted_exp(backend, values, rows, out, top) -> None:
+    """The max-shifted exponentials of a dense sum layer's inputs.
+
+    Parameters
+    ----------
+    backend : Backend
+    values : array, shape (units, B)
+    rows : int64 array, shape (h, I)
+        The input rows of ``h`` nodes (in range).
+    out : array, shape (h, I, B)
+        Receives ``exp(values[rows] - top[:, None, :])``.
+    top : array, shape (h, B)
+        Receives every node's largest input value (0 where it is not finite).
+    """
+    if _host_contiguous(backend, values, out, top) and rows.flags.c_contiguous:
+        _loop("max_shifted_exp")(values, rows, out, top)
+    else:
+        max_shifted_exp_numpy(backend, values, rows, out, top)
 
 
 def outer_factors_numpy(backend, values, left_rows, right_rows, left, right, top) -> None:

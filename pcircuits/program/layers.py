@@ -393,10 +393,8 @@ class DenseSumLayer:
             values[self.start:self.stop] = self._max_forward(program, values[self.inputs])
             return
         E, S = self._buffers(program, batch, cache)
-        xp.take(values, self.batched_inputs, axis=0, out=E)       # (Nb, I, B)
-        m = _safe_max(xp, E, axis=1)                              # (Nb, B)
-        E -= m[:, None, :]
-        self.backend.exp(E, out=E)
+        m = xp.empty((self.Nb, batch), dtype=E.dtype)
+        kernels.max_shifted_exp(self.backend, values, self.batched_inputs, E, m)      # (Nb, I, B), (Nb, B)
         self._finish(program, values, E, S, m, cache)
 
     def _max_forward(self, program, X):
