@@ -13,8 +13,8 @@ figures, wall times) and prints it.
   in-painting grid (right half erased, Fig. 8) and the centroids of the lowest cGMM layer
   (Fig. 14).
 * ``timing``: one cGMM layer's forward pass against the bare matrix products of the same
-  shapes (for the layer with 9 inputs also each step of the pass alone), and the time of one
-  training epoch.
+  shapes (for the layer with 9 inputs also each step of the pass alone, the compiled softmax
+  step and the array steps it replaces), and the time of one training epoch.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/dcgmm.py outliers --data mnist --instance E --epochs 3
 """
@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 import pcircuits as pc
-from pcircuits.dcgmm import CGMM, Folding
+from pcircuits import jit
+from pcircuits.dcgmm import CGMM, Folding, _kernels
 from pcircuits.imagegrid import save_completion_grid, save_image_grid
 
 
@@ -201,7 +202,9 @@ def run_samples(args) -> dict:
 def forward_steps(layer: CGMM, rows: np.ndarray, reps: int) -> dict:
     """CPU minima (ms, one BLAS thread) of the steps of the small-input forward pass over all rows
     at once, each timed alone: the tables, the shifted log-scores (squares and three products
-    accumulated in the output), ``exp``, the row sums (matrix-vector product), the division by them."""
+    accumulated in the output), then either the compiled softmax step (``exp``, row sums and
+    scaling in one kernel; where Numba is installed) or its array steps: ``exp``, the row sums
+    (matrix-vector product), the division by them."""
     k = layer.num_components
     tables = layer._score_tables(rows.dtype, bounded=True)
     squares, ones = np.empty_like(rows), np.ones((rows.shape[0], 1), rows.dtype)
@@ -215,6 +218,8 @@ def forward_steps(layer: CGMM, rows: np.ndarray, reps: int) -> dict:
              "exp": lambda: np.exp(scores, out=out),
              "row_sums": lambda: np.matmul(exps, unit, out=sums),
              "scale": lambda: np.divide(exps, row_sums, out=out)}
+    if layer._compiled(rows.dtype):
+        steps["compiled_softmax"] = lambda: _kernels.bounded_softmax(scores, 0.0, out, sums, layer.min_bounded_sum)
     minima = {}
     for label, fn in steps.items():
         fn()
@@ -272,7 +277,7 @@ def run_timing(args) -> dict:
         if be.on_host and d <= layer.bounded_dim:
             record["steps_cpu_min_ms"] = forward_steps(layer, rows, args.reps)
         records[name] = record
-    result = {"batch_size": args.batch_size, "reps": args.reps, "forward": records}
+    result = {"batch_size": args.batch_size, "reps": args.reps, "compiled_kernels": jit.available(), "forward": records}
     if args.epoch_images:
         x_train, _, _, _ = load(args.data, args.epoch_images, 1)
         stack = pc.builders.dcgmm(args.instance, seed=args.seed)

@@ -13,7 +13,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.linalg.blas
 import scipy.special
 
 from . import jit
@@ -133,7 +132,8 @@ class Backend:
         in either order are read in place.
         """
         if self.on_host and out.flags.c_contiguous and out.dtype in (np.float32, np.float64) and out.size:
-            gemm = scipy.linalg.blas.get_blas_funcs("gemm", dtype=out.dtype)
+            from scipy.linalg import blas  # on first use: importing scipy.linalg costs every process 30 ms
+            gemm = blas.get_blas_funcs("gemm", dtype=out.dtype)
             left, trans_left = (b, 1) if b.flags.f_contiguous and not b.flags.c_contiguous else (b.T, 0)
             right, trans_right = (a, 1) if a.flags.f_contiguous and not a.flags.c_contiguous else (a.T, 0)
             gemm(1.0, left, right, beta=1.0, c=out.T, trans_a=trans_left, trans_b=trans_right, overwrite_c=True)
@@ -238,8 +238,16 @@ class RandomSource:
                 seed = int(seed.integers(2**62))
             self._gen = cupy.random.default_rng(seed)
 
+    def uniform64(self, shape):
+        """Float64 uniform draws in [0, 1): the numbers :meth:`uniform` and :meth:`gumbel` transform."""
+        return self._gen.random(shape, dtype=np.float64)
+
+    def normal64(self, shape):
+        """Float64 standard normal draws: the numbers :meth:`normal` converts."""
+        return self._gen.standard_normal(shape, dtype=np.float64)
+
     def uniform(self, shape):
-        return self._gen.random(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
+        return self.uniform64(shape).astype(self.backend.dtype, copy=False)
 
     def bernoulli_mask(self, shape, rate: float):
         """Booleans that are True with probability ``rate`` (dropout masks; single precision
@@ -247,10 +255,13 @@ class RandomSource:
         return self._gen.random(shape, dtype=np.float32) < rate
 
     def normal(self, shape):
-        return self._gen.standard_normal(shape, dtype=np.float64).astype(self.backend.dtype, copy=False)
+        return self.normal64(shape).astype(self.backend.dtype, copy=False)
 
     def gumbel(self, shape):
-        u = self._gen.random(shape, dtype=np.float64)
+        return self.gumbel_of(self.uniform64(shape))
+
+    def gumbel_of(self, u):
+        """Standard Gumbel noise in the backend's precision of float64 uniform draws ``u``."""
         xp = self.backend.xp
         return (-xp.log(-xp.log(xp.clip(u, 1e-300, 1.0)))).astype(self.backend.dtype, copy=False)
 

@@ -298,9 +298,9 @@ class SumWeights:
             raise TypeError(f"SumWeights: weights must be numeric, got {type(values).__name__}") from None
         if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
             raise ValueError(f"SumWeights: weights must have shape (num_units, num_inputs), got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("SumWeights: weights must be finite")
-        if np.any(arr < 0):
+        if not (arr.min() >= 0 and arr.max() < np.inf):  # false for NaN too
+            if not np.all(np.isfinite(arr)):
+                raise ValueError("SumWeights: weights must be finite")
             raise ValueError(f"SumWeights: weights must be non-negative, got minimum {arr.min()}")
         if mask is not None:
             mask = np.asarray(mask)

@@ -314,7 +314,9 @@ def _int(value, what: str, low: int = 0, high: int | None = None) -> int:
 def _int_list(value, what: str, low: int = 0, high: int | None = None) -> list[int]:
     if not isinstance(value, (list, tuple)):
         raise _SpecError(f"{what} must be a list of ints, got {type(value).__name__}")
-    return [_int(v, f"{what}[{k}]", low, high) for k, v in enumerate(value)]
+    # plain ints in range pass without building each element's name for the message
+    return [v if type(v) is int and low <= v and (high is None or v <= high) else _int(v, f"{what}[{k}]", low, high)
+            for k, v in enumerate(value)]
 
 
 def _field(record: dict, key: str, what: str):

@@ -138,21 +138,26 @@ def check(circuit, *, atol: float = 1e-6) -> ValidityReport:
             f"{node_name(circuit, parent)} has child {node_name(circuit, child)}, which is also its ancestor: "
             f"a circuit must be acyclic, or no bottom-up order exists.",
             (parent.scope, child.scope), circuit.index(parent)))
+    normalized = _normalized_sums(circuit.nodes, atol)
     for index, node in enumerate(circuit.nodes):
         shape_problems = _shape_problems(node)
         for problem in shape_problems:
             found.append(Violation("shape", node, f"{node_name(circuit, node)}: {problem}.", (node.scope,), index))
         rule = _NODE_RULES.get(node.kind)
         if rule is not None:
-            found.extend(rule(circuit, node, index, shape_problems, atol))
+            found.extend(rule(circuit, node, index, shape_problems, atol, normalized))
     return ValidityReport(circuit, found)
 
 
-def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, atol: float) -> list[Violation]:
-    """Weights (when shaped right) and smoothness: all children over one scope."""
-    found = [] if shape_problems else _weight_violations(circuit, node, index, atol)
-    scopes = [c.scope for c in node.children]
-    if any(s.bits != scopes[0].bits for s in scopes):
+def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, atol: float,
+                    normalized: set) -> list[Violation]:
+    """Weights (when shaped right and not already shown normalized) and smoothness: all children
+    over one scope."""
+    found = [] if shape_problems or id(node.params) in normalized else \
+        _weight_violations(circuit, node, index, atol)
+    first = node.children[0].scope.bits if node.children else 0
+    if any(c.scope.bits != first for c in node.children):
+        scopes = [c.scope for c in node.children]
         fmt = circuit.variables.format_scope
         distinct = list(dict.fromkeys(scopes))
         differing = [i for i, s in enumerate(scopes) if s.bits != scopes[0].bits]
@@ -168,8 +173,8 @@ def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, at
     return found
 
 
-def _product_violations(circuit, node: ProductNode, index: int, shape_problems: list,
-                        atol: float) -> list[Violation]:
+def _product_violations(circuit, node: ProductNode, index: int, shape_problems: list, atol: float,
+                        normalized: set) -> list[Violation]:
     """Decomposability: the children's scopes are pairwise disjoint.
 
     Linear in the children and the variables: one pass of bitset unions finds the children that
@@ -207,7 +212,8 @@ def _product_violations(circuit, node: ProductNode, index: int, shape_problems: 
         tuple(c.scope for c in node.children), index)]
 
 
-def _input_violations(circuit, node: InputNode, index: int, shape_problems: list, atol: float) -> list[Violation]:
+def _input_violations(circuit, node: InputNode, index: int, shape_problems: list, atol: float,
+                      normalized: set) -> list[Violation]:
     """Leaf parameters inside their family's constraints (when shaped right)."""
     if shape_problems:
         return []
@@ -215,7 +221,8 @@ def _input_violations(circuit, node: InputNode, index: int, shape_problems: list
                       (node.scope,), index) for problem in node.family.value_problems()]
 
 
-#: The property checks of each node kind: ``rule(circuit, node, index, shape_problems, atol)``.
+#: The property checks of each node kind: ``rule(circuit, node, index, shape_problems, atol,
+#: normalized)``, ``normalized`` the ids of the weight objects :func:`_normalized_sums` cleared.
 _NODE_RULES = {"sum": _sum_violations, "product": _product_violations, "input": _input_violations}
 
 
@@ -265,6 +272,35 @@ def _shape_problems(node: Node) -> list[str]:
     """Why the node's parameter arrays do not fit its children and units (empty when they do)."""
     rule = _SHAPE_RULES.get(node.kind)
     return [] if rule is None else rule(node)
+
+
+def _normalized_sums(nodes: list, atol: float) -> set[int]:
+    """The ids of the sums' weight objects that one vectorized pass over all of them shows to be
+    valid weights: unmasked float64 matrices, finite, non-negative, every row summing to 1 within
+    ``atol`` less a margin for summing in another order than ``_weight_violations`` (which would
+    find nothing at them). Whether they fit their nodes is the shape check's business; the other
+    sums' weights are checked, and reported, one by one."""
+    arrays = {}
+    for node in nodes:
+        if node.kind == "sum" and node.params.mask is None and id(node.params) not in arrays:
+            w = node.params.values
+            if isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2 and w.size:
+                arrays[id(node.params)] = w
+    if not arrays:
+        return set()
+    units = np.array([w.shape[0] for w in arrays.values()])
+    widths = np.array([w.shape[1] for w in arrays.values()])
+    array_of_row = np.repeat(np.arange(len(arrays)), units)
+    first_row = np.cumsum(units) - units
+    row_starts = (np.cumsum(units * widths) - units * widths)[array_of_row] \
+        + (np.arange(len(array_of_row)) - first_row[array_of_row]) * widths[array_of_row]
+    flat = np.concatenate([w.ravel() for w in arrays.values()])
+    values_ok = np.logical_and.reduceat((flat >= 0) & (flat < np.inf), row_starts)
+    row_sums = np.add.reduceat(flat, row_starts)
+    # two summation orders of n non-negative terms differ by at most about n eps times their sum
+    margin = 2 * np.finfo(np.float64).eps * widths[array_of_row] * row_sums
+    rows_ok = values_ok & (np.abs(row_sums - 1.0) + margin <= atol)
+    return {key for key, ok in zip(arrays, np.logical_and.reduceat(rows_ok, first_row).tolist()) if ok}
 
 
 def _weight_violations(circuit, node: SumNode, index: int, atol: float) -> list[Violation]:

@@ -4,6 +4,7 @@ Read from the source (``ast``), so the property holds for imports at module leve
 functions alike. The one allowed exception is documented in ``ALLOWED``.
 """
 import ast
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -23,13 +24,27 @@ def _modules() -> dict:
     return modules
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
+def _statements(body: list):
+    """Every statement in ``body``, nested ones included. Imports are statements, and statements
+    nest only in other statements' bodies (and their handlers' and cases'), never in expressions."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, ()))
+
+
 def _import_graph(*, module_level_only: bool) -> nx.DiGraph:
     modules = _modules()
     graph = nx.DiGraph()
     for name, path in modules.items():
-        tree = ast.parse(path.read_text())
+        tree = _tree(path)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        nodes = tree.body if module_level_only else ast.walk(tree)
+        nodes = tree.body if module_level_only else _statements(tree.body)
         for node in nodes:
             if isinstance(node, ast.ImportFrom):
                 if node.level:

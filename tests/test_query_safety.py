@@ -214,6 +214,20 @@ def test_samples_of_a_seed_do_not_depend_on_how_many_are_drawn(program):
     assert not np.array_equal(many[:5], many[3 * block:])
 
 
+@pytest.mark.parametrize("seed", [0, 7, 2**40])
+def test_sample_block_k_draws_from_the_seeds_pcg64_jumped_k_times(seed):
+    streams = pc.inference._Streams(seed)
+    for k in range(4):
+        expected = np.random.Generator(np.random.PCG64(seed).jumped(k)).random(5)
+        np.testing.assert_array_equal(streams.next().random(5), expected)
+
+
+def test_a_generator_seed_gives_new_streams_on_every_call(program):
+    rng = np.random.default_rng(5)
+    first = program.sample(2 * pc.inference.SAMPLE_BLOCK, seed=rng)
+    assert not np.array_equal(first, program.sample(2 * pc.inference.SAMPLE_BLOCK, seed=rng))
+
+
 @pytest.mark.parametrize("conditioned", [False, True])
 def test_samples_of_a_seed_do_not_depend_on_the_chunks(program, conditioned):
     block = pc.inference.SAMPLE_BLOCK

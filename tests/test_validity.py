@@ -1,9 +1,11 @@
 """Validity reports: valid circuits pass; every planted violation is found, alone, at its node."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pcircuits as pc
+from pcircuits import validity
 from pcircuits.builders import figure1_spn
 from pcircuits.validity import KINDS
 from strategies import ALL_FAMILIES, INVALID_KINDS, invalid_circuits, selective_circuits, valid_circuits
@@ -185,3 +187,26 @@ def test_product_whose_child_lost_units_is_a_shape_violation(pattern, child_unit
 def test_products_with_implied_tables_have_no_shape_violation(pattern):
     children = [pc.InputNode(v, pc.Bernoulli([0.3, 0.6])) for v in (0, 1)]
     assert not pc.Circuit(pc.ProductNode(children, pattern)).check().by_kind("shape")
+
+
+@settings(max_examples=40)
+@given(valid_circuits(), st.data())
+def test_sums_checked_together_report_the_weights_each_check_alone_reports(circuit, data):
+    """check() clears most sums in one vectorized pass; it must flag exactly the sums whose own
+    check flags them, also for rows off by about the tolerance and for invalid values."""
+    sums = [(i, node) for i, node in enumerate(circuit.nodes) if node.kind == "sum"]
+    for _, node in sums:
+        w = node.params.values
+        row = data.draw(st.integers(0, w.shape[0] - 1))
+        changes = ["none", "scale", "nan", "inf", "negative"] + (["negative, same sum"] if w.shape[1] > 1 else [])
+        change = data.draw(st.sampled_from(changes))
+        if change == "scale":
+            w[row] *= 1 + data.draw(st.sampled_from([-2e-6, -1e-6, -1e-6 + 1e-15, 1e-6 - 1e-15, 1e-6, 1e-6 + 1e-15]))
+        elif change == "negative, same sum":
+            w[row, 1] += w[row, 0] + 0.25
+            w[row, 0] = -0.25
+        elif change != "none":
+            w[row, 0] = {"nan": np.nan, "inf": np.inf, "negative": -1e-300}[change]
+    atol = data.draw(st.sampled_from([1e-6, 0.0]))
+    alone = {i for i, node in sums if validity._weight_violations(circuit, node, i, atol)}
+    assert {v.node_index for v in circuit.check(atol=atol).by_kind("weights")} == alone

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from . import _kernels
+
 __all__ = ["Layer", "Folding", "MaxPooling", "CGMM", "Classifier", "Annealing"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -554,14 +556,13 @@ class CGMM(Layer):
             return self._softmax_by_maximum(scores, overwrite)
         xp = self.backend.xp
         flat = scores.reshape(-1, self.num_components)
-        exps = xp.subtract(flat, self.bound().astype(flat.dtype))
-        xp.exp(exps, out=exps)
-        sums = exps @ xp.ones(self.num_components, dtype=exps.dtype)
+        out = xp.empty_like(flat)
+        sums = xp.empty(flat.shape[0], dtype=flat.dtype)
 
         def exact(index):
             return self._softmax_by_maximum(flat if index is None else flat[index], index is not None)
-        self._normalize(exps, sums, exact)
-        return exps.reshape(scores.shape)
+        self._bounded_softmax(flat, out, sums, exact, shift=self.bound().astype(flat.dtype))
+        return out.reshape(scores.shape)
 
     def _softmax_by_maximum(self, scores, overwrite: bool):
         """Softmax over the last axis with each row shifted by its maximum."""
@@ -581,25 +582,49 @@ class CGMM(Layer):
         xp = self.backend.xp
         return (xp.log(self.precisions[0]).sum(-1) + xp.log(self.weights()[0])).max() - 0.5 * self.dim * _LOG_2PI
 
-    def _normalize(self, exps, sums, exact):
-        """Divide the rows of ``exps = exp(scores - C)`` (R, K) by their ``sums`` (R,) in place.
+    def _compiled(self, dtype) -> bool:
+        """Whether :meth:`_bounded_softmax` runs the compiled kernel (host arrays, Numba)."""
+        return self.backend.on_host and _kernels.compiled(dtype)
 
-        Rows whose sum is below :attr:`min_bounded_sum` take ``exact(index)`` instead, their
-        responsibilities with their own maximum; ``index`` selects them on the host, and is None
-        on a device, where every row is computed and the low ones are taken from that (no
-        synchronization).
+    def _bounded_softmax(self, scores, out, sums, exact, *, shift=None):
+        """Softmax over the rows of ``scores - shift`` (R, K) into ``out``, for scores that do not
+        exceed ``shift`` (default 0: scores already shifted by the layer's :meth:`bound`), so
+        that ``exp`` needs no maximum per row; ``sums`` (R,) is work space.
+
+        Rows whose terms ``exp(scores - shift)`` sum to less than :attr:`min_bounded_sum` take
+        ``exact(index)`` instead, their responsibilities with their own maximum; ``index``
+        selects them on the host, and is None on a device, where every row is computed and the
+        low ones are taken from that (no synchronization).
+
+        Where :meth:`_compiled` holds (``scores`` not ``out``, both C-contiguous), one compiled
+        kernel (:func:`pcircuits.dcgmm._kernels.bounded_softmax`) makes each row's terms, their
+        sum and the scaled row; otherwise (no Numba, ``PCIRCUITS_JIT=0``, a device) the same
+        steps run as array operations: ``exp``, the row sums as a matrix-vector product, one
+        division. ``scores`` may be ``out`` there.
         """
         be, xp = self.backend, self.backend.xp
+        if (self._compiled(out.dtype) and scores is not out and scores.dtype == out.dtype
+                and scores.flags.c_contiguous and out.flags.c_contiguous):
+            if _kernels.bounded_softmax(scores, 0.0 if shift is None else shift, out, sums, self.min_bounded_sum):
+                index = np.flatnonzero(sums < self.min_bounded_sum)
+                out[index] = exact(index)
+            return out
+        if shift is None:
+            xp.exp(scores, out=out)
+        else:
+            xp.exp(xp.subtract(scores, shift, out=out), out=out)
+        xp.matmul(out, xp.ones(self.num_components, dtype=out.dtype), out=sums)
         low = sums < self.min_bounded_sum
         if be.maybe_any(low):
             if be.on_host:
                 index = xp.flatnonzero(low)
-                exps[index] = exact(index)
+                out[index] = exact(index)
                 sums[index] = 1.0
             else:
-                exps[...] = xp.where(low[:, None], exact(None), exps)
+                out[...] = xp.where(low[:, None], exact(None), out)
                 sums[...] = xp.where(low, 1.0, sums)
-        xp.divide(exps, sums[:, None], out=exps)
+        xp.divide(out, sums[:, None], out=out)
+        return out
 
     def forward(self, x):
         n = x.shape[0]
@@ -650,37 +675,40 @@ class CGMM(Layer):
         """Responsibilities of complete rows (R, d), d small.
 
         The log-scores less the layer's :meth:`bound` ``C`` never exceed 0, so ``exp`` needs no
-        maximum per row: per block, the shifted scores are made in the output
-        (:meth:`_scores_into`), exponentiated in place, summed by one matrix-vector product and
-        scaled (:meth:`_normalize`, which recomputes rows far below the bound with their own
-        maximum).
+        maximum per row: per block, the shifted scores are made (:meth:`_scores_into`) in the
+        output, or in a work buffer where the compiled kernel reads them, and turned into
+        responsibilities by :meth:`_bounded_softmax` (which recomputes rows far below the
+        bound with their own maximum).
         """
         xp = self.backend.xp
         num_rows, d = rows.shape
         k = self.num_components
         tables = self._score_tables(rows.dtype, bounded=True)
         block = self._blocks(num_rows, self.bounded_block_rows)
-        squares, ones, unit, sums = self._work_buffers(block, rows.dtype)
+        squares, ones, shifted, sums = self._work_buffers(block, rows.dtype)
         out = xp.empty((num_rows, k), dtype=rows.dtype)
         for start in range(0, num_rows, block):
             stop = min(start + block, num_rows)
             size = stop - start
-            part, s, t = rows[start:stop], out[start:stop], sums[:size]
-            self._scores_into(part, tables, s, squares[:size], ones[:size])
-            xp.exp(s, out=s)
-            xp.matmul(s, unit, out=t)
-            self._normalize(s, t, lambda index, part=part: self._exact_rows(part if index is None else part[index], tables))
+            part, s = rows[start:stop], out[start:stop]
+            scores = s if shifted is None else shifted[:size]
+            self._scores_into(part, tables, scores, squares[:size], ones[:size])
+            self._bounded_softmax(scores, s, sums[:size],
+                                  lambda index, part=part: self._exact_rows(part if index is None else part[index], tables))
         return out
 
     def _work_buffers(self, block: int, dtype):
         """The buffers of :meth:`_forward_small` for blocks of ``block`` rows: squares (block, d),
-        a column of ones (block, 1), ones (K,) and the row sums (block,); made once per block
-        size and data type and reused (fresh host memory costs a page fault per page on first use)."""
-        key = (block, np.dtype(dtype))
+        a column of ones (block, 1), the shifted scores (block, K) where the compiled kernel
+        reads them (else None: they are made in the output) and the row sums (block,); made once
+        per block size and data type and reused (fresh host memory costs a page fault per page on
+        first use)."""
+        key = (block, np.dtype(dtype), self._compiled(dtype))
         if self._buffers is None or self._buffers[0] != key:
             xp = self.backend.xp
+            shifted = xp.empty((block, self.num_components), dtype=dtype) if key[2] else None
             self._buffers = (key, (xp.empty((block, self.dim), dtype=dtype), xp.ones((block, 1), dtype=dtype),
-                                   xp.ones(self.num_components, dtype=dtype), xp.empty(block, dtype=dtype)))
+                                   shifted, xp.empty(block, dtype=dtype)))
         return self._buffers[1]
 
     def _exact_rows(self, rows, tables):

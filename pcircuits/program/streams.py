@@ -43,23 +43,25 @@ class StreamRandomSource:
         self.counts = [int(c) for c in np.bincount(to_numpy(blocks), minlength=len(self.sources))]
         return order
 
-    def _draw(self, method: str, shape, *args):
+    def _draw(self, method: str, shape):
+        """Float64 draws of every block from its generator (``uniform64`` or ``normal64``), in
+        block order; the callers transform them in one pass (elementwise: the same numbers)."""
         if self.counts is None or sum(self.counts) != shape[0]:
             raise RuntimeError(f"StreamRandomSource: a draw of shape {tuple(shape)} for entries not grouped by "
                                f"block (group() first)")
-        parts = [getattr(source, method)((count,) + tuple(shape[1:]), *args)
+        parts = [getattr(source, method)((count,) + tuple(shape[1:]))
                  for source, count in zip(self.sources, self.counts) if count]
         xp = self.backend.xp
-        return xp.concatenate(parts, axis=0) if parts else xp.zeros(shape, dtype=self.backend.dtype)
+        return xp.concatenate(parts, axis=0) if parts else xp.zeros(shape, dtype=np.float64)
 
     def uniform(self, shape):
-        return self._draw("uniform", shape)
+        return self._draw("uniform64", shape).astype(self.backend.dtype, copy=False)
 
     def normal(self, shape):
-        return self._draw("normal", shape)
+        return self._draw("normal64", shape).astype(self.backend.dtype, copy=False)
 
     def gumbel(self, shape):
-        return self._draw("gumbel", shape)
+        return self.sources[0].gumbel_of(self._draw("uniform64", shape))
 
     def binomial(self, n, p):
         xp = self.backend.xp
