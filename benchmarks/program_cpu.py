@@ -33,7 +33,9 @@ then times float32 forward and forward+backward passes (median of ``--reps``, an
 call, ``*_fastest``); the least disturbed round (smallest median, smallest fastest call) is
 reported. It is skipped with a message when PyTorch is not
 installed (``pip install pcircuits[bench]``). ``--baseline DIR`` also times the pcircuits package
-of another source folder (an earlier version) in the same interleaved rounds.
+of another source folder (an earlier version) in the same interleaved rounds, ``--jit-baseline``
+the same pcircuits without its compiled kernels (``PCIRCUITS_JIT=0``: NumPy's ufuncs and the
+NumPy definitions of the fused steps).
 
     python benchmarks/program_cpu.py --compare torch [--cases pd8 pd32 rat digits] [--reps 7] [--rounds 3]
 """
@@ -350,13 +352,15 @@ def compare(args) -> list[dict]:
     if args.baseline:
         envs["baseline"] = dict(envs["pcircuits"], PYTHONPATH=os.pathsep.join([
             str(script.parent), str(Path(args.baseline).resolve()), env.get("PYTHONPATH", "")]))
+    if args.jit_baseline:
+        envs["nojit"] = dict(envs["pcircuits"], PCIRCUITS_JIT="0")
     records = []
     for case in args.cases:
         runs = {library: [] for library in envs}
         for round_ in range(args.rounds):
             order = list(envs) if round_ % 2 == 0 else list(envs)[::-1]
             for library in order:
-                worker = "pcircuits" if library == "baseline" else library
+                worker = "pcircuits" if library in ("baseline", "nojit") else library
                 if library == "torch_layers" and COMPARE_CASES[case][2] == "layers":
                     continue                # the case's own reference already
                 out = subprocess.run([sys.executable, str(script), "--worker", worker, "--case", case,
@@ -377,7 +381,7 @@ def compare(args) -> list[dict]:
             record.update({f"torch_layers_{k}": runs["torch_layers"][0][k]
                            for k in ("ll_max_abs_error", "grad_max_rel_error")})
         for key in list(record):
-            for library, prefix in (("pcircuits", "ratio"), ("baseline", "baseline_ratio")):
+            for library, prefix in (("pcircuits", "ratio"), ("baseline", "baseline_ratio"), ("nojit", "nojit_ratio")):
                 if key.startswith(f"{library}_forward"):
                     name = key[len(library) + 1:]
                     record[f"{prefix}_{name}"] = round(record[key] / record[f"torch_{name}"], 3)
@@ -410,6 +414,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline", help="also time the pcircuits package found in this source folder (another "
                                            "version), in its own processes")
+    parser.add_argument("--jit-baseline", action="store_true",
+                        help="also time pcircuits with PCIRCUITS_JIT=0 (no compiled kernels), in its own processes")
     parser.add_argument("--layer-reference", action="store_true",
                         help="also time the PyTorch reference that runs the Program's layers where the case has "
                              "a hand-written one (RAT-SPN)")

@@ -10,7 +10,8 @@ model from, so both evaluate the very same SPN on the very same data.
 Each library runs in its own process with its threads pinned (``--threads``), times
 ``--reps`` log-likelihood calls after one warm-up call and reports their median;
 pcircuits also times forward+backward (the flows and the EM statistics). The log-likelihoods of
-the two must agree to ``--tolerance``. SPFlow needs its own interpreter (it pins older NumPy):
+the two must agree to ``--tolerance``. ``--jit-baseline`` also times pcircuits without its
+compiled ``exp``/``log`` kernels (``PCIRCUITS_JIT=0``) in a process of its own. SPFlow needs its own interpreter (it pins older NumPy):
 ``--spflow-python`` names it; without one, or when SPFlow cannot be imported there, its row is
 skipped with a message.
 
@@ -123,9 +124,9 @@ def to_pcircuits(description: dict):
 
 def time_pcircuits(description: dict, x: np.ndarray, reps: int) -> dict:
     """Forward (the log-likelihoods), its sum and product layers alone (``inner_forward_ms``: the
-    leaf layers left out), forward+backward, and the floor of the sum layers: one ``np.exp`` per
-    sum edge and one ``np.log`` per sum unit over the batch (``exp_log_floor_ms``), in
-    milliseconds. The table sums (univariate discrete mixtures, looked up in a forward pass)
+    leaf layers left out), forward+backward, and the floor of the sum layers: one ``exp`` per
+    sum edge and one ``log`` per sum unit over the batch (``exp_log_floor_ms``, by
+    ``Backend.exp``/``Backend.log``, which the sum layers call), in milliseconds. The table sums (univariate discrete mixtures, looked up in a forward pass)
     compute no ``exp`` per example and are left out of the floor; ``table_sum_edges`` counts
     their edges."""
     from pcircuits.program.context import PassContext
@@ -159,8 +160,8 @@ def time_pcircuits(description: dict, x: np.ndarray, reps: int) -> dict:
     exps_out, logs_out = np.empty_like(exps), np.empty_like(logs)
 
     def exp_log_floor():
-        np.exp(exps, out=exps_out)
-        np.log(logs, out=logs_out)
+        program.backend.exp(exps, out=exps_out)
+        program.backend.log(logs, out=logs_out)
 
     ll = np.asarray(forward())[:, 0]
     context = PassContext("sum")
@@ -222,9 +223,12 @@ def pinned_environment(threads: int) -> dict:
     return env
 
 
-def run_library(python: str, library: str, folder: Path, reps: int, threads: int) -> dict | None:
-    """Time one library in a fresh process; None (and a message) when it cannot run there."""
+def run_library(python: str, library: str, folder: Path, reps: int, threads: int, jit: bool = True) -> dict | None:
+    """Time one library in a fresh process (pcircuits without its compiled kernels unless ``jit``);
+    None (and a message) when it cannot run there."""
     env = pinned_environment(threads)
+    if not jit:
+        env["PCIRCUITS_JIT"] = "0"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                       env.get("PYTHONPATH", "")]))
     command = [python, str(Path(__file__).resolve()), "--worker", library, "--folder", str(folder),
@@ -258,6 +262,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--tolerance", type=float, default=1e-8)
     parser.add_argument("--spflow-python", default=None, help="interpreter with spflow==0.0.48 installed")
     parser.add_argument("--out", default=None, help="also write the record to this JSON file")
+    parser.add_argument("--jit-baseline", action="store_true",
+                        help="also time pcircuits with PCIRCUITS_JIT=0 (no compiled exp/log kernels)")
     parser.add_argument("--worker", choices=["pcircuits", "spflow"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -280,12 +286,18 @@ def main(argv=None) -> dict:
         ours = run_library(sys.executable, "pcircuits", folder, args.reps, args.threads)
         if ours is None:
             raise RuntimeError("the pcircuits worker failed")
+        plain = run_library(sys.executable, "pcircuits", folder, args.reps, args.threads, jit=False) \
+            if args.jit_baseline else None
         theirs = run_library(args.spflow_python, "spflow", folder, args.reps, args.threads) \
             if args.spflow_python else None
     if theirs is None and not args.spflow_python:
         print("spflow: skipped (no --spflow-python given)", file=sys.stderr)
     record["pcircuits"] = {k: v for k, v in ours.items() if k not in ("library", "log_likelihood")}
     record["mean_log_likelihood"] = float(ours["log_likelihood"].mean())
+    if plain is not None:
+        record["pcircuits_nojit"] = {k: v for k, v in plain.items() if k not in ("library", "log_likelihood")}
+        record["nojit_max_log_likelihood_difference"] = float(np.max(np.abs(ours["log_likelihood"]
+                                                                           - plain["log_likelihood"])))
     if theirs is not None:
         difference = float(np.max(np.abs(ours["log_likelihood"] - theirs["log_likelihood"])))
         if not difference <= args.tolerance:
@@ -293,6 +305,8 @@ def main(argv=None) -> dict:
         record["spflow"] = {k: v for k, v in theirs.items() if k not in ("library", "log_likelihood")}
         record["max_log_likelihood_difference"] = difference
         record["speedup_forward"] = round(theirs["forward_ms"] / ours["forward_ms"], 1)
+        if plain is not None:
+            record["nojit_speedup_forward"] = round(theirs["forward_ms"] / plain["forward_ms"], 1)
     print(json.dumps(record), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=1) + "\n")

@@ -153,28 +153,64 @@ def log32(x):
     return x if x != x else value
 
 
+@kernel(inline="always")
+def _flat_pair(source, target):
+    """``source`` and ``target`` as flat arrays; ``source`` copied when the two overlap without
+    being the same array (as NumPy's ufuncs do). ``target`` may be ``source`` itself: the loops
+    then read and write one array, which the compiler vectorizes (with two arguments that alias,
+    its overlap check fails and it runs the scalar loop, five times slower)."""
+    s = source.reshape(source.size)
+    t = target.reshape(target.size)
+    start, end = s.ctypes.data, s.ctypes.data + s.nbytes
+    if start != t.ctypes.data and start < t.ctypes.data + t.nbytes and t.ctypes.data < end:
+        s = s.copy()
+    return s, t
+
+
 @kernel
 def _exp32_loop(source, target):
-    for i in range(source.size):
-        target[i] = exp32(source[i])
+    """``target[...] = exp(source)`` for C-contiguous arrays of one shape (the same for the other
+    loops)."""
+    s, t = _flat_pair(source, target)
+    if s.ctypes.data == t.ctypes.data:
+        for i in range(t.size):
+            t[i] = exp32(t[i])
+    else:
+        for i in range(s.size):
+            t[i] = exp32(s[i])
 
 
 @kernel
 def _exp64_loop(source, target):
-    for i in range(source.size):
-        target[i] = exp64(source[i])
+    s, t = _flat_pair(source, target)
+    if s.ctypes.data == t.ctypes.data:
+        for i in range(t.size):
+            t[i] = exp64(t[i])
+    else:
+        for i in range(s.size):
+            t[i] = exp64(s[i])
 
 
 @kernel
 def _log32_loop(source, target):
-    for i in range(source.size):
-        target[i] = log32(source[i])
+    s, t = _flat_pair(source, target)
+    if s.ctypes.data == t.ctypes.data:
+        for i in range(t.size):
+            t[i] = log32(t[i])
+    else:
+        for i in range(s.size):
+            t[i] = log32(s[i])
 
 
 @kernel
 def _log64_loop(source, target):
-    for i in range(source.size):
-        target[i] = log64(source[i])
+    s, t = _flat_pair(source, target)
+    if s.ctypes.data == t.ctypes.data:
+        for i in range(t.size):
+            t[i] = log64(t[i])
+    else:
+        for i in range(s.size):
+            t[i] = log64(s[i])
 
 
 LOOPS = {("exp", np.dtype(np.float32)): _exp32_loop, ("exp", np.dtype(np.float64)): _exp64_loop,

@@ -96,6 +96,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+#: The compiled loops by (function name, dtype), looked up once (the lazy kernel's call costs more
+#: than a small array's loop).
+_DISPATCHERS = {}
+
+
 def _apply(name: str, ufunc, a, out):
     dtype = getattr(a, "dtype", None)
     if (not _AVAILABLE or dtype not in (np.float32, np.float64) or type(a) is not np.ndarray or not a.flags.c_contiguous
@@ -104,7 +109,10 @@ def _apply(name: str, ufunc, a, out):
         return ufunc(a) if out is None else ufunc(a, out=out)
     if out is None:
         out = np.empty_like(a)
-    _compiled().LOOPS[name, dtype](a.reshape(-1), out.reshape(-1))
+    loop = _DISPATCHERS.get((name, dtype))
+    if loop is None:
+        loop = _DISPATCHERS[name, dtype] = _compiled().LOOPS[name, dtype].dispatcher
+    loop(a, out)
     return out
 
 

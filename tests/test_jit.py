@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pcircuits import jit
-from pcircuits.backend import Backend
+from pcircuits.backend import KERNEL_MIN_BYTES, Backend
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="needs Numba (pip install 'pcircuits[fast]')")
 
@@ -92,12 +92,49 @@ def test_arrays_the_kernels_do_not_take_go_to_numpy_unchanged():
 
 
 def test_backend_exp_and_log_use_the_kernels_on_the_host_and_ufuncs_on_the_strict_device():
-    x = np.linspace(-5, 5, 333)
+    x = np.linspace(-5, 5, 3333)
     host, strict = Backend("numpy", "float64"), Backend("strict", "float64")
     np.testing.assert_allclose(host.exp(x), np.exp(x), rtol=3e-16)
     np.testing.assert_allclose(host.log(host.exp(x)), x, atol=1e-15)
     device_x = strict.asarray(x)
     np.testing.assert_array_equal(np.asarray(strict.xp.asnumpy(strict.exp(device_x))), np.exp(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_equals_out_of_place(dtype):
+    x = np.linspace(-80, 80, 5001, dtype=dtype).reshape(3, 1667)
+    for function in (jit.exp, jit.log):
+        expected = function(np.abs(x))
+        y = np.abs(x)
+        assert function(y, y) is y
+        np.testing.assert_array_equal(y, expected)
+        y = np.abs(x)
+        function(y[1:], y[1:])                     # two views of the same memory
+        np.testing.assert_array_equal(y[1:], expected[1:])
+
+
+def test_partly_overlapping_arguments_give_numpys_result():
+    x = np.linspace(0.5, 3, 100)
+    for function, ufunc in ((jit.exp, np.exp), (jit.log, np.log)):
+        for source, target in ((slice(0, -1), slice(1, None)), (slice(1, None), slice(0, -1))):
+            y = x.copy()
+            function(y[source], y[target])
+            z = x.copy()
+            ufunc(z[source], out=z[target])
+            np.testing.assert_allclose(y, z, rtol=3e-16)
+
+
+def test_backend_sends_arrays_below_kernel_min_bytes_to_the_ufunc(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jit, "exp", lambda a, out=None: calls.append(a.size) or np.exp(a, out=out))
+    monkeypatch.setattr(jit, "log", lambda a, out=None: calls.append(a.size) or np.log(a, out=out))
+    host = Backend("numpy", "float32")
+    small = np.ones(KERNEL_MIN_BYTES // 4 - 1, np.float32)
+    large = np.ones(KERNEL_MIN_BYTES // 4, np.float32)
+    host.exp(small), host.log(small)
+    assert calls == []
+    host.exp(large), host.log(large)
+    assert calls == [large.size, large.size]
 
 
 def test_pcircuits_jit_0_turns_the_kernels_off():

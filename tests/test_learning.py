@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcircuits as pc
+from pcircuits import jit
 from pcircuits.learning.learner import LEARNERS
 from pcircuits.learning import EM, GradientLearner, WeightRows, additive_smoothing, fit
 from pcircuits.program import PassContext
@@ -653,7 +654,10 @@ def test_several_roots_need_labels_for_likelihood_training():
 
 @pytest.mark.parametrize("device", DEVICE_BACKENDS)
 @pytest.mark.parametrize("method", [name for name, entry in LEARNERS.items() if entry.family in ("em", "gradient")])
-def test_fit_on_a_device_backend_matches_numpy(device, method):
+def test_fit_on_a_device_backend_matches_numpy(device, method, monkeypatch):
+    # the host's compiled exp/log round differently from the device's ufuncs (within 1.5 ulps),
+    # which changes exact ties among the hard choices of hard EM and USI: both run the ufuncs here
+    monkeypatch.setattr(jit, "_AVAILABLE", False)
     x, _ = digits()
     x = x[:300]
     cpu = small_pd().compile(dtype="float64")

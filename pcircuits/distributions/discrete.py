@@ -286,7 +286,7 @@ class Categorical(LeafFamily):
         probs = params["probs"]
         units = xp.arange(probs.shape[0])[None, :]
         with np.errstate(divide="ignore"):
-            lp = xp.log(probs[units, x0.astype(np.int64)])
+            lp = be.log(probs[units, x0.astype(np.int64)])
         return xp.where(observed, lp, 0.0).astype(x.dtype)
 
     @staticmethod

@@ -151,22 +151,23 @@ class BernoulliRelaxation(Relaxation):
         return 1
 
     @staticmethod
-    def _logits(xp, params, noise):
+    def _logits(be, params, noise):
+        xp = be.xp
         p = xp.clip(params["p"], 1e-12, 1 - 1e-12)[None, :, None]
         u = xp.clip(noise, 1e-12, 1 - 1e-12)
-        return xp.log(p) - xp.log1p(-p) + xp.log1p(-u) - xp.log(u)
+        return xp.log(p) - xp.log1p(-p) + xp.log1p(-u) - be.log(u)
 
     @staticmethod
     def sample(be, params, noise, tau, hard):
         xp = be.xp
         if hard:
             return (noise < params["p"][None, :, None]).astype(be.dtype)
-        return _sigmoid(xp, BernoulliRelaxation._logits(xp, params, noise) / tau)
+        return _sigmoid(xp, BernoulliRelaxation._logits(be, params, noise) / tau)
 
     @staticmethod
     def grad(be, params, noise, tau, hard, g):
         xp = be.xp
-        z = BernoulliRelaxation._logits(xp, params, noise)
+        z = BernoulliRelaxation._logits(be, params, noise)
         s = _sigmoid(xp, z / tau)
         dz = g * s * (1 - s) / tau
         return {"p": dz.sum(axis=0)[:, 0]}, -(dz * z).sum() / tau
@@ -188,9 +189,9 @@ class CategoricalRelaxation(Relaxation):
         return xp.log(xp.clip(params["probs"], 1e-30, None))[None] + noise
 
     @staticmethod
-    def _soft(xp, z, tau):
+    def _soft(be, z, tau):
         e = z / tau
-        e = xp.exp(e - e.max(axis=2, keepdims=True))
+        e = be.exp(e - e.max(axis=2, keepdims=True))
         return e / e.sum(axis=2, keepdims=True)
 
     @staticmethod
@@ -200,13 +201,13 @@ class CategoricalRelaxation(Relaxation):
         if hard:
             return xp.argmax(z, axis=2)[..., None].astype(be.dtype)
         k = xp.arange(z.shape[2], dtype=be.dtype)
-        return (CategoricalRelaxation._soft(xp, z, tau) * k).sum(axis=2, keepdims=True)
+        return (CategoricalRelaxation._soft(be, z, tau) * k).sum(axis=2, keepdims=True)
 
     @staticmethod
     def grad(be, params, noise, tau, hard, g):
         xp = be.xp
         z = CategoricalRelaxation._scores(xp, params, noise)
-        y = CategoricalRelaxation._soft(xp, z, tau)
+        y = CategoricalRelaxation._soft(be, z, tau)
         k = xp.arange(z.shape[2], dtype=be.dtype)
         s = (y * k).sum(axis=2, keepdims=True)
         dz = g * y * (k - s) / tau                              # d/d(z / tau) / tau, (B, U, C)

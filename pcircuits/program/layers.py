@@ -26,7 +26,9 @@ from ..backend import BLOCK_ELEMENTS
 from ..distributions.discrete import _lookup
 from ..layerize.plan import (DenseSumLayerSpec, FusedSumLayerSpec, InputLayerSpec, ProductLayerSpec,
                               SegmentProductLayerSpec, SegmentSumLayerSpec, SumLayerSpec, TableSumLayerSpec)
+from . import kernels
 from .blocks import batch_matmul
+from .kernels import safe_max as _safe_max
 from .context import SUM
 from .scatter import Scatter, add_at
 
@@ -39,20 +41,6 @@ SEGMENT_BLOCKS = 16
 
 # largest (batch x edges) intermediate of a max-mode dense layer before it is chunked
 _MAX_CHUNK_ELEMENTS = 1 << 24
-
-
-def _below_normal(S):
-    """Mask of the entries of ``S`` below the smallest normal float, or None when there are none
-    (one reduction in the common case)."""
-    tiny = np.finfo(S.dtype).tiny
-    if S.size == 0 or float(S.min()) >= tiny:
-        return None
-    return S < tiny
-
-
-def _safe_max(xp, a, axis):
-    m = a.max(axis=axis)
-    return xp.where(xp.isfinite(m), m, 0)
 
 
 def _drop_products(xp, out, context, root_input_rows):
@@ -261,16 +249,18 @@ class SumLayer:
         if context.mode == "max":
             values[self.start:self.stop] = g.max(axis=1)
             return
+        be = self.backend
         m = _safe_max(xp, g, axis=1)
         with np.errstate(divide="ignore"):
-            values[self.start:self.stop] = xp.log(xp.exp(g - m[:, None, :]).sum(axis=1)) + m
+            total = be.exp(g - m[:, None, :]).sum(axis=1)
+            values[self.start:self.stop] = be.log(total, out=total) + m
 
     def backward(self, program, values, grads, cache):
         xp = self.backend.xp
         g = self.scores(program, values)
         out = values[self.start:self.stop]
         with np.errstate(invalid="ignore"):
-            post = xp.exp(g - xp.where(xp.isfinite(out), out, 0)[:, None, :])
+            post = self.backend.exp(g - xp.where(xp.isfinite(out), out, 0)[:, None, :])
         post = xp.where(xp.isfinite(out)[:, None, :], post, 0)
         flow = post * grads[self.start:self.stop][:, None, :]          # (U, A, B)
         self.scatter.add(grads, flow.reshape(-1, flow.shape[-1]))
@@ -347,13 +337,9 @@ class DenseSumLayer:
         return self.weights(program).reshape(self.Nb, self.Kb, self.I)
 
     def _finish(self, program, values, E, S, M, cache, exact: bool = True):
-        xp = self.backend.xp
         batch_matmul(self.backend, self._batched_weights(program), E, S)       # (Nb, Kb, B)
         out = values[self.start:self.stop].reshape(self.Nb, self.Kb, -1)
-        with np.errstate(divide="ignore"):
-            xp.log(S, out=out)
-        out += M[:, None, :]
-        small = _below_normal(S)
+        small = S < np.finfo(S.dtype).tiny if kernels.log_plus(self.backend, S, M, out) else None
         if small is not None and exact:
             self._exact_values(program, values, out, small)
         if cache is not None:
@@ -372,15 +358,17 @@ class DenseSumLayer:
         u = nb * self.Kb + kb
         node, unit = u // self.K, u % self.K
         with np.errstate(divide="ignore"):
-            scores = self._input_scores(values, node, b) + xp.log(self.weights(program)[node, unit])
+            scores = self._input_scores(values, node, b) + self.backend.log(self.weights(program)[node, unit])
         return nb, kb, b, u, scores
 
     def _exact_values(self, program, values, out, small):
         xp = self.backend.xp
         nb, kb, b, _, scores = self._small_scores(program, values, small)
+        be = self.backend
         m = _safe_max(xp, scores, axis=1)
         with np.errstate(divide="ignore"):
-            out[nb, kb, b] = xp.log(xp.exp(scores - m[:, None]).sum(axis=1)) + m
+            total = be.exp(scores - m[:, None]).sum(axis=1)
+            out[nb, kb, b] = be.log(total, out=total) + m
 
     def _exact_flows(self, program, values, G, small, flows, edge):
         """Add the flows and edge flows of the small entries, ``G * exp(log w + x - value)``."""
@@ -392,7 +380,8 @@ class DenseSumLayer:
         value = values[self.start + u, b]
         keep = xp.isfinite(value)
         nb, b, u, scores, value = nb[keep], b[keep], u[keep], scores[keep], value[keep]
-        post = xp.exp(scores - value[:, None]) * G[nb, kb[keep], b][:, None]          # (r, I)
+        post = self.backend.exp(scores - value[:, None])
+        post *= G[nb, kb[keep], b][:, None]                                           # (r, I)
         columns = xp.arange(self.I)[None, :]
         add_at(self.backend, flows, (nb[:, None], columns, b[:, None]), post)
         add_at(self.backend, edge.reshape(self.Nb * self.Kb, self.I), (u[:, None], columns), post)
@@ -404,16 +393,14 @@ class DenseSumLayer:
             values[self.start:self.stop] = self._max_forward(program, values[self.inputs])
             return
         E, S = self._buffers(program, batch, cache)
-        xp.take(values, self.batched_inputs, axis=0, out=E)       # (Nb, I, B)
-        m = _safe_max(xp, E, axis=1)                              # (Nb, B)
-        E -= m[:, None, :]
-        xp.exp(E, out=E)
+        m = xp.empty((self.Nb, batch), dtype=E.dtype)
+        kernels.max_shifted_exp(self.backend, values, self.batched_inputs, E, m)      # (Nb, I, B), (Nb, B)
         self._finish(program, values, E, S, m, cache)
 
     def _max_forward(self, program, X):
         xp = self.backend.xp
         with np.errstate(divide="ignore"):
-            logw = xp.log(self.weights(program))                  # (N, K, I)
+            logw = self.backend.log(self.weights(program))        # (N, K, I)
         batch = X.shape[2]
         step = max(1, _MAX_CHUNK_ELEMENTS // max(1, self.N * self.K * self.I))
         outs = []
@@ -469,7 +456,7 @@ class DenseSumLayer:
         scores = self._input_scores(values, node, batch)
         if choose.weighted:
             with np.errstate(divide="ignore"):
-                scores = scores + xp.log(self.weights(program)[node, unit])
+                scores = scores + self.backend.log(self.weights(program)[node, unit])
         j = choose(scores, self, node, batch)
         self._activate(active, node, j, batch)
         if choose.counts is not None:
@@ -506,7 +493,6 @@ class FusedSumLayer(DenseSumLayer):
         ``exp(ms - M)`` is folded into ``L``); ``dropped`` is the product-dropout mask (N, I, B)
         of the pass, or None.
         """
-        xp = self.backend.xp
         batch = values.shape[1]
         key = id(self) if cache is not None else "shared"
         L = program.buffer(("L", key, self.N, self.n, self.KL), (self.N, self.n, self.KL, batch))
@@ -519,17 +505,8 @@ class FusedSumLayer(DenseSumLayer):
                 dropped.reshape(self.N, -1)[self.root_nodes] = False
 
         def fill(lo, hi):
-            left, right = L[lo:hi], R[lo:hi]
-            self.backend.take_rows(values, self.left[lo:hi], left)       # (h, n, KL, B)
-            self.backend.take_rows(values, self.right[lo:hi], right)     # (h, n, KR, B)
-            ml = _safe_max(xp, left, axis=2)                              # (h, n, B)
-            mr = _safe_max(xp, right, axis=2)
-            ms = ml + mr
-            ms.max(axis=1, out=M[lo:hi])
-            left -= (ml - (ms - M[lo:hi, None, :]))[:, :, None, :]        # folds exp(ms - M) into the left factor
-            xp.exp(left, out=left)
-            right -= mr[:, :, None, :]
-            xp.exp(right, out=right)
+            kernels.outer_factors(self.backend, values, self.left[lo:hi], self.right[lo:hi], L[lo:hi], R[lo:hi],
+                                  M[lo:hi])
         return L, R, M, dropped, fill
 
     def _outer(self, L, R, dropped, lo: int, hi: int, out=None):
@@ -545,7 +522,6 @@ class FusedSumLayer(DenseSumLayer):
         return out
 
     def forward(self, program, values, x, context, cache):
-        xp = self.backend.xp
         if context.mode == "max":
             L = values[self.left]
             R = values[self.right]
@@ -559,17 +535,18 @@ class FusedSumLayer(DenseSumLayer):
         out = values[self.start:self.stop].reshape(self.N, self.K, -1)
 
         # node by node (on a device: all at once), so that the products never leave the cache
+        underflow = []
+
         def block(lo, hi):
             fill(lo, hi)
             batch_matmul(self.backend, W[lo:hi], self._outer(L, R, dropped, lo, hi), S[lo:hi])
-            with np.errstate(divide="ignore"):
-                xp.log(S[lo:hi], out=out[lo:hi])
-            out[lo:hi] += M[lo:hi, None, :]
+            if kernels.log_plus(self.backend, S[lo:hi], M[lo:hi], out[lo:hi]):
+                underflow.append(lo)
         self.backend.blocks(self.N, self.I * batch, block, wide=True)
         # after product dropout the products differ from those that _input_scores rebuilds; the
         # rare underflowing entries then keep the clamped values (-inf, no flow) instead
         exact = not context.product_dropout
-        small = _below_normal(S)
+        small = S < np.finfo(S.dtype).tiny if underflow else None
         if small is not None and exact:
             self._exact_values(program, values, out, small)
         if cache is not None:
@@ -844,11 +821,11 @@ class SegmentSumLayer(_SegmentLayer):
             xp.clip(top, -big, big, out=top)
             for lo, hi, m in parts:
                 xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
-                xp.exp(scores[lo:hi], out=scores[lo:hi])
+                be.exp(scores[lo:hi], out=scores[lo:hi])
             sums = total[a:b]
             self._reduce_parts(xp.add, scores, parts, sums)
             with np.errstate(divide="ignore"):
-                xp.log(sums, out=out[a:b])
+                be.log(sums, out=out[a:b])
             out[a:b] += top
         be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
 

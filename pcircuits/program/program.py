@@ -200,9 +200,8 @@ class Program:
             self.leaf_tables[table_key] = {k: be.asarray(v) for k, v in table.items()}
 
     def _update_log_weights(self):
-        xp = self.backend.xp
         with np.errstate(divide="ignore"):
-            self.log_weights = xp.log(self.weights)
+            self.log_weights = self.backend.log(self.weights)
 
     def set_weights(self, weights, log_weights=None):
         """Replace the flat weight vector (linear space, shape ``(num_weights,)``).

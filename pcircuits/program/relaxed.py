@@ -273,11 +273,12 @@ def _safe_max(xp, a, axis):
     return xp.where(xp.isfinite(m), m, 0)
 
 
-def _softmax(xp, z, axis):
+def _softmax(be, z, axis):
     """Softmax along ``axis``; all zeros where every score is -inf (a unit that the evidence
     makes impossible, which then receives no flow)."""
+    xp = be.xp
     m = z.max(axis=axis, keepdims=True)
-    e = xp.exp(z - xp.where(xp.isfinite(m), m, 0))
+    e = be.exp(z - xp.where(xp.isfinite(m), m, 0))
     total = e.sum(axis=axis, keepdims=True)
     return e / xp.where(total > 0, total, 1)
 
@@ -358,8 +359,9 @@ class RelaxedTape:
         E = program.buffer(("relaxed-E", layer.start), (N, I, batch))
         xp.subtract(scores, _safe_max(xp, scores, axis=1)[:, None, :], out=E)
         E *= 1.0 / tau
-        xp.exp(E, out=E)
-        W = xp.exp((log_w - _safe_max(xp, log_w, axis=2)[:, :, None]) / tau)      # (N, K, I)
+        be = program.backend
+        be.exp(E, out=E)
+        W = be.exp((log_w - _safe_max(xp, log_w, axis=2)[:, :, None]) / tau)      # (N, K, I)
         Z = xp.matmul(W, E)                                                        # (N, K, B)
         finfo = np.finfo(Z.dtype)
         if Z.size and float(Z.min()) < finfo.tiny / finfo.eps:
@@ -430,7 +432,7 @@ class RelaxedTape:
         """Soft choices (and the one-hot ones under ``hard``) of batch columns ``b0:b1``, (N, K, I, c)."""
         xp, tau = self.program.backend.xp, self.tau
         z = (rule.log_weights(layer, self.program)[..., None] + scores[:, None, :, b0:b1]) / tau
-        soft = _softmax(xp, z, axis=2)
+        soft = _softmax(self.program.backend, z, axis=2)
         if not self.hard:
             return soft, soft
         one_hot = xp.arange(z.shape[2])[None, None, :, None] == xp.argmax(z, axis=2)[:, :, None, :]
@@ -469,7 +471,7 @@ class RelaxedTape:
                 g_scores[:, :, b0:b1] = dz.sum(axis=1)
             if temperature:
                 with np.errstate(divide="ignore"):
-                    log_soft = xp.where(soft > 0, xp.log(xp.where(soft > 0, soft, 1)), 0)
+                    log_soft = xp.where(soft > 0, self.program.backend.log(xp.where(soft > 0, soft, 1)), 0)
                 # sum_j dz_j z_j = sum_j dz_j log softmax(z)_j, because sum_j dz_j = 0
                 dtau = dtau - (dz * log_soft).sum() / tau
         adjoint[layer.start:layer.stop] = unit_adjoints.reshape(N * K, batch)

@@ -1,0 +1,108 @@
+"""The compiled loops of :mod:`pcircuits.program.kernels` (imports Numba: imported on first use,
+only when :func:`pcircuits.jit.available`). Each computes what its NumPy definition in
+:mod:`~pcircuits.program.kernels` computes, expression for expression, with the batch axis
+innermost so that the compiler vectorizes it."""
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from .. import jit
+
+_scalar = jit._compiled()
+exp32, exp64, log32, log64 = _scalar.exp32, _scalar.exp64, _scalar.log32, _scalar.log64
+
+
+def exp_of(x):
+    """``exp`` of a float32 or float64 scalar in compiled code (:func:`pcircuits.jit.exp32` / ``exp64``)."""
+    return np.exp(x)
+
+
+def log_of(x):
+    """``log`` of a float32 or float64 scalar in compiled code."""
+    return np.log(x)
+
+
+@overload(exp_of, inline="always")
+def _exp_of(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: exp64(x)
+
+
+@overload(log_of, inline="always")
+def _log_of(x):
+    if x == types.float32:
+        return lambda x: log32(x)
+    return lambda x: log64(x)
+
+
+@jit.kernel(inline="always")
+def _gather_safe_max(values, rows, out, top):
+    """``out[i] = values[rows[i]]`` and ``top[b]`` the largest ``out[i, b]`` over ``i`` (NaN if one
+    is NaN, as ``np.max``), then 0 where that is not finite."""
+    batch = out.shape[1]
+    for b in range(batch):
+        top[b] = -np.inf
+    for i in range(rows.shape[0]):
+        source = values[rows[i]]
+        for b in range(batch):
+            x = source[b]
+            out[i, b] = x
+            top[b] = x if (x > top[b] or x != x) else top[b]
+    for b in range(batch):
+        top[b] = top[b] if abs(top[b]) < np.inf else 0
+
+
+@jit.kernel
+def max_shifted_exp(values, rows, out, top):
+    h, inputs, batch = out.shape
+    for g in range(h):
+        _gather_safe_max(values, rows[g], out[g], top[g])
+        for i in range(inputs):
+            for b in range(batch):
+                out[g, i, b] = exp_of(out[g, i, b] - top[g, b])
+
+
+@jit.kernel
+def outer_factors(values, left_rows, right_rows, left, right, top):
+    h, n, _, batch = left.shape
+    ml = np.empty((n, batch), left.dtype)
+    mr = np.empty((n, batch), left.dtype)
+    shift = np.empty(batch, left.dtype)
+    for g in range(h):
+        for s in range(n):
+            _gather_safe_max(values, left_rows[g, s], left[g, s], ml[s])
+            _gather_safe_max(values, right_rows[g, s], right[g, s], mr[s])
+        for b in range(batch):
+            top[g, b] = ml[0, b] + mr[0, b]
+        for s in range(1, n):
+            for b in range(batch):
+                ms = ml[s, b] + mr[s, b]
+                top[g, b] = ms if ms > top[g, b] else top[g, b]
+        for s in range(n):
+            for b in range(batch):
+                shift[b] = ml[s, b] - ((ml[s, b] + mr[s, b]) - top[g, b])
+            block = left[g, s]
+            for i in range(block.shape[0]):
+                for b in range(batch):
+                    block[i, b] = exp_of(block[i, b] - shift[b])
+            block = right[g, s]
+            for j in range(block.shape[0]):
+                for b in range(batch):
+                    block[j, b] = exp_of(block[j, b] - mr[s, b])
+
+
+@jit.kernel
+def log_plus(S, shift, out):
+    h, units, batch = S.shape
+    tiny = np.finfo(S.dtype).tiny
+    small = 0                       # an integer count, which the compiler vectorizes
+    for g in range(h):
+        for k in range(units):
+            for b in range(batch):
+                value = S[g, k, b]
+                small += 1 if value < tiny else 0
+                out[g, k, b] = log_of(value) + shift[g, b]
+    return small > 0
