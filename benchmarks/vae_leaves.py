@@ -59,7 +59,7 @@ def test_nll(circuit: pc.Circuit, x: np.ndarray, num_samples: int, batch_size: i
     return -float(np.mean(pc.to_numpy(program.log_likelihood(x, batch_size=batch_size))))
 
 
-def measure_leaf(repeats: int = 15, batch: int = 512, seed: int = 0) -> dict:
+def measure_leaf(repeats: int = 40, batch: int = 512, seed: int = 0) -> dict:
     """The stacked VAE leaf pass of the SPN + VAE model against the bare batched matmuls of its shapes.
 
     Three things are timed alternately, ``repeats`` rounds, and the fastest time of each kept (on
@@ -67,7 +67,12 @@ def measure_leaf(repeats: int = 15, batch: int = 512, seed: int = 0) -> dict:
     the four dense layers' shapes, the networks alone (encoder and decoder forward, with bias and
     activations), and the whole leaf forward pass (encoder input, networks, reparameterization,
     the Bernoulli log-density of every pixel, KL). Also the leaf forward and backward together.
+    The ``*_over_matmuls`` ratios divide the fastest times; ``*_median_of_rounds`` is the median
+    over the rounds of the ratio within a round (what a busy machine disturbs least).
+    ``compiled`` says whether the pass ran its compiled kernels (Numba installed and
+    ``PCIRCUITS_JIT`` not ``0``; :mod:`pcircuits.jit`).
     """
+    from pcircuits import jit
     from pcircuits.distributions.vae import VAE
     circuit = build("spn-vae", seed)
     program = circuit.compile()
@@ -100,10 +105,14 @@ def measure_leaf(repeats: int = 15, batch: int = 512, seed: int = 0) -> dict:
             run()
             times[name].append(time.perf_counter() - t0)
     best = {name: min(values) for name, values in times.items()}
-    return {"batch": batch, "units": units, "matmul_shapes": [[units, batch, i, o] for i, o in shapes],
+    per_round = {name: float(np.median(np.array(times[name]) / np.array(times["bare_matmuls"])))
+                 for name in ("leaf_forward", "leaf_forward_backward")}
+    return {"batch": batch, "units": units, "compiled": jit.available(), "rounds": repeats, "matmul_shapes": [[units, batch, i, o] for i, o in shapes],
             **{f"{name}_ms": round(1e3 * value, 3) for name, value in best.items()},
             "networks_over_matmuls": best["networks"] / best["bare_matmuls"],
-            "leaf_forward_over_matmuls": best["leaf_forward"] / best["bare_matmuls"]}
+            "leaf_forward_over_matmuls": best["leaf_forward"] / best["bare_matmuls"],
+            "leaf_forward_backward_over_matmuls": best["leaf_forward_backward"] / best["bare_matmuls"],
+            **{f"{name}_over_matmuls_median_of_rounds": value for name, value in per_round.items()}}
 
 
 def main(argv=None):
@@ -120,6 +129,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="out/vae_leaves")
     parser.add_argument("--measure-leaf", action="store_true", help="only time the stacked leaf pass")
+    parser.add_argument("--rounds", type=int, default=40, help="--measure-leaf: alternating rounds, the fastest kept")
     parser.add_argument("--replot", nargs="+", metavar="LOG[:MODEL]=LABEL",
                         help="train nothing: draw the curves of earlier runs from their printed JSON lines, one "
                              "series per log and model (or only MODEL), labelled LABEL")
@@ -129,7 +139,7 @@ def main(argv=None):
     if args.replot:
         return replot(args.replot, os.path.join(args.out, "curves.png"))
     if args.measure_leaf:
-        record = measure_leaf(seed=args.seed)
+        record = measure_leaf(args.rounds, seed=args.seed)
         print(json.dumps(record))
         with open(os.path.join(args.out, "leaf_pass.json"), "w") as f:
             json.dump(record, f, indent=1)

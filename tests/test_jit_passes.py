@@ -41,7 +41,7 @@ def kernels(on: bool):
 
 
 def with_zeros(circuit, seed: int):
-    """A copy with about a third of every sum's weights set to 0 (one kept per row) and every
+    """A copy with about a third of every sum's weights set to 0 (the largest kept) and every
     Bernoulli leaf unit's ``p`` set to 0 or 1 with probability 1/3 (log-values -inf)."""
     rng = np.random.default_rng(seed)
     circuit = circuit.copy()
@@ -51,7 +51,7 @@ def with_zeros(circuit, seed: int):
             done.add(id(node.params))
             w = node.params.values.copy()
             zero = rng.random(w.shape) < 1 / 3
-            zero[np.arange(len(w)), rng.integers(w.shape[1], size=len(w))] = False
+            zero[np.arange(len(w)), w.argmax(axis=1)] = False
             w[zero] = 0
             node.params.values = w / w.sum(axis=1, keepdims=True)
         elif isinstance(node, pc.InputNode) and isinstance(node.family, pc.Bernoulli):

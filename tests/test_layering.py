@@ -11,8 +11,11 @@ import networkx as nx
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pcircuits"
 #: Lazy imports that close a loop on purpose: ``Circuit.save``/``load``/``to_networkx`` are
-#: one-line delegations to the serialization module, which builds circuits.
-ALLOWED = {frozenset({"pcircuits.circuit", "pcircuits.serialization"})}
+#: one-line delegations to the serialization module, which builds circuits. ``pcircuits.jit``
+#: imports its compiled kernels (which import Numba) on first use, and they are declared with
+#: ``jit.kernel``.
+ALLOWED = {frozenset({"pcircuits.circuit", "pcircuits.serialization"}),
+           frozenset({"pcircuits.jit", "pcircuits._jit_kernels"})}
 
 
 def _modules() -> dict:

@@ -173,6 +173,34 @@ def test_bias_is_added_to_every_example_for_any_batch_size(out):
         np.testing.assert_allclose(y, x @ params["weight"] + params["bias"][:, None, :], rtol=1e-14, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_bias_and_relu_passes_give_the_numpy_results_bit_for_bit(dtype, monkeypatch):
+    from pcircuits import jit
+    from pcircuits.nn import activations, layers
+    if not jit.available():
+        pytest.skip("needs Numba")
+    net = nn.mlp(3, [5, 7, 4])
+    params = net.init(0, dtype=dtype)
+    x = np.random.default_rng(0).normal(size=(3, 11, 5)).astype(dtype)
+    x[0, 0, 0], x[1, 0, 0] = np.nan, -np.inf
+
+    def run():
+        with np.errstate(invalid="ignore"):
+            y, cache = net.forward(params, x)
+            grad_y = np.ones_like(y)
+            grad_y[2, 0, :] = np.inf
+            grads, grad_x = net.backward(params, cache, grad_y)
+        return y, grads, grad_x
+
+    compiled = run()
+    monkeypatch.setattr(layers, "_compiled", lambda y, other: False)
+    monkeypatch.setattr(activations, "_compiled", lambda y, other: False)
+    reference = run()
+    assert np.array_equal(compiled[0], reference[0], equal_nan=True)
+    assert all(np.array_equal(compiled[1][k], reference[1][k], equal_nan=True) for k in reference[1])
+    assert np.array_equal(compiled[2], reference[2], equal_nan=True)
+
+
 def test_changing_one_networks_weights_changes_only_its_output():
     rng = np.random.default_rng(9)
     net = nn.mlp(5, [3, 4, 2])

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from .. import jit
 from ..constraints import real
 from ..nn.activations import _sigmoid
 from .base import LeafFamily, make_rng
@@ -41,7 +42,7 @@ _NN_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias")
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_STD_BOUND = 7.0     # a Gaussian pixel's log std is 7 tanh(output / 7): in (-7, 7), never overflowing
 _LOG_SIGMA_BOUND = 8.0   # the posterior's log std is 8 tanh(output / 8), so a large step cannot overflow it
-_BLOCK_ELEMENTS = 1 << 17   # values per temporary array when a pass runs over blocks of units
+_BLOCK_ELEMENTS = 1 << 18   # values per temporary array when a pass runs over blocks of units
 
 
 def _soft_bound(xp, a, bound: float):
@@ -50,6 +51,148 @@ def _soft_bound(xp, a, bound: float):
     unit pushed past it would stay there)."""
     t = xp.tanh(a / bound)
     return bound * t, 1.0 - t * t
+
+
+#: The dtypes the compiled kernels take.
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _compiled(be) -> bool:
+    """Whether a pass on ``be`` runs the compiled elementwise kernels below: host NumPy arrays with
+    :func:`pcircuits.jit.available`. Otherwise (CuPy, the strict device, ``PCIRCUITS_JIT=0``, no
+    Numba) the NumPy expressions next to each kernel run: they define what the kernels compute."""
+    return be.on_host and jit.available()
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    """The module of compiled kernels (:mod:`pcircuits.distributions._vae_kernels`), imported on the
+    first compiled pass so that importing pcircuits does not import Numba."""
+    from . import _vae_kernels
+    return _vae_kernels
+
+
+def _posterior(be, stats, noise, keep: bool = True):
+    """The posterior of encoder outputs ``stats`` (U, B, 2k): mean ``mu`` (U, B, k), the bounded
+    log std ``log_sigma`` and ``sigma``, ``d log_sigma / d stats[..., k:]``, the latents
+    ``mu + sigma noise`` (U, B, S, k) for ``noise`` (U, B, S, k), and with one draw (``S = 1``) the
+    closed-form ``KL(q || N(0, I))`` (U, B), else None. Without ``keep`` (no gradient to follow)
+    the compiled path may leave the first four None where the bound does not use them.
+    Compiled where :func:`_compiled`, else :func:`_posterior_numpy`."""
+    if not (_compiled(be) and stats.dtype in _KERNEL_DTYPES):
+        return _posterior_numpy(be, stats, noise)
+    units, batch, two_k = stats.shape
+    k = two_k // 2
+    dtype = stats.dtype
+    one, bound = dtype.type(1), dtype.type(_LOG_SIGMA_BOUND)
+    flat = np.ascontiguousarray(stats).reshape(-1)
+    single = noise.shape[2] == 1
+    arrays = [np.empty((units, batch, k), dtype) if keep or not single else None for _ in range(4)]
+    outputs = [None if a is None else a.reshape(-1) for a in arrays]
+    mu, log_sigma, sigma, slope = arrays
+    if not single:
+        _kernels()._posterior_kernel(flat, None, (0,) * k, bound, one, *outputs, None, None)
+        return mu, log_sigma, sigma, slope, mu[:, :, None, :] + sigma[:, :, None, :] * noise, None
+    z = np.empty(noise.shape, dtype)
+    kl = np.empty((units, batch), dtype)
+    _kernels()._posterior_kernel(flat, np.ascontiguousarray(noise, dtype).reshape(-1), (0,) * k, bound, one, *outputs,
+                      z.reshape(-1), kl.reshape(-1))
+    return mu, log_sigma, sigma, slope, z, kl
+
+
+def _posterior_numpy(be, stats, noise):
+    """:func:`_posterior` in array expressions."""
+    xp = be.xp
+    k = stats.shape[2] // 2
+    # contiguous copies: elementwise work on views with a stride of 2k runs k-long inner loops
+    mu, raw_log_sigma = xp.ascontiguousarray(stats[..., :k]), xp.ascontiguousarray(stats[..., k:])
+    log_sigma, slope = _soft_bound(xp, raw_log_sigma, _LOG_SIGMA_BOUND)
+    sigma = xp.exp(log_sigma)
+    z = mu[:, :, None, :] + sigma[:, :, None, :] * noise
+    if noise.shape[2] > 1:
+        return mu, log_sigma, sigma, slope, z, None
+    kl = mu * mu
+    kl += sigma * sigma
+    kl -= 2.0 * log_sigma
+    return mu, log_sigma, sigma, slope, z, 0.5 * (kl @ xp.ones(k, dtype=kl.dtype) - k)
+
+
+def _scaled_rows(be, a, scale):
+    """``a * scale[..., None]`` for ``a`` (U, N, d) and ``scale`` (U, N), a new array (compiled
+    where :func:`_compiled`: NumPy's broadcast runs a d-long inner loop per row)."""
+    if not (_compiled(be) and a.dtype in _KERNEL_DTYPES and a.dtype == scale.dtype):
+        return a * scale[..., None]
+    out = np.empty_like(a)
+    _kernels()._scaled_rows_kernel(a, scale, out)
+    return out
+
+
+def _discrete_log_density(be, logits, values, observed, trials: int, grad: bool):
+    """``sum_d m (x l - n softplus(l))`` over the last axis, shape (U, N), for logits ``l``, pixel
+    values ``x`` (U, N, d) and the observation mask ``m`` (U, N, d), or None when all are observed;
+    with ``grad`` also its derivative ``m (x - n sigmoid(l))`` (U, N, d), else None.
+
+    The compiled path takes one pass over the pixels (one ``exp`` each, one ``log`` per four
+    pixels of a row, the derivative in the same pass); :func:`_discrete_log_density_numpy` is the
+    definition and the path everywhere else."""
+    if not (_compiled(be) and logits.dtype in _KERNEL_DTYPES):
+        return _discrete_log_density_numpy(be, logits, values, observed, trials, grad)
+    dtype = logits.dtype
+    d = logits.shape[-1]
+    flat = lambda a: np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+    logits_flat, values_flat = flat(logits), flat(values)
+    mask = None if observed is None else flat(observed)
+    d_out = np.empty(logits.shape, dtype) if grad else None
+    d_flat = None if d_out is None else d_out.reshape(-1)
+    n, one = dtype.type(trials), dtype.type(1)
+    if d % 4 == 0:
+        pair_terms = np.empty(logits.size // 2, dtype)
+        pair_factors = np.empty(logits.size // 2, dtype)
+        _kernels()._pixel_pairs_kernel(logits_flat, values_flat, mask, n, one, pair_terms, pair_factors, d_flat)
+        sums = np.empty(logits.shape[:-1] + (d // 4,), dtype)
+        _kernels()._quad_sums_kernel(pair_terms, pair_factors, n, sums.reshape(-1))
+    else:
+        sums = np.empty(logits.shape, dtype)
+        _kernels()._pixel_terms_kernel(logits_flat, values_flat, mask, n, one, sums.reshape(-1), d_flat)
+    return sums @ np.ones(sums.shape[-1], dtype), d_out
+
+
+def _discrete_log_density_numpy(be, logits, values, observed, trials: int, grad: bool):
+    """:func:`_discrete_log_density` in array expressions.
+
+    With ``softplus(l) = (l + |l|) / 2 + log(1 + exp(-|l|))`` the sums of ``x l``, ``l`` and
+    ``|l|`` are matrix products with a vector of ones (a reduction over a short last axis is
+    several times slower), and the logs are taken of products of four factors
+    ``1 + exp(-|l|)``, each in (1, 2]: a quarter of the logs, which cost as much as the exps.
+    A masked logit is set to 0; its factor ``1 + exp(0)`` adds ``n log 2``, taken off again.
+    """
+    xp = be.xp
+    n = float(trials)
+    masked = logits if observed is None else logits * observed
+    d = masked.shape[-1]
+    ones = xp.ones(d, dtype=masked.dtype)
+    denominator = xp.abs(masked)
+    value = (values * masked) @ ones
+    value -= (0.5 * n) * (masked @ ones + denominator @ ones)
+    xp.negative(denominator, out=denominator)
+    xp.exp(denominator, out=denominator)
+    denominator += 1
+    group = next(g for g in (4, 2, 1) if d % g == 0)
+    factors = denominator.reshape(denominator.shape[:-1] + (d // group, group))
+    product = factors[..., 0] * factors[..., 1] if group > 1 else factors[..., 0].copy()
+    for i in range(2, group):
+        product *= factors[..., i]
+    xp.log(product, out=product)
+    value -= n * (product @ xp.ones(d // group, dtype=masked.dtype))
+    if observed is not None:
+        value += (n * math.log(2.0)) * (d - observed.astype(value.dtype) @ xp.ones(d, dtype=value.dtype))
+    if not grad:
+        return value, None
+    prob = _sigmoid(xp, masked, exp_minus_abs=denominator - 1)
+    d_out = values - n * prob
+    if observed is not None:
+        d_out *= observed
+    return value, d_out.astype(logits.dtype)
 
 
 @functools.lru_cache(maxsize=64)
@@ -221,26 +364,61 @@ class VAE(LeafFamily):
 
     # ---- the math: params hold the stacked arrays (U first) and the layer settings ------
     @staticmethod
-    def _networks(params):
+    def _networks(params, folded: bool = False):
+        """The stacked encoder and decoder with their parameters. ``folded``: the encoder of inputs
+        without missing values, which takes the ``d`` pixel values only: the mask inputs, all 1,
+        add their weights' row sums to the first bias, and binomial pixels' ``1 / n`` scale goes
+        into the weights (the first product halves; :meth:`_unfold_grads` maps its gradients back)."""
         units, two_d, hidden = params["encoder_w1"].shape
         latent = params["decoder_w1"].shape[1]
-        encoder, decoder = _stacked_networks(units, two_d, hidden, latent, params["decoder_w1"].shape[2],
-                                             params["decoder_w2"].shape[2], params["activation"])
-        return (encoder, dict(zip(_NN_NAMES, (params[n] for n in _ENCODER))),
-                decoder, dict(zip(_NN_NAMES, (params[n] for n in _DECODER))))
+        d = two_d // 2
+        encoder, decoder = _stacked_networks(units, d if folded else two_d, hidden, latent,
+                                             params["decoder_w1"].shape[2], params["decoder_w2"].shape[2],
+                                             params["activation"])
+        enc_params = dict(zip(_NN_NAMES, (params[n] for n in _ENCODER)))
+        if folded:
+            if "folded_w1" not in params:
+                params = VAE._with_folded_encoder(params)
+            enc_params["0.weight"], enc_params["0.bias"] = params["folded_w1"], params["folded_b1"]
+        return encoder, enc_params, decoder, dict(zip(_NN_NAMES, (params[n] for n in _DECODER)))
 
     @staticmethod
-    def _encoder_input(be, params, x, complete: bool = False):
+    def _with_folded_encoder(params) -> dict:
+        """``params`` with the first layer of the folded encoder (see :meth:`_networks`), made
+        once per pass for all units (the blocks take slices of it)."""
+        w1 = params["encoder_w1"]
+        d = w1.shape[1] // 2
+        weight = w1[:, :d] * (1.0 / params["trials"]) if params["pixel"] == "binomial" else w1[:, :d]
+        return {**params, "folded_w1": weight, "folded_b1": params["encoder_b1"] + w1[:, d:].sum(axis=1)}
+
+    @staticmethod
+    def _unfold_grads(xp, params, grads):
+        """The gradients of :meth:`_networks`' folded encoder as gradients of the VAE's parameters."""
+        w, b = grads["encoder_w1"], grads["encoder_b1"]
+        if params["pixel"] == "binomial":
+            w = w * (1.0 / params["trials"])
+        grads["encoder_w1"] = xp.concatenate([w, xp.broadcast_to(b[:, None, :], w.shape)], axis=1)
+        return grads
+
+    @staticmethod
+    def _encoder_input(be, params, x):
         """Encoder inputs (U, B, 2d) from x (B, U, d); the observation mask (U, B, d), or None when
-        nothing is missing; and the zero-filled values (U, B, d). ``complete``: the caller knows
-        that ``x`` has no missing value."""
+        nothing is missing; and the zero-filled values (U, B, d). Compiled where :func:`_compiled`
+        (one pass; the mask then holds 0.0 and 1.0 in the dtype of ``x``)."""
         xp = be.xp
+        if _compiled(be) and x.dtype in _KERNEL_DTYPES:
+            units, batch, d = x.shape[1], x.shape[0], x.shape[2]
+            inputs = np.empty((units, batch, 2 * d), x.dtype)
+            values, observed = np.empty((units, batch, d), x.dtype), np.empty((units, batch, d), x.dtype)
+            scale = x.dtype.type(1.0 / params["trials"] if params["pixel"] == "binomial" else 1.0)
+            missing = _kernels()._encoder_input_kernel(x, scale, inputs, values, observed)
+            return inputs, observed if missing else None, values
         units, d = x.shape[1], x.shape[2]
         observed = None
         values = xp.ascontiguousarray(x.transpose(1, 0, 2))
         inputs = xp.empty((units, x.shape[0], 2 * d), dtype=x.dtype)
-        missing = None if complete else xp.isnan(x)
-        if missing is not None and be.maybe_any(missing):
+        missing = xp.isnan(x)
+        if be.maybe_any(missing):
             observed = ~missing.transpose(1, 0, 2)
             values = xp.where(observed, values, 0).astype(x.dtype)
             inputs[..., d:] = observed
@@ -251,90 +429,39 @@ class VAE(LeafFamily):
             inputs[..., :d] *= 1.0 / params["trials"]
         return inputs, observed, values
 
-    @staticmethod
-    def _discrete_reconstruction(be, params, logits, values):
-        """``sum_d [x l - n softplus(l)]`` over the last axis, shape (U, N), and the array
-        ``1 + exp(-|l|)`` (U, N, d) that the derivative reuses.
-
-        With ``softplus(l) = (l + |l|) / 2 + log(1 + exp(-|l|))`` the sums of ``x l``, ``l`` and
-        ``|l|`` are matrix products with a vector of ones (a reduction over a short last axis is
-        several times slower), and the logs are taken of products of four factors
-        ``1 + exp(-|l|)``, each in (1, 2]: a quarter of the logs, which cost as much as the exps.
-        """
-        xp = be.xp
-        d = logits.shape[-1]
-        n = float(params["trials"])
-        ones = xp.ones(d, dtype=logits.dtype)
-        denominator = xp.abs(logits)
-        value = (values * logits) @ ones
-        value -= (0.5 * n) * (logits @ ones + denominator @ ones)
-        xp.negative(denominator, out=denominator)
-        xp.exp(denominator, out=denominator)
-        denominator += 1
-        group = next(g for g in (4, 2, 1) if d % g == 0)
-        factors = denominator.reshape(denominator.shape[:-1] + (d // group, group))
-        product = factors[..., 0] * factors[..., 1] if group > 1 else factors[..., 0].copy()
-        for i in range(2, group):
-            product *= factors[..., i]
-        xp.log(product, out=product)
-        value -= n * (product @ xp.ones(d // group, dtype=logits.dtype))
-        return value, denominator
-
     @classmethod
-    def _reconstruction(cls, be, params, out, values, observed):
+    def _reconstruction(cls, be, params, out, values, observed, grad: bool):
         """``sum_d log p(values | out)`` over the observed pixels, shape (U, N), for decoder
-        outputs ``out`` (U, N, p d), values (U, N, d) and the mask (U, N, d) or None; and what
-        :meth:`_reconstruction_grad` reuses."""
+        outputs ``out`` (U, N, p d), values (U, N, d) and the mask (U, N, d) or None; with ``grad``
+        also the derivative of the per-pixel log-probabilities with respect to ``out`` (U, N, p d)."""
         xp = be.xp
         d = values.shape[2]
-        if params["pixel"] == "gaussian":
-            mean, log_std = out[..., :d], _soft_bound(xp, out[..., d:], _LOG_STD_BOUND)[0]
-            z = values - mean
-            z *= xp.exp(-log_std)
-            lp = z * z
-            lp *= -0.5
-            lp -= log_std
-            lp -= 0.5 * _LOG_2PI
-            if observed is not None:
-                lp *= observed
-            return lp @ xp.ones(d, dtype=lp.dtype), None
-        logits = out if observed is None else out * observed
-        value, denominator = cls._discrete_reconstruction(be, params, logits, values)
-        n = float(params["trials"])
-        if observed is not None:          # a masked logit is 0: its factor 1 + exp(0) added n log 2
-            value += (n * math.log(2.0)) * (d - observed.astype(value.dtype) @ xp.ones(d, dtype=value.dtype))
-        if params["pixel"] == "binomial":
-            coefficients = be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
-            if observed is not None:
-                coefficients *= observed
-            value += coefficients.astype(value.dtype) @ xp.ones(d, dtype=value.dtype)
-        return value, denominator
-
-    @classmethod
-    def _reconstruction_grad(cls, be, params, out, values, observed, denominator=None):
-        """The derivative of the per-pixel log-probabilities with respect to ``out`` (U, N, p d);
-        ``denominator`` is the ``1 + exp(-|l|)`` of :meth:`_reconstruction` (discrete pixels)."""
-        xp = be.xp
-        d = values.shape[2]
-        if params["pixel"] == "gaussian":
-            mean, log_std = out[..., :d], out[..., d:]
-            log_std, slope = _soft_bound(xp, log_std, _LOG_STD_BOUND)
-            inv_std = xp.exp(-log_std)
-            z = (values - mean) * inv_std
-            d_out = xp.concatenate([z * inv_std, (z * z - 1.0) * slope], axis=-1)
-            if observed is not None:
-                d_out *= xp.concatenate([observed, observed], axis=-1)
-            return d_out.astype(out.dtype)
-        if denominator is None:
-            denominator = xp.exp(-xp.abs(out))
-            denominator += 1
-        prob = _sigmoid(xp, out, exp_minus_abs=denominator - 1)
-        if params["pixel"] == "binomial":
-            prob *= params["trials"]
-        d_out = values - prob
+        if params["pixel"] != "gaussian":
+            value, d_out = _discrete_log_density(be, out, values, observed, params["trials"], grad)
+            if params["pixel"] == "binomial":
+                n = float(params["trials"])
+                coefficients = be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
+                if observed is not None:
+                    coefficients *= observed
+                value += coefficients.astype(value.dtype) @ xp.ones(d, dtype=value.dtype)
+            return value, d_out
+        mean, (log_std, slope) = out[..., :d], _soft_bound(xp, out[..., d:], _LOG_STD_BOUND)
+        inv_std = xp.exp(-log_std)
+        z = values - mean
+        z *= inv_std
+        lp = z * z
+        lp *= -0.5
+        lp -= log_std
+        lp -= 0.5 * _LOG_2PI
         if observed is not None:
-            d_out *= observed
-        return d_out.astype(out.dtype)
+            lp *= observed
+        value = lp @ xp.ones(d, dtype=lp.dtype)
+        if not grad:
+            return value, None
+        d_out = xp.concatenate([z * inv_std, (z * z - 1.0) * slope], axis=-1)
+        if observed is not None:
+            d_out *= xp.concatenate([observed, observed], axis=-1)
+        return value, d_out.astype(out.dtype)
 
     @classmethod
     def draw_noise(cls, be, params, batch, rng):
@@ -346,27 +473,24 @@ class VAE(LeafFamily):
     def _bound(cls, be, params, x, noise, keep: bool, complete: bool = False):
         """The bound (U, B) and, with ``keep``, what :meth:`grad` needs."""
         xp = be.xp
-        encoder, enc_params, decoder, dec_params = cls._networks(params)
-        inputs, observed, values = cls._encoder_input(be, params, x, complete)
-        stats, enc_cache = encoder.forward(enc_params, inputs)
+        encoder, enc_params, decoder, dec_params = cls._networks(params, folded=complete)
+        if complete:
+            inputs = values = xp.ascontiguousarray(x.transpose(1, 0, 2))
+            observed = None
+        else:
+            inputs, observed, values = cls._encoder_input(be, params, x)
+        # the networks' unchecked passes: the family checked the parameters' shapes, the pass the inputs'
+        stats, enc_cache = encoder._forward(enc_params, inputs, False)
         latent = stats.shape[2] // 2
-        # contiguous copies: elementwise work on views with a stride of 2k runs k-long inner loops
-        mu, raw_log_sigma = xp.ascontiguousarray(stats[..., :latent]), xp.ascontiguousarray(stats[..., latent:])
-        log_sigma, sigma_slope = _soft_bound(xp, raw_log_sigma, _LOG_SIGMA_BOUND)
-        sigma = xp.exp(log_sigma)
+        mu, log_sigma, sigma, sigma_slope, z, kl = _posterior(be, stats, noise, keep)
         units, batch, samples, _ = noise.shape
-        z = mu[:, :, None, :] + sigma[:, :, None, :] * noise                     # (U, B, S, k)
-        out, dec_cache = decoder.forward(dec_params, z.reshape(units, batch * samples, latent))
+        out, dec_cache = decoder._forward(dec_params, z.reshape(units, batch * samples, latent), False)
         if samples > 1:
             values = xp.repeat(values, samples, axis=1)
             observed = None if observed is None else xp.repeat(observed, samples, axis=1)
-        recon, denominator = cls._reconstruction(be, params, out, values, observed)
+        recon, d_out = cls._reconstruction(be, params, out, values, observed, keep)
         recon = recon.reshape(units, batch, samples)
         if samples == 1:
-            kl = mu * mu
-            kl += sigma * sigma
-            kl -= 2.0 * log_sigma
-            kl = 0.5 * (kl @ xp.ones(latent, dtype=kl.dtype) - latent)
             value = recon[:, :, 0] - kl
             weights = None
         else:
@@ -383,12 +507,11 @@ class VAE(LeafFamily):
             value = xp.where(seen, value, 0)
         if not keep:
             return value, None
-        d_out = cls._reconstruction_grad(be, params, out, values, observed, denominator)
         return value, dict(encoder=encoder, enc_params=enc_params, enc_cache=enc_cache, decoder=decoder,
                            dec_params=dec_params, dec_cache=dec_cache, mu=mu, log_sigma=log_sigma, sigma=sigma,
                            z=z, d_out=d_out, weights=weights, seen=seen,
                            observed=None if observed is None else observed.reshape(units, batch, samples, -1)[:, :, 0],
-                           sigma_slope=sigma_slope)
+                           sigma_slope=sigma_slope, folded=complete)
 
     @staticmethod
     def _blocks(be, params, batch: int, samples: int) -> list[tuple[int, int]]:
@@ -420,6 +543,8 @@ class VAE(LeafFamily):
         if noise is None:
             noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
         complete = not be.maybe_any(be.xp.isnan(x))
+        if complete:
+            params = cls._with_folded_encoder(params)
         values, states = [], []
         for lo, hi in cls._blocks(be, params, x.shape[0], noise.shape[2]):
             value, state = cls._bound(be, cls._block_params(params, lo, hi), x[:, lo:hi], noise[lo:hi], keep=keep,
@@ -438,6 +563,8 @@ class VAE(LeafFamily):
             noise = cls.draw_noise(be, params, x.shape[0], be.rng(0))
         blocks = cls._blocks(be, params, x.shape[0], noise.shape[2])
         complete = state is None and not be.maybe_any(xp.isnan(x))
+        if complete:
+            params = cls._with_folded_encoder(params)
         grads, grad_x = [], []
         for position, (lo, hi) in enumerate(blocks):
             block = cls._block_params(params, lo, hi)
@@ -447,7 +574,7 @@ class VAE(LeafFamily):
             grads.append(block_grads)
             grad_x.append(block_grad_x)
         return ({name: xp.concatenate([b[name] for b in grads], axis=0) for name in grads[0]},
-                xp.concatenate(grad_x, axis=1))
+                xp.zeros_like(x) if grad_x[0] is None else xp.concatenate(grad_x, axis=1))
 
     @classmethod
     def _block_grad(cls, be, params, x, g, noise, c):
@@ -457,8 +584,9 @@ class VAE(LeafFamily):
         g = g.T if c["seen"] is None else xp.where(c["seen"], g.T, 0)
         g = g.astype(be.dtype)                                                     # (U, B)
         per_sample = g[:, :, None] if c["weights"] is None else g[:, :, None] * c["weights"]   # (U, B, S)
-        grad_out = c["d_out"] * per_sample.reshape(units, batch * samples, 1)
-        dec_grads, grad_z = c["decoder"].backward(c["dec_params"], c["dec_cache"], grad_out.astype(be.dtype))
+        grad_out = _scaled_rows(be, c["d_out"], per_sample.reshape(units, batch * samples))
+        dec_grads, grad_z = c["decoder"]._backward(c["dec_params"], c["dec_cache"],
+                                                   grad_out.astype(be.dtype, copy=False), True, True)
         grad_z = grad_z.reshape(units, batch, samples, latent)
         if c["weights"] is not None:
             grad_z = grad_z - c["z"] * per_sample[..., None]                       # log p(z)
@@ -470,14 +598,15 @@ class VAE(LeafFamily):
         else:                                                                      # -log q(z | x)
             grad_log_sigma = grad_log_sigma + per_sample.sum(axis=2)[:, :, None]
         grad_log_sigma = grad_log_sigma * c["sigma_slope"]
-        grad_stats = xp.concatenate([grad_mu, grad_log_sigma], axis=2).astype(be.dtype)
+        grad_stats = xp.concatenate([grad_mu, grad_log_sigma], axis=2).astype(be.dtype, copy=False)
         gaussian = params["pixel"] == "gaussian"
-        enc_grads, grad_inputs = c["encoder"].backward(c["enc_params"], c["enc_cache"], grad_stats,
-                                                       input_grad=gaussian)
+        enc_grads, grad_inputs = c["encoder"]._backward(c["enc_params"], c["enc_cache"], grad_stats, gaussian, True)
         grads = {name: enc_grads[n] for name, n in zip(_ENCODER, _NN_NAMES)}
         grads.update({name: dec_grads[n] for name, n in zip(_DECODER, _NN_NAMES)})
+        if c["folded"]:
+            grads = cls._unfold_grads(xp, params, grads)
         if not gaussian:
-            return grads, xp.zeros_like(x)
+            return grads, None
         d = x.shape[2]
         # the reconstruction term's own dependence on x: -d/d mean of the pixel log-density
         d_mean = c["d_out"][..., :d] * per_sample.reshape(units, batch * samples, 1)

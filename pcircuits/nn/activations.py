@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from .. import jit
 from ..backend import array_module
-from .layers import Layer
+from .layers import Layer, _compiled
+
+if jit.available():
+    from .layers import _relu_vjp_kernel
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softplus", "ELU", "Identity", "ACTIVATIONS",
            "activation"]
@@ -41,6 +47,10 @@ class ReLU(Activation):
         return y, y
 
     def _vjp(self, y, grad_y, out):
+        if _compiled(y, grad_y) and grad_y.shape == y.shape and (out is None or out is grad_y):
+            out = np.empty_like(grad_y) if out is None else out
+            _relu_vjp_kernel(y, grad_y, out)
+            return out
         return array_module(y).multiply(grad_y, y > 0, out=out)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import jit
 from ..backend import Backend, array_module, get_backend
 from ..constraints import Constraint, real
 
@@ -426,8 +427,17 @@ class Sequential(Layer):
 
     def _forward(self, params, x, overwrite):
         caches = []
+        fused = False
         for i, layer in enumerate(self.layers):
-            y, cache = layer._forward(self._layer_params(params, i), x, overwrite)
+            if fused:               # the ReLU after a dense layer ran with its bias: it caches its output
+                y, cache, fused = x, x, False
+            elif (isinstance(layer, StackedDense) and layer.bias and i + 1 < len(self.layers)
+                  and self.layers[i + 1].kind == "relu" and _compiled(x, params[f"{i}.weight"])):
+                y = np.matmul(x, params[f"{i}.weight"])
+                _bias_relu_kernel(y, params[f"{i}.bias"])
+                cache, fused = x, True
+            else:
+                y, cache = layer._forward(self._layer_params(params, i), x, overwrite)
             caches.append(cache)
             if not layer.passes_through:
                 overwrite = not layer.keeps_output
@@ -472,6 +482,9 @@ def _add_bias(xp, y, bias):
     consecutive examples as one row of ``k * out`` entries (``k`` divides the batch) against the
     bias repeated ``k`` times gives the same sums with long inner loops.
     """
+    if _compiled(y, bias) and y.flags.c_contiguous:
+        _bias_kernel(y, bias)
+        return
     networks, batch, out = y.shape
     fold = min(batch, max(1, _BIAS_ROW // out))
     while batch % fold:
@@ -481,6 +494,47 @@ def _add_bias(xp, y, bias):
         return
     rows = y.reshape(networks, batch // fold, fold * out)
     rows += xp.repeat(bias[:, None, :], fold, axis=1).reshape(networks, 1, fold * out)
+
+
+def _compiled(y, other) -> bool:
+    """Whether the compiled kernels below take ``y`` (L, batch, features) with ``other`` (a
+    parameter or an array of ``y``'s shape): host NumPy float arrays of one dtype and
+    :func:`pcircuits.jit.available`. The NumPy expressions they replace run everywhere else."""
+    return (jit.available() and type(y) is np.ndarray and type(other) is np.ndarray and y.ndim == 3
+            and y.dtype == other.dtype and y.dtype in (np.float32, np.float64))
+
+
+if jit.available():
+    # float32 constants stay float32 beside float32 values and widen exactly beside float64 ones
+    _ZERO32, _ONE32 = np.float32(0), np.float32(1)
+
+    @jit.kernel
+    def _bias_kernel(y, bias):
+        """``y += bias[:, None, :]`` in one pass (NumPy's broadcast addition runs short inner loops)."""
+        networks, batch, out = y.shape
+        for n in range(networks):
+            for b in range(batch):
+                for j in range(out):
+                    y[n, b, j] += bias[n, j]
+
+    @jit.kernel
+    def _bias_relu_kernel(y, bias):
+        """``y = relu(y + bias[:, None, :])`` in one pass, in place (NaN stays NaN, as ``maximum``)."""
+        networks, batch, out = y.shape
+        for n in range(networks):
+            for b in range(batch):
+                for j in range(out):
+                    v = y[n, b, j] + bias[n, j]
+                    y[n, b, j] = _ZERO32 if v < _ZERO32 else v
+
+    @jit.kernel
+    def _relu_vjp_kernel(y, grad_y, out):
+        """``out = grad_y * (y > 0)`` in one pass (``out`` may be ``grad_y``; ``inf * 0`` is NaN, as in NumPy)."""
+        networks, batch, features = y.shape
+        for n in range(networks):
+            for b in range(batch):
+                for j in range(features):
+                    out[n, b, j] = grad_y[n, b, j] * (_ONE32 if y[n, b, j] > _ZERO32 else _ZERO32)
 
 
 def _check_dtypes(params: dict, x, where: str):
