@@ -28,8 +28,12 @@ def _modules() -> dict:
 
 
 @functools.cache
-def _tree(path: Path) -> ast.Module:
-    return ast.parse(path.read_text())
+def _imports(path: Path) -> tuple[list, list]:
+    """The import statements of a source file: those at module level, and all of them."""
+    tree = ast.parse(path.read_text())
+    imports = (ast.Import, ast.ImportFrom)
+    return ([node for node in tree.body if isinstance(node, imports)],
+            [node for node in _statements(tree.body) if isinstance(node, imports)])
 
 
 def _statements(body: list):
@@ -45,9 +49,9 @@ def _import_graph(*, module_level_only: bool) -> nx.DiGraph:
     modules = _modules()
     graph = nx.DiGraph()
     for name, path in modules.items():
-        tree = _tree(path)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        nodes = tree.body if module_level_only else _statements(tree.body)
+        module_level, anywhere = _imports(path)
+        nodes = module_level if module_level_only else anywhere
         for node in nodes:
             if isinstance(node, ast.ImportFrom):
                 if node.level:
