@@ -185,6 +185,38 @@ def test_the_encoder_folded_for_complete_inputs_gives_the_same_bound_and_gradien
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pixel, trials", [("bernoulli", 1), ("binomial", 3)])
+@pytest.mark.parametrize("d", [4, 8])
+def test_the_bound_by_pixel_of_gathered_inputs_computes_the_numpy_definition(dtype, pixel, trials, d, monkeypatch):
+    be = Backend("numpy", dtype=np.dtype(dtype).name)
+    family = pc.VAE.random(3, d, rng=0, latent_dim=2, hidden=5, pixel=pixel, trials=trials)
+    params = {**{name: getattr(family, name).astype(dtype) for name in family.param_names}, **family.config()}
+    images = np.random.default_rng(1).integers(0, trials + 1, size=(7, 2 * d)).astype(dtype)
+    x = images[:, (np.arange(3)[:, None] + np.arange(d)) % (2 * d)]     # gathered: laid out (U, d, B)
+    noise = family.draw_noise(be, params, 7, be.rng(0)).astype(dtype)
+    assert vae._by_pixel(be, params, x, 1, keep=False)
+    got = pc.VAE.log_prob(be, params, x, noise)
+    monkeypatch.setattr(vae, "_compiled", lambda be: False)
+    want = pc.VAE.log_prob(be, params, x, noise)
+    assert got.dtype == dtype and got.shape == want.shape == (7, 3)
+    scale = np.abs(want).max()
+    assert _close(got, want, dtype, 4 * d * scale)
+
+
+def test_the_bound_by_pixel_is_only_the_value_of_one_draw_of_gathered_complete_discrete_pixels():
+    be = Backend("numpy", dtype="float64")
+    family = pc.VAE.random(3, 4, rng=0, latent_dim=2, hidden=5)
+    params = {**{name: getattr(family, name) for name in family.param_names}, **family.config()}
+    x = np.zeros((5, 8))[:, np.arange(12).reshape(3, 4) % 8]
+    assert vae._by_pixel(be, params, x, 1, keep=False)
+    assert not vae._by_pixel(be, params, x, 1, keep=True)                    # gradients need the other layout
+    assert not vae._by_pixel(be, params, x, 2, keep=False)
+    assert not vae._by_pixel(be, params, np.ascontiguousarray(x), 1, keep=False)
+    assert not vae._by_pixel(be, {**params, "pixel": "gaussian"}, x, 1, keep=False)
+    assert not vae._by_pixel(be, params, np.zeros((5, 8))[:, np.arange(9).reshape(3, 3) % 8], 1, keep=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pixel, trials", [("bernoulli", 1), ("binomial", 3)])
 @pytest.mark.parametrize("missing", [False, True])
 def test_the_encoder_input_kernel_builds_the_numpy_inputs(dtype, pixel, trials, missing, monkeypatch):
     be = Backend("numpy", dtype=np.dtype(dtype).name)

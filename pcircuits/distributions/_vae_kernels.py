@@ -169,3 +169,30 @@ def _pixel_terms_kernel(logits, values, observed, trials, one, terms, d_out):
         terms[i] = m * (x * v - trials * (max(v, zero) + _log(one + e)))
         if d_out is not None:
             d_out[i] = m * (x - trials * (one if v >= zero else e) / (one + e))
+
+
+@jit.kernel
+def _column_log_density_kernel(products, bias, values, trials, one, sums):
+    """The log-densities ``sums`` (U, N) of all-observed pixels, from the decoder's last products
+    laid out by pixel, ``products`` (U, d, N) with ``d`` a multiple of 4, and its bias (U, d):
+    logits ``l = products + bias``, pixel values ``values`` (U, d, N), each pixel
+    ``x l - n max(l, 0) - n log(1 + exp(-|l|))``, one ``log`` for pixels ``j .. j + 3`` of a row.
+    Every loop runs over the N rows, reading contiguous memory."""
+    units, d, rows = products.shape
+    zero = one - one
+    for u in range(units):
+        for q in range(0, d, 4):
+            b0, b1, b2, b3 = bias[u, q], bias[u, q + 1], bias[u, q + 2], bias[u, q + 3]
+            for r in range(rows):
+                v0 = products[u, q, r] + b0
+                v1 = products[u, q + 1, r] + b1
+                v2 = products[u, q + 2, r] + b2
+                v3 = products[u, q + 3, r] + b3
+                term = values[u, q, r] * v0 - trials * max(v0, zero) \
+                    + values[u, q + 1, r] * v1 - trials * max(v1, zero) \
+                    + values[u, q + 2, r] * v2 - trials * max(v2, zero) \
+                    + values[u, q + 3, r] * v3 - trials * max(v3, zero)
+                factor = (one + _exp(-abs(v0))) * (one + _exp(-abs(v1))) \
+                    * ((one + _exp(-abs(v2))) * (one + _exp(-abs(v3))))
+                term -= trials * _log(factor)
+                sums[u, r] = term if q == 0 else sums[u, r] + term

@@ -205,6 +205,22 @@ def _stacked_networks(units: int, two_d: int, hidden: int, latent: int, decoder_
             nn.mlp(units, [latent, decoder_hidden, decoder_out], activation=activation))
 
 
+@functools.lru_cache(maxsize=64)
+def _stacked_decoder_hidden(units: int, latent: int, decoder_hidden: int, activation: str):
+    """The decoder of :func:`_stacked_networks` without its last dense layer (same parameter names)."""
+    from .. import nn
+    return nn.mlp(units, [latent, decoder_hidden], activation=activation, output_activation=activation)
+
+
+def _by_pixel(be, params, x, samples: int, keep: bool) -> bool:
+    """Whether :meth:`VAE._bound` takes its compiled path by pixel (:meth:`VAE._bound_by_pixel`):
+    the value alone, one draw, all pixels observed and discrete, ``d`` a multiple of 4, and
+    ``x`` (B, U, d) laid out by unit and pixel, as a gather ``x[:, variables]`` leaves it."""
+    return (not keep and samples == 1 and params["pixel"] != "gaussian" and _compiled(be)
+            and x.dtype in _KERNEL_DTYPES and x.dtype == params["decoder_w2"].dtype and x.shape[2] % 4 == 0
+            and x.transpose(1, 2, 0).flags.c_contiguous)
+
+
 class VAE(LeafFamily):
     """``num_units`` variational auto-encoders over the same ``d`` variables, one per leaf unit.
 
@@ -439,11 +455,7 @@ class VAE(LeafFamily):
         if params["pixel"] != "gaussian":
             value, d_out = _discrete_log_density(be, out, values, observed, params["trials"], grad)
             if params["pixel"] == "binomial":
-                n = float(params["trials"])
-                coefficients = be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
-                if observed is not None:
-                    coefficients *= observed
-                value += coefficients.astype(value.dtype) @ xp.ones(d, dtype=value.dtype)
+                value += cls._binomial_coefficients(be, params, values, observed)
             return value, d_out
         mean, (log_std, slope) = out[..., :d], _soft_bound(xp, out[..., d:], _LOG_STD_BOUND)
         inv_std = xp.exp(-log_std)
@@ -463,6 +475,38 @@ class VAE(LeafFamily):
             d_out *= xp.concatenate([observed, observed], axis=-1)
         return value, d_out.astype(out.dtype)
 
+    @staticmethod
+    def _binomial_coefficients(be, params, values, observed):
+        """``sum_d m log C(n, x)`` (U, N) of pixel values ``x`` (U, N, d), mask ``m`` or None."""
+        xp = be.xp
+        n = float(params["trials"])
+        coefficients = be.gammaln(n + 1) - be.gammaln(values + 1) - be.gammaln(n - values + 1)
+        if observed is not None:
+            coefficients *= observed
+        return coefficients.astype(values.dtype) @ xp.ones(values.shape[2], dtype=values.dtype)
+
+    @classmethod
+    def _bound_by_pixel(cls, be, params, x, noise):
+        """:meth:`_bound`'s value where :func:`_by_pixel`: the networks read ``x`` where the gather
+        put it (no (U, B, d) copy), the decoder's last product is laid out by pixel (U, d, B), and
+        one compiled loop over it adds the bias and takes the pixels' log-densities, reading
+        contiguous rows (:func:`_discrete_log_density` is its definition)."""
+        encoder, enc_params, _, dec_params = cls._networks(params, folded=True)
+        units, batch, _, latent = noise.shape
+        hidden = _stacked_decoder_hidden(units, latent, params["decoder_w1"].shape[2], params["activation"])
+        stats, _ = encoder._forward(enc_params, x.transpose(1, 0, 2), False)
+        z, kl = _posterior(be, stats, noise, keep=False)[4:]
+        h, _ = hidden._forward({"0.weight": params["decoder_w1"], "0.bias": params["decoder_b1"]},
+                               z.reshape(units, batch, latent), False)
+        products = np.matmul(params["decoder_w2"].transpose(0, 2, 1), h.transpose(0, 2, 1))     # (U, d, B)
+        dtype = products.dtype
+        recon = np.empty((units, batch), dtype)
+        _kernels()._column_log_density_kernel(products, params["decoder_b2"], x.transpose(1, 2, 0),
+                                              dtype.type(params["trials"]), dtype.type(1), recon)
+        if params["pixel"] == "binomial":
+            recon += cls._binomial_coefficients(be, params, x.transpose(1, 0, 2), None)
+        return recon - kl
+
     @classmethod
     def draw_noise(cls, be, params, batch, rng):
         """Standard normal draws, shape (U, batch, num_samples, latent_dim)."""
@@ -473,6 +517,8 @@ class VAE(LeafFamily):
     def _bound(cls, be, params, x, noise, keep: bool, complete: bool = False):
         """The bound (U, B) and, with ``keep``, what :meth:`grad` needs."""
         xp = be.xp
+        if complete and _by_pixel(be, params, x, noise.shape[2], keep):
+            return cls._bound_by_pixel(be, params, x, noise), None
         encoder, enc_params, decoder, dec_params = cls._networks(params, folded=complete)
         if complete:
             inputs = values = xp.ascontiguousarray(x.transpose(1, 0, 2))
