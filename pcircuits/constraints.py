@@ -31,6 +31,14 @@ __all__ = ["Constraint", "Real", "Positive", "Interval", "UnitInterval", "Simple
 _TINY = 1e-12
 
 
+def _range(value: np.ndarray) -> tuple:
+    """The smallest and the largest value: NaN when any value is NaN, so that every bound test
+    fails; ``(inf, -inf)`` for no values, so that every one passes."""
+    if value.size == 0:
+        return np.inf, -np.inf
+    return value.min(), value.max()
+
+
 class Constraint:
     """The domain of one parameter array and a bijection from the real numbers onto it.
 
@@ -58,8 +66,8 @@ class Constraint:
 
     def violation(self, value) -> str | None:
         """Why ``value`` (a NumPy array) is outside the domain, or None when it is inside."""
-        value = np.asarray(value)
-        return None if np.all(np.isfinite(value)) else "not finite"
+        low, high = _range(np.asarray(value))
+        return None if -np.inf < low and high < np.inf else "not finite"
 
     def resolve(self, settings: dict) -> "Constraint":
         """The constraint with every setting-named bound replaced by its value in ``settings``."""
@@ -156,8 +164,8 @@ class Positive(Constraint):
         return xp.maximum(value, floor) if floor > 0 else value
 
     def violation(self, value):
-        value = np.asarray(value)
-        if not (np.all(np.isfinite(value)) and np.all(value > 0)):
+        low, high = _range(np.asarray(value))
+        if not (low > 0 and high < np.inf):
             return "not positive and finite"
         return None
 
@@ -208,8 +216,8 @@ class Interval(Constraint):
         return value.clip(self.lower, self.upper)
 
     def violation(self, value):
-        value = np.asarray(value)
-        if not np.all(np.isfinite(value) & (value >= self.lower) & (value <= self.upper)):
+        low, high = _range(np.asarray(value))
+        if not (low >= self.lower and high <= self.upper):  # finite bounds
             return f"outside [{self.lower:g}, {self.upper:g}]"
         return None
 
@@ -275,7 +283,8 @@ class Simplex(Constraint):
 
     def violation(self, value):
         value = np.asarray(value)
-        if not np.all(np.isfinite(value) & (value >= 0)):
+        low, high = _range(value)
+        if not (low >= 0 and high < np.inf):
             return "negative or not finite"
         if not np.allclose(value.sum(axis=-1), 1.0, atol=self.atol):
             return "rows do not sum to 1"

@@ -7,6 +7,8 @@
 * The ``shared_data`` fixture locates the benchmark data sets in ``../shared/data`` (or in
   ``PCIRCUITS_DATA``) and skips the test with a reason when they are absent; tests that use it
   are marked ``data`` automatically.
+* With Numba installed, the compiled kernels are loaded (or, with a cold cache, compiled) once
+  before the first test, so that no test's time holds that one-time cost of the process.
 """
 from __future__ import annotations
 
@@ -27,6 +29,27 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 #: Where the shared benchmark data sets live (override with PCIRCUITS_DATA).
 SHARED_DATA = Path(os.environ.get("PCIRCUITS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def pytest_sessionstart(session):
+    """Run the compiled kernels of a dense and a scalar circuit's forward and backward passes in
+    both precisions once. A process's first pass through them imports Numba and loads them from
+    its cache (0.6 s), or compiles them (seconds); else that lands in whichever test runs first."""
+    from pcircuits import jit
+    if not jit.available():
+        return
+    import numpy as np
+    import pcircuits as pc
+    from pcircuits.builders import figure1_spn
+    rng = np.random.default_rng(0)
+    dense = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, leaf="gaussian", seed=0)
+    for circuit, x in [(dense, rng.normal(size=(512, 16))), (figure1_spn(), rng.integers(0, 2, (4096, 4)))]:
+        for dtype in ("float32", "float64"):
+            program = circuit.compile(dtype=dtype)
+            program.forward(x)
+            program.backward()
+    for dtype in (np.float32, np.float64):
+        jit.log(jit.exp(np.zeros(4096, dtype=dtype)))
 
 
 def _gpu_available() -> bool:

@@ -11,8 +11,11 @@ import networkx as nx
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pcircuits"
 #: Lazy imports that close a loop on purpose: ``Circuit.save``/``load``/``to_networkx`` are
-#: one-line delegations to the serialization module, which builds circuits.
-ALLOWED = {frozenset({"pcircuits.circuit", "pcircuits.serialization"})}
+#: one-line delegations to the serialization module, which builds circuits. ``pcircuits.jit``
+#: imports its compiled kernels (which import Numba) on first use, and they are declared with
+#: ``jit.kernel``.
+ALLOWED = {frozenset({"pcircuits.circuit", "pcircuits.serialization"}),
+           frozenset({"pcircuits.jit", "pcircuits._jit_kernels"})}
 
 
 def _modules() -> dict:
@@ -25,8 +28,12 @@ def _modules() -> dict:
 
 
 @functools.cache
-def _tree(path: Path) -> ast.Module:
-    return ast.parse(path.read_text())
+def _imports(path: Path) -> tuple[list, list]:
+    """The import statements of a source file: those at module level, and all of them."""
+    tree = ast.parse(path.read_text())
+    imports = (ast.Import, ast.ImportFrom)
+    return ([node for node in tree.body if isinstance(node, imports)],
+            [node for node in _statements(tree.body) if isinstance(node, imports)])
 
 
 def _statements(body: list):
@@ -42,9 +49,9 @@ def _import_graph(*, module_level_only: bool) -> nx.DiGraph:
     modules = _modules()
     graph = nx.DiGraph()
     for name, path in modules.items():
-        tree = _tree(path)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        nodes = tree.body if module_level_only else _statements(tree.body)
+        module_level, anywhere = _imports(path)
+        nodes = module_level if module_level_only else anywhere
         for node in nodes:
             if isinstance(node, ast.ImportFrom):
                 if node.level:

@@ -58,9 +58,10 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _compiled(be) -> bool:
-    """Whether a pass on ``be`` runs the compiled elementwise kernels below: host NumPy arrays with
-    :func:`pcircuits.jit.available`. Otherwise (CuPy, the strict device, ``PCIRCUITS_JIT=0``, no
-    Numba) the NumPy expressions next to each kernel run: they define what the kernels compute."""
+    """Whether a pass on ``be`` runs the compiled elementwise kernels (:func:`_kernels`): host NumPy
+    arrays with :func:`pcircuits.jit.available`. Otherwise (CuPy, the strict device,
+    ``PCIRCUITS_JIT=0``, no Numba) the NumPy expressions beside each call run: they define what
+    the kernels compute."""
     return be.on_host and jit.available()
 
 
@@ -95,8 +96,8 @@ def _posterior(be, stats, noise, keep: bool = True):
         return mu, log_sigma, sigma, slope, mu[:, :, None, :] + sigma[:, :, None, :] * noise, None
     z = np.empty(noise.shape, dtype)
     kl = np.empty((units, batch), dtype)
-    _kernels()._posterior_kernel(flat, np.ascontiguousarray(noise, dtype).reshape(-1), (0,) * k, bound, one, *outputs,
-                      z.reshape(-1), kl.reshape(-1))
+    _kernels()._posterior_kernel(flat, np.ascontiguousarray(noise, dtype).reshape(-1), (0,) * k, bound, one,
+                                 *outputs, z.reshape(-1), kl.reshape(-1))
     return mu, log_sigma, sigma, slope, z, kl
 
 
@@ -139,9 +140,8 @@ def _discrete_log_density(be, logits, values, observed, trials: int, grad: bool)
         return _discrete_log_density_numpy(be, logits, values, observed, trials, grad)
     dtype = logits.dtype
     d = logits.shape[-1]
-    flat = lambda a: np.ascontiguousarray(a, dtype=dtype).reshape(-1)
-    logits_flat, values_flat = flat(logits), flat(values)
-    mask = None if observed is None else flat(observed)
+    logits_flat, values_flat = (np.ascontiguousarray(a, dtype=dtype).reshape(-1) for a in (logits, values))
+    mask = None if observed is None else np.ascontiguousarray(observed, dtype=dtype).reshape(-1)
     d_out = np.empty(logits.shape, dtype) if grad else None
     d_flat = None if d_out is None else d_out.reshape(-1)
     n, one = dtype.type(trials), dtype.type(1)
