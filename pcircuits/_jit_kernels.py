@@ -170,7 +170,9 @@ def _flat_pair(source, target):
 @kernel
 def _exp32_loop(source, target):
     """``target[...] = exp(source)`` for C-contiguous arrays of one shape (the same for the other
-    loops)."""
+    loops). One function per scalar rather than one factory: Numba's disk cache keys compiled code
+    by the function's name, line and argument types, so loops made by one factory for the same
+    dtype would overwrite each other's cached code and compile again in every process."""
     s, t = _flat_pair(source, target)
     if s.ctypes.data == t.ctypes.data:
         for i in range(t.size):

@@ -317,6 +317,25 @@ def test_infinite_value_is_refused(binary_program):
         binary_program.log_likelihood(np.array([[0, np.inf, 1, 0]]))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_narrow_float_input_is_checked_and_copied_like_float64(dtype):
+    gaussians = [pc.InputNode(v, pc.Gaussian([0.0], [1.0])) for v in range(3)]
+    program = pc.Circuit(pc.ProductNode(gaussians)).compile(dtype="float32")
+    x = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -0.25]], dtype=dtype)
+    np.testing.assert_array_equal(program.log_likelihood(x), program.log_likelihood(x.astype(np.float64)))
+    prepared = program.prepare(x)
+    prepared[0, 0] = 7.0
+    assert x[0, 0] == 0.5
+    missing = x.copy()
+    missing[1, 2] = np.nan                     # marginalized: the other two densities remain
+    expected = -0.5 * (1.0 ** 2 + 0.0 ** 2) - np.log(2 * np.pi)
+    np.testing.assert_allclose(program.log_likelihood(missing)[1], expected, rtol=1e-6)
+    infinite = x.copy()
+    infinite[1, 2] = np.inf
+    with pytest.raises(ValueError, match="infinite value at example 1, variable 2"):
+        program.log_likelihood(infinite)
+
+
 def test_count_out_of_range_is_refused():
     leaf = pc.InputNode(0, pc.Binomial(3, [0.5]))
     program = pc.Circuit(leaf).compile()
