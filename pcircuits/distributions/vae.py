@@ -560,16 +560,17 @@ class VAE(LeafFamily):
                            sigma_slope=sigma_slope, folded=complete)
 
     @staticmethod
-    def _blocks(be, params, batch: int, samples: int) -> list[tuple[int, int]]:
+    def _blocks(be, params, batch: int, samples: int, inputs: bool = True) -> list[tuple[int, int]]:
         """Consecutive unit ranges whose temporaries stay near ``_BLOCK_ELEMENTS`` values each, on
         the host: small arrays are reused by the allocator and stay in cache, where arrays over
         all units would be fresh memory for every pass (twice as slow on a CPU). A device runs
-        all units in one stacked pass."""
+        all units in one stacked pass. ``inputs``: whether the pass builds the (U, B, 2d) encoder
+        inputs (the pass by pixel, :func:`_by_pixel`, does not)."""
         units = params["encoder_w1"].shape[0]
         if not be.on_host:
             return [(0, units)]
-        width = max(params["encoder_w1"].shape[1], params["encoder_w1"].shape[2], params["decoder_w1"].shape[2],
-                    params["decoder_w2"].shape[2])
+        width = max(params["encoder_w1"].shape[1] if inputs else 0, params["encoder_w1"].shape[2],
+                    params["decoder_w1"].shape[2], params["decoder_w2"].shape[2])
         size = max(1, _BLOCK_ELEMENTS // (batch * samples * width))
         return [(lo, min(lo + size, units)) for lo in range(0, units, size)]
 
@@ -592,7 +593,8 @@ class VAE(LeafFamily):
         if complete:
             params = cls._with_folded_encoder(params)
         values, states = [], []
-        for lo, hi in cls._blocks(be, params, x.shape[0], noise.shape[2]):
+        by_pixel = complete and _by_pixel(be, params, x, noise.shape[2], keep)
+        for lo, hi in cls._blocks(be, params, x.shape[0], noise.shape[2], inputs=not by_pixel):
             value, state = cls._bound(be, cls._block_params(params, lo, hi), x[:, lo:hi], noise[lo:hi], keep=keep,
                                       complete=complete)
             values.append(value)
