@@ -491,7 +491,7 @@ class VAE(LeafFamily):
         put it (no (U, B, d) copy), the decoder's last product is laid out by pixel (U, d, B), and
         one compiled loop over it adds the bias and takes the pixels' log-densities, reading
         contiguous rows (:func:`_discrete_log_density` is its definition)."""
-        encoder, enc_params, _, dec_params = cls._networks(params, folded=True)
+        encoder, enc_params = cls._networks(params, folded=True)[:2]
         units, batch, _, latent = noise.shape
         hidden = _stacked_decoder_hidden(units, latent, params["decoder_w1"].shape[2], params["activation"])
         stats, _ = encoder._forward(enc_params, x.transpose(1, 0, 2), False)
