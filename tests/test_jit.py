@@ -31,22 +31,14 @@ def _float_arrays(dtype):
     return hnp.arrays(dtype, st.integers(1, 300), elements=st.floats(width=np.dtype(dtype).itemsize * 8))
 
 
+@pytest.mark.parametrize("kernel, ufunc", [(jit.exp, np.exp), (jit.log, np.log)], ids=["exp", "log"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
-def test_exp_is_within_one_and_a_half_ulps_over_every_float(dtype, data):
+def test_kernel_is_within_one_and_a_half_ulps_over_every_float(kernel, ufunc, dtype, data):
     x = data.draw(_float_arrays(dtype))
     with np.errstate(all="ignore"):
-        assert _ulps(jit.exp(x), dtype, np.exp(x.astype(np.longdouble))).max(initial=0) <= 1.5
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@settings(max_examples=60, deadline=None)
-@given(data=st.data())
-def test_log_is_within_one_and_a_half_ulps_over_every_float(dtype, data):
-    x = data.draw(_float_arrays(dtype))
-    with np.errstate(all="ignore"):
-        assert _ulps(jit.log(x), dtype, np.log(x.astype(np.longdouble))).max(initial=0) <= 1.5
+        assert _ulps(kernel(x), dtype, ufunc(x.astype(np.longdouble))).max(initial=0) <= 1.5
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
