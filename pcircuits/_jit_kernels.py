@@ -1,7 +1,7 @@
 """The compiled kernels behind :mod:`pcircuits.jit` (imported on first use: it imports Numba)."""
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .jit import kernel
 
@@ -151,6 +151,27 @@ def log32(x):
     value = f32(np.nan) if x < f32(0.0) else value
     value = x if x == f32(np.inf) else value
     return x if x != x else value
+
+
+def exp_of(x):
+    """``exp`` of a float32 or float64 scalar in compiled code: :func:`exp32` or :func:`exp64` by
+    the argument's type, for kernels written once for both dtypes."""
+    return np.exp(x)
+
+
+def log_of(x):
+    """``log`` of a float32 or float64 scalar in compiled code (:func:`log32` or :func:`log64`)."""
+    return np.log(x)
+
+
+@overload(exp_of, inline="always")
+def _exp_of(x):
+    return (lambda x: exp32(x)) if x == types.float32 else (lambda x: exp64(x))
+
+
+@overload(log_of, inline="always")
+def _log_of(x):
+    return (lambda x: log32(x)) if x == types.float32 else (lambda x: log64(x))
 
 
 @kernel(inline="always")

@@ -91,7 +91,7 @@ def _compiled():
 
 
 def __getattr__(name: str):
-    if name in ("exp32", "exp64", "log32", "log64"):
+    if name in ("exp32", "exp64", "log32", "log64", "exp_of", "log_of"):
         return getattr(_compiled(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

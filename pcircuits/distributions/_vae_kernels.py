@@ -11,26 +11,6 @@ from numba.extending import overload as _overload
 from .. import jit
 
 
-def _exp(x):
-    """``exp`` of a float32 or float64 scalar inside a kernel (:func:`pcircuits.jit.exp32` or ``exp64``)."""
-    raise NotImplementedError("compiled kernels only")
-
-
-def _log(x):
-    """``log`` of a float32 or float64 scalar inside a kernel."""
-    raise NotImplementedError("compiled kernels only")
-
-
-@_overload(_exp, inline="always")
-def _exp_typed(x):
-    return (lambda x: jit.exp32(x)) if x == _types.float32 else (lambda x: jit.exp64(x))
-
-
-@_overload(_log, inline="always")
-def _log_typed(x):
-    return (lambda x: jit.log32(x)) if x == _types.float32 else (lambda x: jit.log64(x))
-
-
 _EXPM1_32 = tuple(np.float32(1 / math.factorial(k)) for k in range(8, 0, -1))
 _EXPM1_64 = tuple(1 / math.factorial(k) for k in range(14, 0, -1))
 
@@ -78,7 +58,7 @@ def _posterior_kernel(stats, noise, latent, bound, one, mu, log_sigma, sigma, sl
             m = stats[2 * k * r + j]
             t = _tanh(stats[2 * k * r + k + j] / bound)
             ls = bound * t
-            sg = _exp(ls)
+            sg = jit.exp_of(ls)
             if mu is not None:
                 mu[k * r + j] = m
                 log_sigma[k * r + j] = ls
@@ -137,7 +117,7 @@ def _pixel_pairs_kernel(logits, values, observed, trials, one, pair_terms, pair_
         factor = one
         for i in (2 * g, 2 * g + 1):
             v = logits[i]
-            e = _exp(-abs(v))
+            e = jit.exp_of(-abs(v))
             x = values[i]
             m = one if observed is None else observed[i]
             term += m * (x * v - trials * max(v, zero))
@@ -153,7 +133,7 @@ def _quad_sums_kernel(pair_terms, pair_factors, trials, sums):
     """``sums[q]``: the log-densities of pixels ``4q .. 4q + 3`` from their two pairs (one log for four pixels)."""
     for q in range(sums.size):
         sums[q] = pair_terms[2 * q] + pair_terms[2 * q + 1] \
-            - trials * _log(pair_factors[2 * q] * pair_factors[2 * q + 1])
+            - trials * jit.log_of(pair_factors[2 * q] * pair_factors[2 * q + 1])
 
 
 @jit.kernel
@@ -163,10 +143,10 @@ def _pixel_terms_kernel(logits, values, observed, trials, one, terms, d_out):
     zero = one - one
     for i in range(logits.size):
         v = logits[i]
-        e = _exp(-abs(v))
+        e = jit.exp_of(-abs(v))
         x = values[i]
         m = one if observed is None else observed[i]
-        terms[i] = m * (x * v - trials * (max(v, zero) + _log(one + e)))
+        terms[i] = m * (x * v - trials * (max(v, zero) + jit.log_of(one + e)))
         if d_out is not None:
             d_out[i] = m * (x - trials * (one if v >= zero else e) / (one + e))
 
@@ -192,7 +172,7 @@ def _column_log_density_kernel(products, bias, values, trials, one, sums):
                     + values[u, q + 1, r] * v1 - trials * max(v1, zero) \
                     + values[u, q + 2, r] * v2 - trials * max(v2, zero) \
                     + values[u, q + 3, r] * v3 - trials * max(v3, zero)
-                factor = (one + _exp(-abs(v0))) * (one + _exp(-abs(v1))) \
-                    * ((one + _exp(-abs(v2))) * (one + _exp(-abs(v3))))
-                term -= trials * _log(factor)
+                factor = (one + jit.exp_of(-abs(v0))) * (one + jit.exp_of(-abs(v1))) \
+                    * ((one + jit.exp_of(-abs(v2))) * (one + jit.exp_of(-abs(v3))))
+                term -= trials * jit.log_of(factor)
                 sums[u, r] = term if q == 0 else sums[u, r] + term

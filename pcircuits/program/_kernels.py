@@ -5,37 +5,11 @@ innermost so that the compiler vectorizes it."""
 from __future__ import annotations
 
 import numpy as np
-from numba import types
-from numba.extending import overload
 
 from .. import jit
 
 _scalar = jit._compiled()
-exp32, exp64, log32, log64 = _scalar.exp32, _scalar.exp64, _scalar.log32, _scalar.log64
-
-
-def exp_of(x):
-    """``exp`` of a float32 or float64 scalar in compiled code (:func:`pcircuits.jit.exp32` / ``exp64``)."""
-    return np.exp(x)
-
-
-def log_of(x):
-    """``log`` of a float32 or float64 scalar in compiled code."""
-    return np.log(x)
-
-
-@overload(exp_of, inline="always")
-def _exp_of(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: exp64(x)
-
-
-@overload(log_of, inline="always")
-def _log_of(x):
-    if x == types.float32:
-        return lambda x: log32(x)
-    return lambda x: log64(x)
+exp_of, log_of = _scalar.exp_of, _scalar.log_of
 
 
 @jit.kernel(inline="always")
