@@ -142,7 +142,7 @@ class Backend:
 
     def exp(self, a, out=None):
         """Elementwise ``exp``: on the host the compiled kernel of :mod:`pcircuits.jit` (about twice
-        NumPy's speed, within 1 ulp) where Numba is installed and ``a`` has at least
+        NumPy's speed, within 1.5 ulps) where Numba is installed and ``a`` has at least
         :data:`KERNEL_MIN_BYTES`, else the array module's ufunc."""
         if self.on_host and getattr(a, "nbytes", 0) >= KERNEL_MIN_BYTES:
             return jit.exp(a, out)
