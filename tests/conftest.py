@@ -9,9 +9,14 @@
   are marked ``data`` automatically.
 * With Numba installed, the compiled kernels are loaded (or, with a cold cache, compiled) once
   before the first test, so that no test's time holds that one-time cost of the process.
+* The objects alive once the session has started (pytest's, Hypothesis's, NumPy's, Numba's:
+  some 200,000) are frozen out of the garbage collector's reach, so that a full collection in a
+  test scans what the tests allocate (milliseconds), not the process's module state (75 ms with
+  Numba's kernels loaded, 43 ms without).
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -32,6 +37,13 @@ SHARED_DATA = Path(os.environ.get("PCIRCUITS_DATA", Path(__file__).resolve().par
 
 
 def pytest_sessionstart(session):
+    """Warm up the compiled kernels, then freeze the objects alive at that point (see above)."""
+    _warm_up_compiled_kernels()
+    gc.collect()
+    gc.freeze()
+
+
+def _warm_up_compiled_kernels():
     """Run the compiled kernels of a dense circuit's forward and backward passes (fused sum layers
     over cartesian products, dense sum layers over elementwise ones) and a scalar circuit's in
     both precisions once. A process's first pass through them imports Numba and loads them from
