@@ -112,7 +112,7 @@ def _apply(name: str, ufunc, a, out):
     loop = _DISPATCHERS.get((name, dtype))
     if loop is None:
         loop = _DISPATCHERS[name, dtype] = _compiled().LOOPS[name, dtype].dispatcher
-    loop(a, out)
+    loop(a.reshape(-1), out.reshape(-1))  # flat views: one compiled signature per dtype, whatever the shape
     return out
 
 

@@ -44,9 +44,8 @@ def pytest_sessionstart(session):
 
 
 def _warm_up_compiled_kernels():
-    """Run the compiled kernels of a dense circuit's forward and backward passes (fused sum layers
-    over cartesian products, dense sum layers over elementwise ones) and a scalar circuit's in
-    both precisions once. A process's first pass through them imports Numba and loads them from
+    """Run the compiled kernels of a fused, a small dense and a scalar circuit's forward and
+    backward passes in both precisions once. A process's first pass through them imports Numba and loads them from
     its cache (0.6 s), or compiles them (seconds); else that lands in whichever test runs first."""
     from pcircuits import jit
     if not jit.available():
@@ -55,8 +54,11 @@ def _warm_up_compiled_kernels():
     import pcircuits as pc
     from pcircuits.builders import figure1_spn
     rng = np.random.default_rng(0)
-    dense = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, leaf="gaussian", dense=True, seed=0)
-    for circuit, x in [(dense, rng.normal(size=(512, 16))), (figure1_spn(), rng.integers(0, 2, (4096, 4)))]:
+    fused = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, leaf="gaussian", seed=0)
+    pair = pc.ProductNode([pc.InputNode(0, pc.Bernoulli([0.9, 0.2])), pc.InputNode(1, pc.Bernoulli([0.3, 0.6]))])
+    dense = pc.Circuit(pc.SumNode([pc.SumNode([pair], weights=[[0.4, 0.6], [0.5, 0.5]])], weights=[[0.3, 0.7]]))
+    for circuit, x in [(fused, rng.normal(size=(512, 16))), (dense, rng.integers(0, 2, (4, 2))),
+                       (figure1_spn(), rng.integers(0, 2, (4096, 4)))]:
         for dtype in ("float32", "float64"):
             program = circuit.compile(dtype=dtype)
             program.forward(x)
