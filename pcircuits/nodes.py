@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Union
 
 import numpy as np
@@ -26,6 +27,12 @@ __all__ = ["Node", "InputNode", "ProductNode", "SumNode", "SumWeights", "Weighte
 # Bumped by every structural edit (Node.rewire); cached scopes and circuit orders compare
 # against it, so that they are computed once and recomputed only after an edit.
 _structure_epoch = 0
+
+
+#: ``arr.min()`` / ``arr.max()`` over all axes without the Python-level wrappers (small arrays).
+_min, _max = np.minimum.reduce, np.maximum.reduce
+#: The scope of a node before its scope is first computed (scopes are immutable, so one serves all).
+_NO_SCOPE = Scope.from_bits(0)
 
 
 def structure_epoch() -> int:
@@ -49,7 +56,7 @@ class Node:
         self.children = tuple(children)
         self.num_units = int(num_units)
         self.label = None if label is None else str(label)
-        self._scope = Scope.from_bits(0)
+        self._scope = _NO_SCOPE
         self._scope_epoch = -1
 
     # ---- scope ---------------------------------------------------------------------
@@ -155,11 +162,14 @@ def _as_node(obj, where: str) -> Node:
 
 
 def _as_node_list(children, where: str) -> list[Node]:
-    if isinstance(children, (Node, WeightedSum)):
-        children = [children]
-    if not isinstance(children, Iterable):
-        raise TypeError(f"{where}: children must be a sequence of nodes, got {type(children).__name__}")
-    children = [_as_node(c, where) for c in children]
+    if type(children) in (list, tuple) and all(map(isinstance, children, repeat(Node))):
+        children = list(children)  # nodes already: the common case, checked in C
+    else:
+        if isinstance(children, (Node, WeightedSum)):
+            children = [children]
+        if not isinstance(children, Iterable):
+            raise TypeError(f"{where}: children must be a sequence of nodes, got {type(children).__name__}")
+        children = [_as_node(c, where) for c in children]
     if not children:
         raise ValueError(f"{where}: needs at least one child")
     return children
@@ -298,7 +308,7 @@ class SumWeights:
             raise TypeError(f"SumWeights: weights must be numeric, got {type(values).__name__}") from None
         if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
             raise ValueError(f"SumWeights: weights must have shape (num_units, num_inputs), got {arr.shape}")
-        if not (arr.min() >= 0 and arr.max() < np.inf):  # false for NaN too
+        if not (_min(arr, None) >= 0 and _max(arr, None) < np.inf):  # false for NaN too
             if not np.all(np.isfinite(arr)):
                 raise ValueError("SumWeights: weights must be finite")
             raise ValueError(f"SumWeights: weights must be non-negative, got minimum {arr.min()}")

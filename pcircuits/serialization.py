@@ -58,6 +58,7 @@ _STRUCTURE_SHARE = 16
 _MAX_ARRAY_DIMS = 8
 _MAX_ARRAY_VALUES = 1 << 40
 _NUMERIC_KINDS = "biuf"
+_JUST_INT = {int}
 
 PathLike = Union[str, os.PathLike]
 
@@ -317,6 +318,9 @@ def _int(value, what: str, low: int = 0, high: int | None = None, field: str = "
 
 
 def _int_list(value, what: str, low: int = 0, high: int | None = None, field: str = "") -> list[int]:
+    if type(value) is list and (not value or (set(map(type, value)) == _JUST_INT and low <= min(value)
+                                              and (high is None or max(value) <= high))):
+        return list(value)  # a JSON list of plain ints in range, checked in C
     what += field
     if not isinstance(value, (list, tuple)):
         raise _SpecError(f"{what} must be a list of ints, got {type(value).__name__}")
@@ -454,7 +458,8 @@ def _spec_to_circuit(structure, arrays: dict, limits: dict | None = None) -> Cir
                              f"parents (node indices below {i})")
         children = [nodes[c] for c in children_ids]
         budget.charge(kind, num_units, children, where)
-        node = _codec(kind, where, spec=True).build(record, children, num_units, label, where, context)
+        codec = _CODECS.get(kind) if type(kind) is str else None
+        node = (codec or _codec(kind, where, spec=True)).build(record, children, num_units, label, where, context)
         nodes.append(node)
 
     _check_reachable(records, roots)
