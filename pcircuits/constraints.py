@@ -31,12 +31,17 @@ __all__ = ["Constraint", "Real", "Positive", "Interval", "UnitInterval", "Simple
 _TINY = 1e-12
 
 
+#: ``value.min()`` / ``value.max()`` over all axes without their Python-level wrappers (leaf
+#: parameter arrays are small, so the wrappers would cost as much as the reduction).
+_min, _max = np.minimum.reduce, np.maximum.reduce
+
+
 def _range(value: np.ndarray) -> tuple:
     """The smallest and the largest value: NaN when any value is NaN, so that every bound test
     fails; ``(inf, -inf)`` for no values, so that every one passes."""
     if value.size == 0:
         return np.inf, -np.inf
-    return value.min(), value.max()
+    return _min(value, None), _max(value, None)
 
 
 class Constraint:

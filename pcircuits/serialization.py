@@ -848,8 +848,9 @@ def _read_archive(archive: zipfile.ZipFile, max_bytes: int) -> tuple[dict, dict[
         raise _FileProblem(f"the structure's format_version {structure.get('format_version')!r} does not match "
                            f"the file's version {FORMAT_VERSION}")
     places, extents = _array_places(structure.get("arrays"))
-    for name, (key, _, _) in places.items():
-        if f"data.{key}" not in infos:
+    missing = {key for key in extents if f"data.{key}" not in infos}
+    for name, (key, _, _) in places.items() if missing else ():
+        if key in missing:
             raise _FileProblem(f"structure.arrays[{name!r}] refers to the data entry {key!r}, which is missing")
     blobs = {}
     for name, info in infos.items():
@@ -870,21 +871,33 @@ def _array_places(table) -> tuple[dict[str, tuple[str, int, list[int]]], dict[st
         raise _SpecError("structure.arrays must be a JSON object that maps array names to their places")
     places, extents = {}, {}
     for name, ref in table.items():
-        where = f"structure.arrays[{name!r}]"
-        key = _field(ref, "data", where)
-        if not isinstance(key, str):
-            raise _SpecError(f"{where}.data must name a data entry, got {type(key).__name__}")
-        offset = _int(_field(ref, "offset", where), where, 0, None, ".offset")
-        shape = _int_list(_field(ref, "shape", where), where, 0, None, ".shape")
-        if len(shape) > _MAX_ARRAY_DIMS:
-            raise _SpecError(f"{where}.shape has {len(shape)} dimensions; arrays of a circuit file have at most "
-                             f"{_MAX_ARRAY_DIMS}")
-        if math.prod(max(d, 1) for d in shape) > _MAX_ARRAY_VALUES:
-            raise _SpecError(f"{where}.shape {shape} describes more than {_MAX_ARRAY_VALUES} values (counting an "
-                             f"empty dimension as 1)")
+        key, offset, shape = (ref.get("data"), ref.get("offset"), ref.get("shape")) if type(ref) is dict else (0, 0, 0)
+        size = math.prod(shape) if type(shape) is list and set(map(type, shape)) <= _JUST_INT else 0
+        if not (0 < size <= _MAX_ARRAY_VALUES and min(shape, default=1) > 0 and len(shape) <= _MAX_ARRAY_DIMS
+                and type(key) is str and type(offset) is int and offset >= 0):
+            key, offset, shape = _array_place(name, ref)  # names the first problem, if any
+            size = math.prod(shape)
         places[name] = (key, offset, shape)
-        extents[key] = max(extents.get(key, 0), offset + math.prod(shape))
+        extents[key] = max(extents.get(key, 0), offset + size)
     return places, extents
+
+
+def _array_place(name: str, ref) -> tuple[str, int, list[int]]:
+    """One entry of the array table, every field checked in turn (the fast path of
+    :func:`_array_places` takes the entries of plain ints in range without this)."""
+    where = f"structure.arrays[{name!r}]"
+    key = _field(ref, "data", where)
+    if not isinstance(key, str):
+        raise _SpecError(f"{where}.data must name a data entry, got {type(key).__name__}")
+    offset = _int(_field(ref, "offset", where), where, 0, None, ".offset")
+    shape = _int_list(_field(ref, "shape", where), where, 0, None, ".shape")
+    if len(shape) > _MAX_ARRAY_DIMS:
+        raise _SpecError(f"{where}.shape has {len(shape)} dimensions; arrays of a circuit file have at most "
+                         f"{_MAX_ARRAY_DIMS}")
+    if math.prod(max(d, 1) for d in shape) > _MAX_ARRAY_VALUES:
+        raise _SpecError(f"{where}.shape {shape} describes more than {_MAX_ARRAY_VALUES} values (counting an "
+                         f"empty dimension as 1)")
+    return key, offset, shape
 
 
 def _data_entry_check(name: str, count: int):
