@@ -32,9 +32,10 @@ SHARED_DATA = Path(os.environ.get("PCIRCUITS_DATA", Path(__file__).resolve().par
 
 
 def pytest_sessionstart(session):
-    """Run the compiled kernels of a dense and a scalar circuit's forward and backward passes in
-    both precisions once. A process's first pass through them imports Numba and loads them from
-    its cache (0.6 s), or compiles them (seconds); else that lands in whichever test runs first."""
+    """Run the compiled kernels of a fused, a dense and a scalar circuit's forward and backward
+    passes in both precisions once. A process's first pass through them imports Numba and loads
+    them from its cache (0.6 s), or compiles them (seconds); else that lands in whichever test runs
+    first."""
     from pcircuits import jit
     if not jit.available():
         return
@@ -42,8 +43,11 @@ def pytest_sessionstart(session):
     import pcircuits as pc
     from pcircuits.builders import figure1_spn
     rng = np.random.default_rng(0)
-    dense = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, leaf="gaussian", seed=0)
-    for circuit, x in [(dense, rng.normal(size=(512, 16))), (figure1_spn(), rng.integers(0, 2, (4096, 4)))]:
+    fused = pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, leaf="gaussian", seed=0)
+    leaves = [pc.InputNode(v, pc.Bernoulli.random(2, rng=v)) for v in range(2)]
+    dense = pc.Circuit(pc.SumNode([pc.ProductNode(leaves, pattern="elementwise")], num_units=1, rng=0))
+    for circuit, x in [(fused, rng.normal(size=(512, 16))), (dense, rng.integers(0, 2, (4, 2))),
+                       (figure1_spn(), rng.integers(0, 2, (4096, 4)))]:
         for dtype in ("float32", "float64"):
             program = circuit.compile(dtype=dtype)
             program.forward(x)

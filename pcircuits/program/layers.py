@@ -74,6 +74,10 @@ class InputLayer:
         #: Only table sums read these units: a forward pass in which every table sum layer looks
         #: its values up (:meth:`TableSumLayer.uses_table`) may leave them for later.
         self.table_only = spec.table_only
+        #: Units over one variable whose most probable value is a constant of the unit (neither a
+        #: conditional nor a stochastic family): a max-mode pass gives a missing variable the
+        #: unit's log-density at that value.
+        self.fixed_mode = spec.variables.shape[1] == 1 and not self.family.conditional and not self.family.stochastic
 
     def params(self, table: dict) -> dict:
         """The parameters of this layer's units (rows of the family table) and the layer settings."""
@@ -119,7 +123,9 @@ class InputLayer:
             noise = None
             self.family.log_prob_units(be, params, program.inputs_t, self.variables, out,
                                        missing=program.inputs_missing)
-        if context.mode == "max" and program.inputs_missing:
+        if context.mode == "max" and program.inputs_missing and self.fixed_mode:
+            self._missing_at_mode(program, params, out)
+        elif context.mode == "max" and program.inputs_missing:
             # a missing variable takes the leaf's most probable value (given the observed ones)
             xg = self.gather_inputs(x)
             missing = be.xp.isnan(xg).any(axis=2)
@@ -135,6 +141,15 @@ class InputLayer:
             be.xp.putmask(out, dropped.T, 0)
             if cache is not None:
                 cache[("leaf-dropout", self.start)] = dropped
+
+    def _missing_at_mode(self, program, params, out):
+        """Max mode: every unit whose variable is missing takes its log-density at its mode, one
+        value per unit (units over one variable whose mode ignores the others, :attr:`fixed_mode`)."""
+        xp = self.backend.xp
+        missing = xp.isnan(xp.take(program.inputs_t, self.variables[:, 0], axis=0))     # (U, B)
+        if self.backend.maybe_any(missing):
+            top = self.log_prob(params, self.family.mode(self.backend, params)[None])[0]      # (U,)
+            out[...] = xp.where(missing, top[:, None], out)
 
     def backward(self, program, values, grads, cache):
         """Leaf parameters are not weights: their gradients come from :meth:`Program.backward`'s

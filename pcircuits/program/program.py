@@ -132,6 +132,7 @@ class Program:
         #: have log-probability exactly 0).
         self.checked = False
         self._relaxed = None
+        self._forward_row_bytes = None
 
     def _mark_root_inputs(self):
         """Give each product layer the rows of its units that feed a root directly (``None`` when
@@ -433,9 +434,16 @@ class Program:
             raise ValueError(f"top_down: mode must be 'argmax' or 'sample', got {mode!r}")
         if ties not in ("first", "random"):
             raise ValueError(f"top_down: ties must be 'first' or 'random', got {ties!r}")
+        return self._top_down(self.prepare(x), mode, forward_mode=forward_mode, root=root, seed=seed,
+                              weighted=weighted, ties=ties, counts=counts, return_active=return_active, noise=noise)
+
+    def _top_down(self, x, mode: str = "argmax", *, forward_mode: str | None = None, root=0, seed=None,
+                  weighted: bool = True, ties: str = "first", counts: bool = False, return_active: bool = False,
+                  noise=None):
+        """:meth:`top_down` of an array that :meth:`prepare` made (as the queries pass their
+        chunks), with ``mode`` and ``ties`` known to be valid."""
         forward_mode = forward_mode or ("max" if mode == "argmax" else "sum")
         be, xp = self.backend, self.backend.xp
-        x = self.prepare(x)
         self._forward(x, forward_mode, cache=False)
         values = self.values
         batch = x.shape[0]
@@ -567,11 +575,13 @@ class Program:
         """
         if query not in _PASS_FACTORS:
             raise ValueError(f"bytes_per_row: query must be one of {tuple(_PASS_FACTORS)}, got {query!r}")
-        item = self.backend.dtype.itemsize
-        widest = max((layer.num_edges for layer in self.inner_layers), default=0)
-        leaves = max((layer.variables_np.size for layer in self.input_layers), default=0)
-        forward = item * (2 * (self.num_units + 1) + 3 * widest) + 8 * (3 * leaves + 2 * self.num_variables)
-        return _PASS_FACTORS[query] * forward
+        if self._forward_row_bytes is None:
+            item = self.backend.dtype.itemsize
+            widest = max((layer.num_edges for layer in self.inner_layers), default=0)
+            leaves = max((layer.variables_np.size for layer in self.input_layers), default=0)
+            self._forward_row_bytes = (item * (2 * (self.num_units + 1) + 3 * widest)
+                                       + 8 * (3 * leaves + 2 * self.num_variables))
+        return _PASS_FACTORS[query] * self._forward_row_bytes
 
     def log_likelihood(self, x, *, batch_size: int | None = None, progress: bool = False, client=None,
                        partitions: int | None = None):
