@@ -121,8 +121,11 @@ def _root_part(root, part: slice):
 def _refuse_impossible(program, root, part: slice, who: str, what: str = "evidence"):
     """Refuse rows whose evidence has probability 0 (read from the last forward pass's root values)."""
     xp = program.backend.xp
-    slots = program.output_slots[np.broadcast_to(np.asarray(root), (part.stop - part.start,))]
-    values = program.values[program.backend.index(slots), xp.arange(part.stop - part.start)]
+    if isinstance(root, int):
+        values = program.values[int(program.output_slots[root])]
+    else:
+        slots = program.output_slots[np.broadcast_to(np.asarray(root), (part.stop - part.start,))]
+        values = program.values[program.backend.index(slots), xp.arange(part.stop - part.start)]
     impossible = xp.isneginf(values)
     if bool(impossible.any()):
         row = int(to_numpy(xp.argmax(impossible))) + part.start

@@ -79,7 +79,7 @@ class _Chooser:
         if self.mode == "sample":
             if isinstance(self.rng, StreamRandomSource):
                 order = self.rng.group(batch)
-                chosen = xp.empty(len(order), dtype=np.int64)
+                chosen = xp.empty(scores.shape[0], dtype=np.int64)
                 chosen[order] = xp.argmax(scores[order] + self.rng.gumbel(scores.shape), axis=1)
                 return chosen
             if self.noise is None:
@@ -449,10 +449,15 @@ class Program:
         batch = x.shape[0]
         rng = seed if isinstance(seed, StreamRandomSource) else be.rng(seed)
         active = xp.zeros((self.num_units + 1, batch), dtype=bool)
-        root_idx = np.broadcast_to(np.asarray(root, dtype=np.int64), (batch,))
-        if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
-            raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
-        active[be.index(self.output_slots[root_idx]), xp.arange(batch)] = True
+        if isinstance(root, (int, np.integer)):
+            if not 0 <= root < self.num_outputs:
+                raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
+            active[int(self.output_slots[root])] = True
+        else:
+            root_idx = np.broadcast_to(np.asarray(root, dtype=np.int64), (batch,))
+            if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
+                raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
+            active[be.index(self.output_slots[root_idx]), xp.arange(batch)] = True
         if noise is not None:
             if mode != "sample":
                 raise ValueError("top_down: noise is for mode='sample'")

@@ -36,8 +36,12 @@ class StreamRandomSource:
         self.counts = None
 
     def group(self, examples):
-        """The order that puts entries of ``examples`` (n,) in block order, stably; the next
-        draws are of entries in that order (each block's share from its generator)."""
+        """The order that puts entries of ``examples`` (n,) in block order, stably (an index array,
+        or ``slice(None)`` when the pass has one block: the entries are in order already); the
+        next draws are of entries in that order (each block's share from its generator)."""
+        if len(self.sources) == 1:
+            self.counts = [int(examples.shape[0])]
+            return slice(None)
         blocks = self.backend.xp.asarray(examples) // self.block_rows
         order = self.backend.xp.argsort(blocks, kind="stable")
         self.counts = [int(c) for c in np.bincount(to_numpy(blocks), minlength=len(self.sources))]
@@ -51,6 +55,8 @@ class StreamRandomSource:
                                f"block (group() first)")
         parts = [getattr(source, method)((count,) + tuple(shape[1:]))
                  for source, count in zip(self.sources, self.counts) if count]
+        if len(parts) == 1:
+            return parts[0]
         xp = self.backend.xp
         return xp.concatenate(parts, axis=0) if parts else xp.zeros(shape, dtype=np.float64)
 
