@@ -182,7 +182,7 @@ class Backend:
         traffic); CuPy's ``take`` writes into ``out`` directly and has no such option.
         """
         if self.on_host:
-            np.take(a, rows, axis=0, out=out, mode="clip")
+            a.take(rows, axis=0, out=out, mode="clip")
         else:
             self.xp.take(a, rows, axis=0, out=out)
 

@@ -146,7 +146,7 @@ class InputLayer:
         """Max mode: every unit whose variable is missing takes its log-density at its mode, one
         value per unit (units over one variable whose mode ignores the others, :attr:`fixed_mode`)."""
         xp = self.backend.xp
-        missing = xp.isnan(xp.take(program.inputs_t, self.variables[:, 0], axis=0))     # (U, B)
+        missing = xp.isnan(program.inputs_t.take(self.variables[:, 0], axis=0))  # (U, B)
         if self.backend.maybe_any(missing):
             top = self.log_prob(params, self.family.mode(self.backend, params)[None])[0]      # (U,)
             out[...] = xp.where(missing, top[:, None], out)
@@ -202,7 +202,7 @@ class ProductLayer:
             o = out[lo:hi]
             self.backend.take_rows(values, columns[0][lo:hi], o)
             for col in columns[1:]:
-                o += xp.take(values, col[lo:hi], axis=0)
+                o += values.take(col[lo:hi], axis=0)
         self.backend.blocks(out.shape[0], out.shape[1], block, wide=True)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
@@ -211,10 +211,9 @@ class ProductLayer:
         g = grads[self.start:self.stop]
         if self.input_range is not None:
             first, parents = self.input_range
-            xp = self.backend.xp
 
             def block(lo, hi):
-                grads[first + lo:first + hi] += xp.take(g, parents[lo:hi], axis=0)
+                grads[first + lo:first + hi] += g.take(parents[lo:hi], axis=0)
             self.backend.blocks(len(parents), g.shape[1], block, wide=True)
             return
         for rows, scatter in self.column_scatters:

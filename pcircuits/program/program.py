@@ -351,7 +351,7 @@ class Program:
             if g.shape != (batch, self.num_outputs):
                 raise ValueError(f"backward: grad_root must have shape ({batch}, {self.num_outputs}), got {g.shape}")
             grads[self._output_slots_b] += g.T
-        self.grad_log_weights = xp.zeros_like(self.weights)
+        self.grad_log_weights = xp.zeros(self.weights.shape, dtype=self.weights.dtype)
         for layer in reversed(self.inner_layers):
             layer.backward(self, values, grads, self._cache)
         grads[self.num_units] = 0
@@ -377,7 +377,10 @@ class Program:
                                                      missing=self.inputs_missing)
                 if leaves:
                     table = self.leaf_tables[layer.table_key]
-                    acc = leaf_grads.setdefault(layer.table_key, {k: xp.zeros_like(table[k]) for k in pg})
+                    acc = leaf_grads.get(layer.table_key)
+                    if acc is None:
+                        acc = leaf_grads[layer.table_key] = {k: xp.zeros(table[k].shape, dtype=table[k].dtype)
+                                                             for k in pg}
                     for k, v in pg.items():
                         layer.row_scatter.add(acc[k], v)
                 if inputs:
