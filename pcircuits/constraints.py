@@ -80,6 +80,8 @@ class Constraint:
         log-probabilities need (a positive value must not round to 0, a probability strictly
         inside its interval must stay strictly inside).
         """
+        if np.dtype(dtype) == np.float64:
+            return None                 # the values' own precision: every finite one fits
         value = np.asarray(value, dtype=np.float64)
         info = np.finfo(dtype)
         finite = value[np.isfinite(value)]
@@ -222,6 +224,8 @@ class Interval(Constraint):
         return None
 
     def dtype_problem(self, value, dtype):
+        if np.dtype(dtype) == np.float64:
+            return None                 # nothing rounds onto a bound in the values' own precision
         value = np.asarray(value, dtype=np.float64)
         name = np.dtype(dtype).name
         cast = value.astype(dtype)
@@ -274,6 +278,8 @@ class Simplex(Constraint):
         return value.clip(0.0, 1.0)
 
     def dtype_problem(self, value, dtype):
+        if np.dtype(dtype) == np.float64:
+            return None                 # nothing rounds to 0 in the values' own precision
         value = np.asarray(value, dtype=np.float64)
         small = value[(value > 0) & (value.astype(dtype) == 0)]
         if small.size:

@@ -112,9 +112,7 @@ def _apply(name: str, ufunc, a, out):
     loop = _DISPATCHERS.get((name, dtype))
     if loop is None:
         loop = _DISPATCHERS[name, dtype] = _compiled().LOOPS[name, dtype].dispatcher
-    # flat views: one compiled loop per dtype serves every shape (Numba compiles, or loads from
-    # its cache, a loop per number of dimensions, each at its first call in a process)
-    loop(a.reshape(-1), out.reshape(-1))
+    loop(a.reshape(-1), out.reshape(-1))  # flat views: one compiled signature per dtype, whatever the shape
     return out
 
 

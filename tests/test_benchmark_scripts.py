@@ -202,3 +202,30 @@ def test_program_cpu_floor_counts_the_leaf_layer():
     program = pc.builders.rat_spn(16, depth=2, num_repetitions=2, num_sums=2, num_leaves=3, seed=0).compile()
     leaf_values = sum(layer.variables_np.size + layer.stop - layer.start for layer in program.input_layers)
     assert module.leaf_floor_ms(program, 10, 4e9) == pytest.approx(leaf_values * 10 * 4 / 4e9 * 1e3)
+
+
+def test_per_test_times_records_each_tests_cpu_and_its_full_collections(tmp_path):
+    times = _script("per_test_times")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_example.py").write_text(
+        "import gc, time\n\n"
+        "def test_busy():\n    end = time.process_time() + 0.05\n    while time.process_time() < end:\n        pass\n\n"
+        "def test_collects():\n    gc.collect()\n\n"
+        "def test_not_run():\n    pass\n")
+    tests = ["tests/test_example.py::test_busy", "tests/test_example.py::test_collects"]
+    figures = times.run_file(tmp_path, tests, tmp_path / "times.json")
+    assert set(figures) == set(tests)
+    assert figures[tests[0]]["cpu"] >= 0.05 and figures[tests[0]]["full_gc"] == 0
+    assert 0 < figures[tests[1]]["full_gc"] <= figures[tests[1]]["cpu"]
+
+
+def test_per_test_times_lists_the_tests_slower_than_the_ratio():
+    times = _script("per_test_times")
+    base = times.minima([{"a": {"cpu": 0.100, "full_gc": 0.0}, "b": {"cpu": 0.050, "full_gc": 0.0}},
+                         {"a": {"cpu": 0.090, "full_gc": 0.0}}], {"a", "b"})
+    head = times.minima([{"a": {"cpu": 0.130, "full_gc": 0.040}, "b": {"cpu": 0.060, "full_gc": 0.0}}], {"a", "b"})
+    assert base == {"a": (0.090, 0.090), "b": (0.050, 0.050)}
+    text = times.report(base, head, ratio=1.10, min_ms=20, base_name="v0")
+    cpu, less_gc = text.split("## CPU less full garbage collections")
+    assert "| a | 90.0 | 130.0 | 1.44 |" in cpu and "| b | 50.0 | 60.0 | 1.20 |" in cpu
+    assert "| a |" not in less_gc and "| b | 50.0 | 60.0 | 1.20 |" in less_gc

@@ -232,9 +232,12 @@ class EM(Learner):
             ``"count"``: the batch size; ``"correct"``: None. With ``counts="mean"`` the weight
             and leaf statistics are divided by the batch size.
         """
+        return self._statistics(prepared(self.program, x), labels)
+
+    def _statistics(self, x, labels) -> dict:
+        """:meth:`statistics` of rows ``x`` that :meth:`Program.prepare` has checked already."""
         program = self.program
         be, xp = program.backend, program.backend.xp
-        x = prepared(program, x)
         batch = x.shape[0]
         roots = self._roots(labels, batch)
         if self.kind == "soft":
@@ -354,7 +357,9 @@ class EM(Learner):
         total = 0.0
         for start in range(0, n, size):
             part = None if labels is None else np.asarray(labels)[start:start + size]
-            total += self.step(x[start:start + size], part)["log_likelihood"]
+            stats = self._statistics(x[start:start + size], part)     # the rows were checked above, once
+            self.update(stats)
+            total += stats["log_likelihood"]
         self.end_epoch()
         return total / max(n, 1)
 

@@ -186,8 +186,8 @@ class ProductLayer:
         # flow from its one parent, block by block, instead of one scatter per column
         targets = spec.inputs[~padding]
         self.input_range = None
-        if len(targets) and len(np.unique(targets)) == len(targets) and \
-                targets.max() - targets.min() + 1 == len(targets):
+        if len(targets) and targets.max() - targets.min() + 1 == len(targets) and \
+                len(np.unique(targets)) == len(targets):
             order = np.argsort(targets)
             self.input_range = (int(targets.min()), backend.index(np.nonzero(~padding)[0][order]))
 
@@ -643,9 +643,10 @@ class _SegmentLayer:
         self.inputs = backend.index(spec.inputs)
         self.round_inputs = [backend.index(spec.inputs[lo:lo + n]) for lo, n in self.rounds]
         # the first input slot of every round whose inputs are consecutive slots (read as a
-        # slice of the value array, no gather), else -1
-        self.round_slices = [int(spec.inputs[lo]) if np.array_equal(spec.inputs[lo:lo + n],
-                                                                     spec.inputs[lo] + np.arange(n)) else -1
+        # slice of the value array, no gather), else -1: a round is consecutive when none of
+        # its n - 1 steps from one edge's input to the next is other than +1
+        breaks = np.concatenate([[0], np.cumsum(np.diff(spec.inputs) != 1)])
+        self.round_slices = [int(spec.inputs[lo]) if breaks[lo + n - 1] == breaks[lo] else -1
                              for lo, n in self.rounds]
         self.scatter = Scatter(backend, spec.inputs)
         self.num_edges = int(len(spec.inputs))
