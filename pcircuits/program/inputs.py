@@ -47,10 +47,10 @@ class InputDomain:
                     max_values[v] = np.minimum(max_values[v], m)
         self.num_variables = num_variables
         self.discrete, self.max_values, self.used = discrete, max_values, used
-        self._any_discrete = bool(discrete.any())
-        #: Every variable discrete, with domains that even float32 holds: a row of integers in
-        #: range breaks no rule (:meth:`_integers_in_range`).
-        self._all_integers = bool(discrete.all()) and float(max_values.max(initial=0)) <= float(np.finfo(np.float32).max)
+        self._any_discrete, self._all_discrete = bool(discrete.any()), bool(discrete.all())
+        self._continuous = ~discrete
+        #: Per backend dtype, the bounds of every variable's admissible values (:meth:`_admissible`).
+        self._bounds = {}
         #: Indices of the variables some leaf reads (all of them: None).
         self.used_index = None if used.all() else np.flatnonzero(used)
 
@@ -137,7 +137,7 @@ class InputDomain:
                 and np.isfinite(x).all()):
             return x.astype(backend.dtype)
         x = x.astype(np.float64, copy=False)
-        if self._all_integers and self._integers_in_range(x, allow_nan):
+        if self._admissible(x, backend.dtype, allow_nan):
             return x
         nan = np.isnan(x)
         if nan.any() and not allow_nan:
@@ -166,14 +166,28 @@ class InputDomain:
                                  f"{var} (integers 0..{int(self.max_values[var])})")
         return x
 
-    def _integers_in_range(self, x: np.ndarray, allow_nan: bool) -> bool:
-        """Whether every entry of the float64 rows ``x`` of a circuit over discrete variables only is
-        an integer ``0 .. max_value`` of its variable (or missing, with ``allow_nan``): then no rule
-        of :meth:`prepare` is broken (such values are finite and fit any backend dtype). Five
-        elementwise operations instead of the dozen of the checks that name a problem."""
-        ok = x == np.rint(x)
-        ok &= x >= 0
-        ok &= x <= self.max_values
+    def _admissible(self, x: np.ndarray, dtype, allow_nan: bool) -> bool:
+        """Whether the float64 rows ``x`` break no rule of :meth:`prepare` for a backend of ``dtype``
+        (False may also mean "not decided here": the caller then runs the checks that name the
+        problem). Every entry lies within its variable's bounds (``0 .. max_value`` for a discrete
+        variable, the dtype's finite range for a continuous one; NaN and infinities lie outside)
+        and is an integer where the variable is discrete, or is missing with ``allow_nan``: a
+        handful of elementwise operations instead of the dozen of those checks."""
+        bounds = self._bounds.get(dtype)
+        if bounds is None:
+            largest = float(np.finfo(dtype).max)
+            fits = not self._any_discrete or float(self.max_values[self.discrete].max()) <= largest
+            bounds = self._bounds[dtype] = (np.where(self.discrete, 0.0, -largest),
+                                            np.where(self.discrete, self.max_values, largest)) if fits else None
+        if bounds is None:
+            return False
+        ok = x >= bounds[0]
+        ok &= x <= bounds[1]
+        if self._any_discrete:
+            integer = x == np.rint(x)
+            if not self._all_discrete:
+                integer |= self._continuous
+            ok &= integer
         if ok.all():
             return True
         return allow_nan and bool((ok | np.isnan(x)).all())
