@@ -67,6 +67,7 @@ class InputLayer:
         self.rows_np = spec.rows
         self.rows = backend.index(spec.rows)
         self.contiguous = bool(np.array_equal(spec.rows, np.arange(spec.rows[0], spec.rows[0] + len(spec.rows))))
+        self._row_slice = slice(int(spec.rows[0]), int(spec.rows[0]) + len(spec.rows))
         self.row_scatter = Scatter(backend, spec.rows)
         self.input_scatter = Scatter(backend, spec.variables.ravel())
         self.settings = dict(spec.table_key[3]) if len(spec.table_key) > 3 else {}
@@ -81,10 +82,11 @@ class InputLayer:
 
     def params(self, table: dict) -> dict:
         """The parameters of this layer's units (rows of the family table) and the layer settings."""
-        if self.contiguous:
-            lo = int(self.rows_np[0])
-            return {**{k: v[lo:lo + len(self.rows_np)] for k, v in table.items()}, **self.settings}
-        return {**{k: v[self.rows] for k, v in table.items()}, **self.settings}
+        rows = self._row_slice if self.contiguous else self.rows
+        params = {k: v[rows] for k, v in table.items()}
+        if self.settings:
+            params.update(self.settings)
+        return params
 
     def params_at(self, table: dict, units) -> dict:
         """The parameters of the layer units ``units`` (an index array, repeats allowed)."""
@@ -651,6 +653,8 @@ class _SegmentLayer:
         self.scatter = Scatter(backend, spec.inputs)
         self.num_edges = int(len(spec.inputs))
         self._padded = None
+        #: :meth:`_parts` of the whole layer (a pass over a small batch is one block).
+        self._whole = [(lo, lo + n, n) for lo, n in self.rounds]
 
     def _padded_table(self, fill: int, values: np.ndarray) -> np.ndarray:
         """``values`` per edge as a (units, largest fan-in) table, padded with ``fill``."""
@@ -662,6 +666,8 @@ class _SegmentLayer:
     def _parts(self, a: int, b: int):
         """The edges of units ``[a, b)``, round by round: ``(first edge, last edge + 1, units)``
         for every round that reaches unit ``a`` (its units are ``a .. a + units - 1``)."""
+        if a == 0 and b >= self.stop - self.start:
+            return self._whole
         parts = []
         for lo, n in self.rounds:
             if n <= a:
@@ -787,6 +793,7 @@ class SegmentSumLayer(_SegmentLayer):
         self.slots_np = spec.weight_slots
         self.slots = backend.index(spec.weight_slots)
         self.weight_scatter = Scatter(backend, spec.weight_slots)
+        self._largest = float(np.finfo(backend.dtype).max)
 
     @property
     def padded(self) -> SumLayer:
@@ -819,7 +826,7 @@ class SegmentSumLayer(_SegmentLayer):
         xp = self.backend.xp
         be = self.backend
         log_weights = program.log_weights[self.slots][:, None]
-        big = float(np.finfo(be.dtype).max)
+        big = self._largest
 
         # the whole chain over blocks of units (their edges are disjoint rows of every buffer),
         # shared by the host threads
@@ -833,7 +840,8 @@ class SegmentSumLayer(_SegmentLayer):
                 return
             # infinite shifts clipped to the largest finite values: a unit whose inputs are all
             # -inf keeps exponentials 0 (value -inf), one with a +inf input the value +inf
-            xp.clip(top, -big, big, out=top)
+            xp.minimum(top, big, out=top)
+            xp.maximum(top, -big, out=top)
             for lo, hi, m in parts:
                 xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
                 be.exp(scores[lo:hi], out=scores[lo:hi])

@@ -21,7 +21,7 @@ import numpy as np
 from ..backend import Backend, get_backend, to_numpy
 from ..distributions.relaxations import relaxation_of
 from ..inference import DEFAULT_MEMORY_BUDGET
-from .context import SUM, PassContext
+from .context import MAX, SUM, PassContext
 from .inputs import InputDomain
 from .layers import (DenseSumLayer, FusedSumLayer, InputLayer, SegmentProductLayer, SegmentSumLayer, SumLayer,
                      TableSumLayer, build_layer)
@@ -284,7 +284,7 @@ class Program:
         name. With ``cache`` the layers keep what :meth:`backward` reuses.
         """
         if isinstance(context, str):
-            context = PassContext(context)
+            context = SUM if context == "sum" else MAX if context == "max" else PassContext(context)
         batch = x.shape[0]
         values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
