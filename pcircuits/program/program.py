@@ -450,7 +450,10 @@ class Program:
         self._forward(x, forward_mode, cache=False)
         values = self.values
         batch = x.shape[0]
-        rng = seed if isinstance(seed, StreamRandomSource) else be.rng(seed)
+        if mode == "argmax" and ties == "first":
+            rng = None                  # nothing random: no generator to seed (from the OS without a seed)
+        else:
+            rng = seed if isinstance(seed, StreamRandomSource) else be.rng(seed)
         active = xp.zeros((self.num_units + 1, batch), dtype=bool)
         if isinstance(root, (int, np.integer)):
             if not 0 <= root < self.num_outputs:
