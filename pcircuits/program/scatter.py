@@ -56,7 +56,7 @@ class Scatter:
         starts = np.flatnonzero(np.r_[True, sorted_targets[1:] != sorted_targets[:-1]]) if len(targets) else \
             np.zeros(0, dtype=np.int64)
         unique = len(starts) == len(targets)
-        self._rounds = None
+        rounds = None
         if unique or not self.backend.on_host:
             self.targets = self.backend.index(targets)
         else:
@@ -64,12 +64,13 @@ class Scatter:
             if rank.max() < _MAX_ROUNDS:
                 by_round = np.argsort(rank, kind="stable")
                 bounds = np.cumsum(np.bincount(rank))[:-1]
-                self._rounds = list(zip(np.split(sorted_targets[by_round], bounds),
-                                        np.split(order[by_round], bounds)))
+                rounds = list(zip(np.split(sorted_targets[by_round], bounds), np.split(order[by_round], bounds)))
             else:
                 self.order = order
                 self.starts = starts
                 self.targets = sorted_targets[starts]
+        # set last, the plan complete: a concurrent first add plans again, to the same result
+        self._rounds = rounds
         self._unique = unique
 
     def add(self, dst, src):
