@@ -188,11 +188,11 @@ class _InputCodec(_NodeCodec):
     def build(self, record, children, num_units, label, where, context):
         if children:
             raise _SpecError(f"{where}: an input node has no children, got {len(children)}")
-        var_ids = _int_list(_field(record, "variables", where), f"{where}.variables", 0,
-                            context.variables.num_variables - 1)
+        var_ids = _int_list(_field(record, "variables", where), where, 0,
+                            context.variables.num_variables - 1, ".variables")
         if not var_ids or len(set(var_ids)) != len(var_ids) or var_ids != sorted(var_ids):
             raise _SpecError(f"{where}.variables must be distinct increasing ids, got {var_ids[:8]}")
-        pid = _int(_field(record, "param", where), f"{where}.param", 0, context.num_params - 1)
+        pid = _int(_field(record, "param", where), where, 0, context.num_params - 1, ".param")
         family = context.get_param(pid, "family", where)
         if family.num_units != num_units or family.num_variables != len(var_ids) or family.shape_problems():
             raise _SpecError(f"{where}: its {family.name} parameters describe {family.num_units} units over "
@@ -236,7 +236,7 @@ class _ProductCodec(_NodeCodec):
                 raise _SpecError(f"{where}: a cartesian product of children of sizes {sizes[:8]} has "
                                  f"{math.prod(sizes)} units, not {num_units}")
         elif pattern == "table":
-            table = _array(context.arrays, _field(record, "table", where), f"{where}.table", "iu")
+            table = _array(context.arrays, _field(record, "table", where), where, "iu", ".table")
             if table.shape != (num_units, len(children)):
                 raise _SpecError(f"{where}: the pattern table has shape {table.shape}, expected "
                                  f"({num_units}, {len(children)})")
@@ -278,7 +278,7 @@ class _SumCodec(_NodeCodec):
     def build(self, record, children, num_units, label, where, context):
         if not children:
             raise _SpecError(f"{where}: a sum node needs children")
-        pid = _int(_field(record, "param", where), f"{where}.param", 0, context.num_params - 1)
+        pid = _int(_field(record, "param", where), where, 0, context.num_params - 1, ".param")
         weights = context.get_param(pid, "weights", where)
         expected = (num_units, sum(c.num_units for c in children))
         if weights.shape != expected:
@@ -301,7 +301,12 @@ def _codec(kind, where: str, *, spec: bool = False) -> _NodeCodec:
 
 
 # ---- spec validation and building -------------------------------------------------------------
-def _int(value, what: str, low: int = 0, high: int | None = None) -> int:
+# ``what`` names the value in messages; ``field`` is appended to it there, so that a caller in a
+# loop passes the node's name and a constant suffix instead of formatting a name per call.
+def _int(value, what: str, low: int = 0, high: int | None = None, field: str = "") -> int:
+    if type(value) is int and low <= value and (high is None or value <= high):
+        return value
+    what += field
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise _SpecError(f"{what} must be an int, got {type(value).__name__} {value!r}"[:200])
     value = int(value)
@@ -311,7 +316,8 @@ def _int(value, what: str, low: int = 0, high: int | None = None) -> int:
     return value
 
 
-def _int_list(value, what: str, low: int = 0, high: int | None = None) -> list[int]:
+def _int_list(value, what: str, low: int = 0, high: int | None = None, field: str = "") -> list[int]:
+    what += field
     if not isinstance(value, (list, tuple)):
         raise _SpecError(f"{what} must be a list of ints, got {type(value).__name__}")
     # plain ints in range pass without building each element's name for the message
@@ -327,7 +333,11 @@ def _field(record: dict, key: str, what: str):
     return record[key]
 
 
-def _array(arrays: dict, key, what: str, kinds: str = _NUMERIC_KINDS) -> np.ndarray:
+def _array(arrays: dict, key, what: str, kinds: str = _NUMERIC_KINDS, field: str = "") -> np.ndarray:
+    arr = arrays.get(key) if type(key) is str else None
+    if type(arr) is np.ndarray and not arr.dtype.hasobject and arr.dtype.kind in kinds:
+        return arr
+    what += field
     if not isinstance(key, str):
         raise _SpecError(f"{what} must name an array entry, got {type(key).__name__}")
     if key not in arrays:
@@ -361,9 +371,9 @@ def _build_param(record, pid: int, arrays: dict):
     where = f"params[{pid}]"
     kind = _field(record, "type", where)
     if kind == "weights":
-        values = _array(arrays, _field(record, "values", where), f"{where}.values", "f")
+        values = _array(arrays, _field(record, "values", where), where, "f", ".values")
         mask_key = record.get("mask")
-        mask = None if mask_key is None else _array(arrays, mask_key, f"{where}.mask", "b")
+        mask = None if mask_key is None else _array(arrays, mask_key, where, "b", ".mask")
         if values.ndim != 2:
             raise _SpecError(f"{where}: weights must be 2-D, got shape {values.shape}")
         return SumWeights(values, mask)
@@ -381,7 +391,7 @@ def _build_param(record, pid: int, arrays: dict):
         expected = set(FAMILIES[name].param_names)
         if set(names) != expected:
             raise _SpecError(f"{where}: the {name} family needs the arrays {sorted(expected)}, got {sorted(names)}")
-        family_arrays = {n: _array(arrays, names[n], f"{where}.{n}") for n in sorted(expected)}
+        family_arrays = {n: _array(arrays, names[n], where, field=f".{n}") for n in sorted(expected)}
         for n, arr in family_arrays.items():
             if arr.ndim == 0:
                 raise _SpecError(f"{where}.{n} must have a unit axis, got a scalar")
@@ -436,12 +446,12 @@ def _spec_to_circuit(structure, arrays: dict, limits: dict | None = None) -> Cir
         label = record.get("label")
         if label is not None and not isinstance(label, str):
             raise _SpecError(f"{where}.label must be a string or null")
-        num_units = _int(_field(record, "num_units", where), f"{where}.num_units", 1, _MAX_UNITS)
-        children_ids = _int_list(record.get("children", []), f"{where}.children", 0)
-        for c in children_ids:
-            if c >= i:
-                raise _SpecError(f"{where}.children refers to node {c}, but children must come before their "
-                                 f"parents (node indices below {i})")
+        num_units = _int(_field(record, "num_units", where), where, 1, _MAX_UNITS, ".num_units")
+        children_ids = _int_list(record.get("children", []), where, 0, None, ".children")
+        if children_ids and max(children_ids) >= i:
+            c = next(c for c in children_ids if c >= i)
+            raise _SpecError(f"{where}.children refers to node {c}, but children must come before their "
+                             f"parents (node indices below {i})")
         children = [nodes[c] for c in children_ids]
         budget.charge(kind, num_units, children, where)
         node = _codec(kind, where, spec=True).build(record, children, num_units, label, where, context)
@@ -859,8 +869,8 @@ def _array_places(table) -> tuple[dict[str, tuple[str, int, list[int]]], dict[st
         key = _field(ref, "data", where)
         if not isinstance(key, str):
             raise _SpecError(f"{where}.data must name a data entry, got {type(key).__name__}")
-        offset = _int(_field(ref, "offset", where), f"{where}.offset", 0)
-        shape = _int_list(_field(ref, "shape", where), f"{where}.shape", 0)
+        offset = _int(_field(ref, "offset", where), where, 0, None, ".offset")
+        shape = _int_list(_field(ref, "shape", where), where, 0, None, ".shape")
         if len(shape) > _MAX_ARRAY_DIMS:
             raise _SpecError(f"{where}.shape has {len(shape)} dimensions; arrays of a circuit file have at most "
                              f"{_MAX_ARRAY_DIMS}")

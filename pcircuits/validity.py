@@ -9,7 +9,9 @@ can be built, inspected and drawn on purpose.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
+from functools import reduce
 
 import numpy as np
 
@@ -138,15 +140,26 @@ def check(circuit, *, atol: float = 1e-6) -> ValidityReport:
             f"{node_name(circuit, parent)} has child {node_name(circuit, child)}, which is also its ancestor: "
             f"a circuit must be acyclic, or no bottom-up order exists.",
             (parent.scope, child.scope), circuit.index(parent)))
-    normalized = _normalized_sums(circuit.nodes, atol)
-    for index, node in enumerate(circuit.nodes):
-        shape_problems = _shape_problems(node)
+    nodes = circuit.nodes
+    normalized = _normalized_sums(nodes, atol)
+    shape_rules, node_rules = _SHAPE_RULES, _NODE_RULES
+    for index, node in enumerate(nodes):
+        kind = node.kind
+        shape_rule = shape_rules.get(kind)
+        shape_problems = shape_rule(node) if shape_rule is not None else []
         for problem in shape_problems:
             found.append(Violation("shape", node, f"{node_name(circuit, node)}: {problem}.", (node.scope,), index))
-        rule = _NODE_RULES.get(node.kind)
+        rule = node_rules.get(kind)
         if rule is not None:
-            found.extend(rule(circuit, node, index, shape_problems, atol, normalized))
+            violations = rule(circuit, node, index, shape_problems, atol, normalized)
+            if violations:
+                found.extend(violations)
     return ValidityReport(circuit, found)
+
+
+#: A node's scope bitset (the scope property is cached per structural edit).
+_scope_bits = operator.attrgetter("scope.bits")
+_num_units = operator.attrgetter("num_units")
 
 
 def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, atol: float,
@@ -155,8 +168,8 @@ def _sum_violations(circuit, node: SumNode, index: int, shape_problems: list, at
     over one scope."""
     found = [] if shape_problems or id(node.params) in normalized else \
         _weight_violations(circuit, node, index, atol)
-    first = node.children[0].scope.bits if node.children else 0
-    if any(c.scope.bits != first for c in node.children):
+    bits = list(map(_scope_bits, node.children))
+    if bits and bits.count(bits[0]) != len(bits):
         scopes = [c.scope for c in node.children]
         fmt = circuit.variables.format_scope
         distinct = list(dict.fromkeys(scopes))
@@ -180,7 +193,12 @@ def _product_violations(circuit, node: ProductNode, index: int, shape_problems: 
     Linear in the children and the variables: one pass of bitset unions finds the children that
     overlap an earlier one; only then a map from each variable to the first child over it names
     the earlier child (so a product listing one child a million times is checked in one pass).
+    The children are pairwise disjoint exactly when their scope sizes add up to their union's
+    size, which two C-level reductions decide before any of that.
     """
+    bits = list(map(_scope_bits, node.children))
+    if sum(map(int.bit_count, bits)) == reduce(operator.or_, bits, 0).bit_count():
+        return []
     seen_bits = 0
     overlaps = []
     count = 0
@@ -239,7 +257,7 @@ def _sum_shape_problems(node: SumNode) -> list[str]:
 
 
 def _product_shape_problems(node: ProductNode) -> list[str]:
-    sizes = [c.num_units for c in node.children]
+    sizes = list(map(_num_units, node.children))
     if node.pattern == "elementwise":
         # the implied table pairs unit u of every child: it fits when every child has num_units units
         return [] if min(sizes) >= node.num_units else ["pattern table refers to child units that do not exist"]
