@@ -40,7 +40,7 @@ def _lookup(be, table, xt, variables, out, missing: bool) -> None:
         codes_t = (xp.where(xp.isnan(xt), width - 1, xt) if missing else xt).astype(np.int64)
 
     def block(lo, hi):
-        codes = codes_t.take(variables[lo:hi, 0], axis=0)
+        codes = xp.take(codes_t, variables[lo:hi, 0], axis=0)
         codes += offsets[lo:hi]
         be.take_rows(flat, codes, out[lo:hi])
     be.blocks(out.shape[0], out.shape[1], block)
@@ -54,7 +54,7 @@ def _weighted_sums(be, xt, variables, g, missing: bool):
     gs = xp.empty(units, dtype=g.dtype)
 
     def block(lo, hi):
-        x = xt.take(variables[lo:hi, 0], axis=0)
+        x = xp.take(xt, variables[lo:hi, 0], axis=0)
         gu = g[lo:hi]
         if missing:
             observed = ~xp.isnan(x)
@@ -128,7 +128,7 @@ class Indicator(LeafFamily):
         value = params["value"][:, None].astype(out.dtype)
 
         def block(lo, hi):
-            x = xt.take(variables[lo:hi, 0], axis=0)
+            x = xp.take(xt, variables[lo:hi, 0], axis=0)
             hit = x == value[lo:hi]
             if missing:
                 hit |= xp.isnan(x)
@@ -207,7 +207,7 @@ class Bernoulli(LeafFamily):
     def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
         xp = be.xp
         p = params["p"]
-        table = xp.empty((p.shape[0], 3), dtype=out.dtype)
+        table = xp.empty((p.shape[0], 3), dtype=out.dtype)       # log(1 - p), log p, 0 (missing)
         with np.errstate(divide="ignore"):
             xp.log1p(-p, out=table[:, 0])
             xp.log(p, out=table[:, 1])
@@ -310,7 +310,7 @@ class Categorical(LeafFamily):
     def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
         xp = be.xp
         probs = params["probs"]
-        table = xp.empty((probs.shape[0], probs.shape[1] + 1), dtype=out.dtype)
+        table = xp.empty((probs.shape[0], probs.shape[1] + 1), dtype=out.dtype)    # log probs, 0 (missing)
         with np.errstate(divide="ignore"):
             xp.log(probs, out=table[:, :-1])
         table[:, -1] = 0
@@ -325,7 +325,7 @@ class Categorical(LeafFamily):
         counts = xp.empty((num_units, width), dtype=probs.dtype)
 
         def block(lo, hi):
-            x = xt.take(variables[lo:hi, 0], axis=0)
+            x = xp.take(xt, variables[lo:hi, 0], axis=0)
             if missing:
                 xp.putmask(x, xp.isnan(x), num_categories)
             codes = x.astype(np.int64)
@@ -458,7 +458,7 @@ class Binomial(LeafFamily):
                 _block(lo, hi)
 
         def _block(lo, hi):
-            k = xt.take(variables[lo:hi, 0], axis=0)
+            k = xp.take(xt, variables[lo:hi, 0], axis=0)
             observed = None
             if missing:
                 observed = ~xp.isnan(k)
