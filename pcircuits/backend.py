@@ -182,7 +182,7 @@ class Backend:
         traffic); CuPy's ``take`` writes into ``out`` directly and has no such option.
         """
         if self.on_host:
-            np.take(a, rows, axis=0, out=out, mode="clip")
+            a.take(rows, axis=0, out=out, mode="clip")
         else:
             self.xp.take(a, rows, axis=0, out=out)
 
@@ -284,7 +284,12 @@ class RandomSource:
         xp = self.backend.xp
         n = xp.asarray(n).astype(np.int64)
         p = xp.clip(xp.asarray(p, dtype=np.float64), 0.0, 1.0)
-        return self._gen.binomial(n, p).astype(self.backend.dtype)
+        return self.binomial_counts(n, p).astype(self.backend.dtype)
+
+    def binomial_counts(self, n, p):
+        """Binomial draws as integers for int64 trials ``n`` and float64 probabilities ``p`` in
+        [0, 1], taken as they are (what :meth:`binomial` draws after converting its arguments)."""
+        return self._gen.binomial(n, p)
 
 
 _BACKENDS: dict[tuple[str, str], Backend] = {}

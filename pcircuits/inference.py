@@ -121,8 +121,11 @@ def _root_part(root, part: slice):
 def _refuse_impossible(program, root, part: slice, who: str, what: str = "evidence"):
     """Refuse rows whose evidence has probability 0 (read from the last forward pass's root values)."""
     xp = program.backend.xp
-    slots = program.output_slots[np.broadcast_to(np.asarray(root), (part.stop - part.start,))]
-    values = program.values[program.backend.index(slots), xp.arange(part.stop - part.start)]
+    if isinstance(root, int):
+        values = program.values[int(program.output_slots[root])]
+    else:
+        slots = program.output_slots[np.broadcast_to(np.asarray(root), (part.stop - part.start,))]
+        values = program.values[program.backend.index(slots), xp.arange(part.stop - part.start)]
     impossible = xp.isneginf(values)
     if bool(impossible.any()):
         row = int(to_numpy(xp.argmax(impossible))) + part.start
@@ -166,12 +169,13 @@ def log_likelihood(program, x, *, batch_size: int | None = None, progress: bool 
     rows = _Rows(program, x, query="forward", batch_size=batch_size)
     be, xp = program.backend, program.backend.xp
     out = xp.empty((rows.n, program.num_outputs), dtype=be.dtype)
-    used = be.index(np.flatnonzero(program.domain.used))
+    used = program.domain.used_index
+    used = None if used is None else be.index(used)
     for part in rows.slices(progress, "log-likelihood"):
         xb = rows.chunk(part)
         values = program._forward(xb, "sum", cache=False)
-        if getattr(program, "checked", False):
-            nothing = xp.isnan(xb[:, used]).all(axis=1)
+        if getattr(program, "checked", False) and getattr(program, "inputs_missing", True):
+            nothing = xp.isnan(xb if used is None else xb[:, used]).all(axis=1)
             values = xp.where(nothing[:, None], 0, values)
         out[part] = values
     return _squeeze(program, out)
@@ -242,7 +246,7 @@ def mpe(program, x, *, root=0, batch_size: int | None = None):
     root = _root(program, root, rows.n, "mpe")
     out = program.backend.xp.empty((rows.n, program.num_variables), dtype=program.backend.dtype)
     for part in rows.slices():
-        out[part] = program.top_down(rows.chunk(part), "argmax", root=_root_part(root, part))
+        out[part] = program._top_down(rows.chunk(part), "argmax", root=_root_part(root, part))
         _refuse_impossible(program, _root_part(root, part), part, "mpe")
     return out
 
@@ -304,7 +308,7 @@ def sample(program, num_samples: int | None = None, evidence=None, *, seed=0, ro
             block = rows.chunk(part)
         generators = [streams.next() for _ in range(0, part.stop - part.start, SAMPLE_BLOCK)]
         source = generators[0] if conditional else StreamRandomSource(be, generators, SAMPLE_BLOCK)
-        out[part] = program.top_down(block, "sample", seed=source, root=_root_part(root, part))
+        out[part] = program._top_down(block, "sample", seed=source, root=_root_part(root, part))
         if rows is not None:
             _refuse_impossible(program, _root_part(root, part), part, "sample")
     return out

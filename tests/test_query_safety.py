@@ -10,6 +10,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pcircuits as pc
 
@@ -65,6 +67,38 @@ def test_malformed_inputs_are_refused_by_every_query(program, x, error, message)
 def test_values_too_large_for_float32_pass_in_float64():
     program = pc.builders.poon_domingos(4, 4, delta=2, num_sums=2, num_leaves=2, seed=0).compile(dtype="float64")
     assert np.isfinite(program.log_likelihood(np.full((1, 16), 1e39))).all()
+
+
+def _breaks_a_rule(x, discrete, max_values, largest, allow_nan):
+    """The input rules stated entry by entry: NaN only where missing values are allowed; else
+    finite, at most ``largest`` in size, and an integer ``0 .. max_value`` where discrete."""
+    for value, is_discrete, top in zip(x.ravel(), np.tile(discrete, len(x)), np.tile(max_values, len(x))):
+        if np.isnan(value):
+            if not allow_nan:
+                return True
+        elif not np.isfinite(value) or abs(value) > largest or (
+                is_discrete and (value != round(value) or not 0 <= value <= top)):
+            return True
+    return False
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["bernoulli", "categorical", "gaussian"]), min_size=1, max_size=3),
+       st.sampled_from(["float32", "float64"]), st.booleans(), st.data())
+def test_prepare_accepts_exactly_the_inputs_that_break_no_rule(families, dtype, allow_nan, data):
+    leaves = {"bernoulli": lambda v: pc.Bernoulli([0.3]), "categorical": lambda v: pc.Categorical([[0.2, 0.3, 0.5]]),
+              "gaussian": lambda v: pc.Gaussian([0.0], [1.0])}
+    circuit = pc.Circuit(pc.ProductNode([pc.InputNode(v, leaves[f](v)) for v, f in enumerate(families)]))
+    program = circuit.compile(dtype=dtype)
+    values = st.sampled_from([0.0, 1.0, 2.0, 3.0, -1.0, 0.5, np.nan, np.inf, -np.inf, 1e39, -1e300, 2.5e38])
+    x = np.array(data.draw(st.lists(st.lists(values, min_size=len(families), max_size=len(families)),
+                                    min_size=1, max_size=3)))
+    bad = _breaks_a_rule(x, program.domain.discrete, program.domain.max_values, np.finfo(dtype).max, allow_nan)
+    if bad:
+        with pytest.raises(ValueError):
+            program.prepare(x, allow_nan=allow_nan)
+    else:
+        np.testing.assert_array_equal(program.prepare(x, allow_nan=allow_nan), x.astype(dtype))
 
 
 def test_a_bad_row_in_a_late_chunk_is_refused_before_any_work(program, data):

@@ -34,7 +34,7 @@ def _lookup(be, table, xt, variables, out, missing: bool) -> None:
     xp = be.xp
     width = table.shape[1]
     flat = table.ravel()
-    offsets = (xp.arange(table.shape[0], dtype=np.int64) * width)[:, None]
+    offsets = xp.arange(0, table.shape[0] * width, width, dtype=np.int64)[:, None]
     # continuous variables' values may not fit an integer: their codes are never read
     with np.errstate(invalid="ignore"):
         codes_t = (xp.where(xp.isnan(xt), width - 1, xt) if missing else xt).astype(np.int64)
@@ -206,9 +206,12 @@ class Bernoulli(LeafFamily):
     @classmethod
     def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
         xp = be.xp
-        p = params["p"][:, None]
+        p = params["p"]
+        table = xp.empty((p.shape[0], 3), dtype=out.dtype)       # log(1 - p), log p, 0 (missing)
         with np.errstate(divide="ignore"):
-            table = xp.concatenate([xp.log1p(-p), xp.log(p), xp.zeros_like(p)], axis=1).astype(out.dtype)
+            xp.log1p(-p, out=table[:, 0])
+            xp.log(p, out=table[:, 1])
+        table[:, 2] = 0
         _lookup(be, table, xt, variables, out, missing)
 
     @classmethod
@@ -307,9 +310,11 @@ class Categorical(LeafFamily):
     def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
         xp = be.xp
         probs = params["probs"]
+        table = xp.empty((probs.shape[0], probs.shape[1] + 1), dtype=out.dtype)    # log probs, 0 (missing)
         with np.errstate(divide="ignore"):
-            table = xp.concatenate([xp.log(probs), xp.zeros((probs.shape[0], 1), dtype=probs.dtype)], axis=1)
-        _lookup(be, table.astype(out.dtype), xt, variables, out, missing)
+            xp.log(probs, out=table[:, :-1])
+        table[:, -1] = 0
+        _lookup(be, table, xt, variables, out, missing)
 
     @classmethod
     def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):

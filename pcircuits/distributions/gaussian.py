@@ -118,7 +118,7 @@ class Gaussian(LeafFamily):
                 t = o[:, None, :]
                 be.take_rows(xt, variables[lo:hi, 0], o)
             else:
-                t = xp.take(xt, variables[lo:hi], axis=0)                 # (u, d, B)
+                t = xt.take(variables[lo:hi], axis=0)                     # (u, d, B)
             t -= mean[lo:hi]
             t *= scale[lo:hi]
             xp.square(t, out=t)
@@ -141,7 +141,7 @@ class Gaussian(LeafFamily):
         grad_x = xp.empty((units, d, batch), dtype=g.dtype) if inputs else None
 
         def block(lo, hi):
-            z = xp.take(xt, variables[lo:hi], axis=0)                     # (u, d, B)
+            z = xt.take(variables[lo:hi], axis=0)                         # (u, d, B)
             z -= mean[lo:hi]
             z *= inv_std[lo:hi, :, None]
             gu = g[lo:hi, None, :]

@@ -258,13 +258,15 @@ def _table_family(family) -> bool:
 def _table_only_leaves(circuit, nodes) -> set:
     """The input nodes that only table sums read (no root, no other node): a forward pass that
     looks the table sums up needs no value of theirs."""
-    readers: dict[int, list] = {}
+    table_sums = [n for n in nodes if n.kind == "sum" and _is_scalar(n) and _is_table_sum(n)]
+    if not table_sums:
+        return set()
+    leaves = {id(c) for n in table_sums for c in n.children} - {id(r) for r in circuit.roots}
+    table_ids = {id(n) for n in table_sums}
     for n in nodes:
-        for c in n.children:
-            readers.setdefault(id(c), []).append(n)
-    roots = {id(r) for r in circuit.roots}
-    return {id(n) for n in nodes if n.kind == "input" and id(n) not in roots and id(n) in readers
-            and all(_is_scalar(p) and _is_table_sum(p) for p in readers[id(n)])}
+        if id(n) not in table_ids:
+            leaves.difference_update(id(c) for c in n.children)
+    return leaves
 
 
 def _group_nodes(nodes, heights: dict, fused: dict, dense_min_inputs: int, table_only: set) -> dict:

@@ -249,7 +249,7 @@ class EM(Learner):
             grads = program.backward(grad_root, leaves=False)
             counts, flows = grads.log_weights, grads.unit_flows
         else:
-            _, counts, active = program.top_down(
+            _, counts, active = program._top_down(
                 x, "argmax", forward_mode=self.inference, root=0 if roots is None else roots,
                 weighted=self.kind == "hard", ties=self.ties, seed=np.random.default_rng([self.seed, self.steps]),
                 counts=True, return_active=True)

@@ -67,6 +67,7 @@ class InputLayer:
         self.rows_np = spec.rows
         self.rows = backend.index(spec.rows)
         self.contiguous = bool(np.array_equal(spec.rows, np.arange(spec.rows[0], spec.rows[0] + len(spec.rows))))
+        self._row_slice = slice(int(spec.rows[0]), int(spec.rows[0]) + len(spec.rows))
         self.row_scatter = Scatter(backend, spec.rows)
         self.input_scatter = Scatter(backend, spec.variables.ravel())
         self.settings = dict(spec.table_key[3]) if len(spec.table_key) > 3 else {}
@@ -74,13 +75,18 @@ class InputLayer:
         #: Only table sums read these units: a forward pass in which every table sum layer looks
         #: its values up (:meth:`TableSumLayer.uses_table`) may leave them for later.
         self.table_only = spec.table_only
+        #: Units over one variable whose most probable value is a constant of the unit (neither a
+        #: conditional nor a stochastic family): a max-mode pass gives a missing variable the
+        #: unit's log-density at that value.
+        self.fixed_mode = spec.variables.shape[1] == 1 and not self.family.conditional and not self.family.stochastic
 
     def params(self, table: dict) -> dict:
         """The parameters of this layer's units (rows of the family table) and the layer settings."""
-        if self.contiguous:
-            lo = int(self.rows_np[0])
-            return {**{k: v[lo:lo + len(self.rows_np)] for k, v in table.items()}, **self.settings}
-        return {**{k: v[self.rows] for k, v in table.items()}, **self.settings}
+        rows = self._row_slice if self.contiguous else self.rows
+        params = {k: v[rows] for k, v in table.items()}
+        if self.settings:
+            params.update(self.settings)
+        return params
 
     def params_at(self, table: dict, units) -> dict:
         """The parameters of the layer units ``units`` (an index array, repeats allowed)."""
@@ -119,7 +125,9 @@ class InputLayer:
             noise = None
             self.family.log_prob_units(be, params, program.inputs_t, self.variables, out,
                                        missing=program.inputs_missing)
-        if context.mode == "max" and program.inputs_missing:
+        if context.mode == "max" and program.inputs_missing and self.fixed_mode:
+            self._missing_at_mode(program, params, out)
+        elif context.mode == "max" and program.inputs_missing:
             # a missing variable takes the leaf's most probable value (given the observed ones)
             xg = self.gather_inputs(x)
             missing = be.xp.isnan(xg).any(axis=2)
@@ -135,6 +143,15 @@ class InputLayer:
             be.xp.putmask(out, dropped.T, 0)
             if cache is not None:
                 cache[("leaf-dropout", self.start)] = dropped
+
+    def _missing_at_mode(self, program, params, out):
+        """Max mode: every unit whose variable is missing takes its log-density at its mode, one
+        value per unit (units over one variable whose mode ignores the others, :attr:`fixed_mode`)."""
+        xp = self.backend.xp
+        missing = xp.isnan(program.inputs_t.take(self.variables[:, 0], axis=0))  # (U, B)
+        if self.backend.maybe_any(missing):
+            top = self.log_prob(params, self.family.mode(self.backend, params)[None])[0]      # (U,)
+            out[...] = xp.where(missing, top[:, None], out)
 
     def backward(self, program, values, grads, cache):
         """Leaf parameters are not weights: their gradients come from :meth:`Program.backward`'s
@@ -187,7 +204,7 @@ class ProductLayer:
             o = out[lo:hi]
             self.backend.take_rows(values, columns[0][lo:hi], o)
             for col in columns[1:]:
-                o += xp.take(values, col[lo:hi], axis=0)
+                o += values.take(col[lo:hi], axis=0)
         self.backend.blocks(out.shape[0], out.shape[1], block, wide=True)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
@@ -196,10 +213,9 @@ class ProductLayer:
         g = grads[self.start:self.stop]
         if self.input_range is not None:
             first, parents = self.input_range
-            xp = self.backend.xp
 
             def block(lo, hi):
-                grads[first + lo:first + hi] += xp.take(g, parents[lo:hi], axis=0)
+                grads[first + lo:first + hi] += g.take(parents[lo:hi], axis=0)
             self.backend.blocks(len(parents), g.shape[1], block, wide=True)
             return
         for rows, scatter in self.column_scatters:
@@ -637,6 +653,8 @@ class _SegmentLayer:
         self.scatter = Scatter(backend, spec.inputs)
         self.num_edges = int(len(spec.inputs))
         self._padded = None
+        #: :meth:`_parts` of the whole layer (a pass over a small batch is one block).
+        self._whole = [(lo, lo + n, n) for lo, n in self.rounds]
 
     def _padded_table(self, fill: int, values: np.ndarray) -> np.ndarray:
         """``values`` per edge as a (units, largest fan-in) table, padded with ``fill``."""
@@ -648,6 +666,8 @@ class _SegmentLayer:
     def _parts(self, a: int, b: int):
         """The edges of units ``[a, b)``, round by round: ``(first edge, last edge + 1, units)``
         for every round that reaches unit ``a`` (its units are ``a .. a + units - 1``)."""
+        if a == 0 and b >= self.stop - self.start:
+            return self._whole
         parts = []
         for lo, n in self.rounds:
             if n <= a:
@@ -773,6 +793,7 @@ class SegmentSumLayer(_SegmentLayer):
         self.slots_np = spec.weight_slots
         self.slots = backend.index(spec.weight_slots)
         self.weight_scatter = Scatter(backend, spec.weight_slots)
+        self._largest = float(np.finfo(backend.dtype).max)
 
     @property
     def padded(self) -> SumLayer:
@@ -805,7 +826,7 @@ class SegmentSumLayer(_SegmentLayer):
         xp = self.backend.xp
         be = self.backend
         log_weights = program.log_weights[self.slots][:, None]
-        big = float(np.finfo(be.dtype).max)
+        big = self._largest
 
         # the whole chain over blocks of units (their edges are disjoint rows of every buffer),
         # shared by the host threads
@@ -819,7 +840,8 @@ class SegmentSumLayer(_SegmentLayer):
                 return
             # infinite shifts clipped to the largest finite values: a unit whose inputs are all
             # -inf keeps exponentials 0 (value -inf), one with a +inf input the value +inf
-            xp.clip(top, -big, big, out=top)
+            xp.minimum(top, big, out=top)
+            xp.maximum(top, -big, out=top)
             for lo, hi, m in parts:
                 xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
                 be.exp(scores[lo:hi], out=scores[lo:hi])

@@ -21,7 +21,7 @@ import numpy as np
 from ..backend import Backend, get_backend, to_numpy
 from ..distributions.relaxations import relaxation_of
 from ..inference import DEFAULT_MEMORY_BUDGET
-from .context import SUM, PassContext
+from .context import MAX, SUM, PassContext
 from .inputs import InputDomain
 from .layers import (DenseSumLayer, FusedSumLayer, InputLayer, SegmentProductLayer, SegmentSumLayer, SumLayer,
                      TableSumLayer, build_layer)
@@ -79,7 +79,7 @@ class _Chooser:
         if self.mode == "sample":
             if isinstance(self.rng, StreamRandomSource):
                 order = self.rng.group(batch)
-                chosen = xp.empty(len(order), dtype=np.int64)
+                chosen = xp.empty(scores.shape[0], dtype=np.int64)
                 chosen[order] = xp.argmax(scores[order] + self.rng.gumbel(scores.shape), axis=1)
                 return chosen
             if self.noise is None:
@@ -132,6 +132,7 @@ class Program:
         #: have log-probability exactly 0).
         self.checked = False
         self._relaxed = None
+        self._forward_row_bytes = None
 
     def _mark_root_inputs(self):
         """Give each product layer the rows of its units that feed a root directly (``None`` when
@@ -283,7 +284,7 @@ class Program:
         name. With ``cache`` the layers keep what :meth:`backward` reuses.
         """
         if isinstance(context, str):
-            context = PassContext(context)
+            context = SUM if context == "sum" else MAX if context == "max" else PassContext(context)
         batch = x.shape[0]
         values = self.buffer("values", (self.num_units + 1, batch))
         values[self.num_units] = 0
@@ -350,7 +351,7 @@ class Program:
             if g.shape != (batch, self.num_outputs):
                 raise ValueError(f"backward: grad_root must have shape ({batch}, {self.num_outputs}), got {g.shape}")
             grads[self._output_slots_b] += g.T
-        self.grad_log_weights = xp.zeros_like(self.weights)
+        self.grad_log_weights = xp.zeros(self.weights.shape, dtype=self.weights.dtype)
         for layer in reversed(self.inner_layers):
             layer.backward(self, values, grads, self._cache)
         grads[self.num_units] = 0
@@ -376,7 +377,10 @@ class Program:
                                                      missing=self.inputs_missing)
                 if leaves:
                     table = self.leaf_tables[layer.table_key]
-                    acc = leaf_grads.setdefault(layer.table_key, {k: xp.zeros_like(table[k]) for k in pg})
+                    acc = leaf_grads.get(layer.table_key)
+                    if acc is None:
+                        acc = leaf_grads[layer.table_key] = {k: xp.zeros(table[k].shape, dtype=table[k].dtype)
+                                                             for k in pg}
                     for k, v in pg.items():
                         layer.row_scatter.add(acc[k], v)
                 if inputs:
@@ -433,18 +437,33 @@ class Program:
             raise ValueError(f"top_down: mode must be 'argmax' or 'sample', got {mode!r}")
         if ties not in ("first", "random"):
             raise ValueError(f"top_down: ties must be 'first' or 'random', got {ties!r}")
+        return self._top_down(self.prepare(x), mode, forward_mode=forward_mode, root=root, seed=seed,
+                              weighted=weighted, ties=ties, counts=counts, return_active=return_active, noise=noise)
+
+    def _top_down(self, x, mode: str = "argmax", *, forward_mode: str | None = None, root=0, seed=None,
+                  weighted: bool = True, ties: str = "first", counts: bool = False, return_active: bool = False,
+                  noise=None):
+        """:meth:`top_down` of an array that :meth:`prepare` made (as the queries pass their
+        chunks), with ``mode`` and ``ties`` known to be valid."""
         forward_mode = forward_mode or ("max" if mode == "argmax" else "sum")
         be, xp = self.backend, self.backend.xp
-        x = self.prepare(x)
         self._forward(x, forward_mode, cache=False)
         values = self.values
         batch = x.shape[0]
-        rng = seed if isinstance(seed, StreamRandomSource) else be.rng(seed)
+        if mode == "argmax" and ties == "first":
+            rng = None                  # nothing random: no generator to seed (from the OS without a seed)
+        else:
+            rng = seed if isinstance(seed, StreamRandomSource) else be.rng(seed)
         active = xp.zeros((self.num_units + 1, batch), dtype=bool)
-        root_idx = np.broadcast_to(np.asarray(root, dtype=np.int64), (batch,))
-        if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
-            raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
-        active[be.index(self.output_slots[root_idx]), xp.arange(batch)] = True
+        if isinstance(root, (int, np.integer)):
+            if not 0 <= root < self.num_outputs:
+                raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
+            active[int(self.output_slots[root])] = True
+        else:
+            root_idx = np.broadcast_to(np.asarray(root, dtype=np.int64), (batch,))
+            if np.any(root_idx < 0) or np.any(root_idx >= self.num_outputs):
+                raise ValueError(f"top_down: root must be in 0..{self.num_outputs - 1}")
+            active[be.index(self.output_slots[root_idx]), xp.arange(batch)] = True
         if noise is not None:
             if mode != "sample":
                 raise ValueError("top_down: noise is for mode='sample'")
@@ -567,11 +586,13 @@ class Program:
         """
         if query not in _PASS_FACTORS:
             raise ValueError(f"bytes_per_row: query must be one of {tuple(_PASS_FACTORS)}, got {query!r}")
-        item = self.backend.dtype.itemsize
-        widest = max((layer.num_edges for layer in self.inner_layers), default=0)
-        leaves = max((layer.variables_np.size for layer in self.input_layers), default=0)
-        forward = item * (2 * (self.num_units + 1) + 3 * widest) + 8 * (3 * leaves + 2 * self.num_variables)
-        return _PASS_FACTORS[query] * forward
+        if self._forward_row_bytes is None:
+            item = self.backend.dtype.itemsize
+            widest = max((layer.num_edges for layer in self.inner_layers), default=0)
+            leaves = max((layer.variables_np.size for layer in self.input_layers), default=0)
+            self._forward_row_bytes = (item * (2 * (self.num_units + 1) + 3 * widest)
+                                       + 8 * (3 * leaves + 2 * self.num_variables))
+        return _PASS_FACTORS[query] * self._forward_row_bytes
 
     def log_likelihood(self, x, *, batch_size: int | None = None, progress: bool = False, client=None,
                        partitions: int | None = None):

@@ -36,8 +36,12 @@ class StreamRandomSource:
         self.counts = None
 
     def group(self, examples):
-        """The order that puts entries of ``examples`` (n,) in block order, stably; the next
-        draws are of entries in that order (each block's share from its generator)."""
+        """The order that puts entries of ``examples`` (n,) in block order, stably (an index array,
+        or ``slice(None)`` when the pass has one block: the entries are in order already); the
+        next draws are of entries in that order (each block's share from its generator)."""
+        if len(self.sources) == 1:
+            self.counts = [int(examples.shape[0])]
+            return slice(None)
         blocks = self.backend.xp.asarray(examples) // self.block_rows
         order = self.backend.xp.argsort(blocks, kind="stable")
         self.counts = [int(c) for c in np.bincount(to_numpy(blocks), minlength=len(self.sources))]
@@ -51,6 +55,8 @@ class StreamRandomSource:
                                f"block (group() first)")
         parts = [getattr(source, method)((count,) + tuple(shape[1:]))
                  for source, count in zip(self.sources, self.counts) if count]
+        if len(parts) == 1:
+            return parts[0]
         xp = self.backend.xp
         return xp.concatenate(parts, axis=0) if parts else xp.zeros(shape, dtype=np.float64)
 
@@ -64,11 +70,17 @@ class StreamRandomSource:
         return self.sources[0].gumbel_of(self._draw("uniform64", shape))
 
     def binomial(self, n, p):
+        """Each block's binomial draws from its generator, as :meth:`RandomSource.binomial` draws
+        them (``n`` as integers, ``p`` clipped to [0, 1] in float64: converted once for all blocks)."""
         xp = self.backend.xp
         n, p = xp.broadcast_arrays(xp.asarray(n), xp.asarray(p))
         if self.counts is None or sum(self.counts) != n.shape[0]:
             raise RuntimeError("StreamRandomSource: binomial draws for entries not grouped by block (group() first)")
+        n = n.astype(np.int64)
+        p = xp.clip(p.astype(np.float64), 0.0, 1.0)
         bounds = np.cumsum([0] + self.counts)
-        parts = [source.binomial(n[lo:hi], p[lo:hi])
+        parts = [source.binomial_counts(n[lo:hi], p[lo:hi])
                  for source, lo, hi in zip(self.sources, bounds[:-1], bounds[1:]) if hi > lo]
-        return xp.concatenate(parts, axis=0) if parts else xp.zeros(n.shape, dtype=self.backend.dtype)
+        if not parts:
+            return xp.zeros(n.shape, dtype=self.backend.dtype)
+        return (parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=0)).astype(self.backend.dtype)
