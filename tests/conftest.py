@@ -45,8 +45,9 @@ def pytest_sessionstart(session):
 
 def _warm_up_compiled_kernels():
     """Run the compiled kernels of a fused, a small dense and a scalar circuit's forward and
-    backward passes in both precisions once. A process's first pass through them imports Numba and loads them from
-    its cache (0.6 s), or compiles them (seconds); else that lands in whichever test runs first."""
+    backward passes in both precisions once. A process's first pass through them imports Numba
+    and loads them from its cache (0.6 s), or compiles them (seconds); else that lands in
+    whichever test runs first."""
     from pcircuits import jit
     if not jit.available():
         return
