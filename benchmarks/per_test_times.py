@@ -29,8 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Environment of every run: one thread everywhere, byte code written (an uncached lazy import
-#: would otherwise compile source inside whichever test first runs it).
+#: Environment of every run: one thread everywhere.
 RUN_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PCIRCUITS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
@@ -75,6 +74,7 @@ def pytest_sessionfinish(session, exitstatus):
 # --- the driver half ------------------------------------------------------------------------------
 
 def _pytest(tree: Path, args: list, **env) -> subprocess.CompletedProcess:
+    # byte code is written: an uncached lazy import would compile source inside the test that runs it
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     environment.update(RUN_ENV, PYTHONPATH=os.pathsep.join([str(tree), str(ROOT / "benchmarks")]), **env)
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
