@@ -13,7 +13,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.special
 
 from . import jit
 from .errors import OptionalDependencyError
@@ -77,6 +76,8 @@ class Backend:
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.name = name
         self.dtype = np.dtype(dtype)
+        if name in ("numpy", "strict"):
+            import scipy.special  # on first use: importing scipy.special costs every process 0.1-0.2 s
         if name == "numpy":
             self.xp = np
             self.gammaln = scipy.special.gammaln

@@ -63,6 +63,13 @@ def test_command_runs_as_a_module():
     assert result.returncode == 0 and "--report" in result.stdout
 
 
+def test_a_command_s_help_imports_neither_scipy_nor_numba():
+    code = ("import sys\nfrom pcircuits import cli\ntry:\n    cli.main(['check', '--help'])\nexcept SystemExit:\n"
+            "    print(sorted({'scipy', 'numba'} & sys.modules.keys()), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPOSITORY, timeout=60)
+    assert result.stderr.strip() == "[]"
+
+
 def test_progress_bars_follow_the_terminal_unless_asked(tmp_path, monkeypatch):
     seen = []
 
