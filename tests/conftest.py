@@ -45,7 +45,7 @@ def pytest_sessionstart(session):
 
 def _warm_up_compiled_kernels():
     """Run the compiled kernels of a fused, a small dense and a scalar circuit's forward and
-    backward passes in both precisions once. A process's first pass through them imports Numba
+    backward passes (without and with the inputs' gradients) in both precisions once. A process's first pass through them imports Numba
     and loads them from its cache (0.6 s), or compiles them (seconds); else that lands in
     whichever test runs first."""
     from pcircuits import jit
@@ -64,6 +64,7 @@ def _warm_up_compiled_kernels():
             program = circuit.compile(dtype=dtype)
             program.forward(x)
             program.backward()
+            program.backward(inputs=True)
     for dtype in (np.float32, np.float64):
         jit.log(jit.exp(np.zeros(4096, dtype=dtype)))
 

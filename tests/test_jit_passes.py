@@ -182,6 +182,20 @@ def test_outer_factors_kernel_equals_its_numpy_definition(dtype, data):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @FAST
 @given(data=st.data())
+def test_outer_product_kernel_equals_its_numpy_definition(dtype, data):
+    h, n, kl, kr, batch = (data.draw(st.integers(1, 4)) for _ in range(5))
+    left = data.draw(hnp.arrays(dtype, (h, n, kl, batch), elements=st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)))
+    right = data.draw(hnp.arrays(dtype, (h, n, kr, batch), elements=st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)))
+    be = get_backend("numpy", np.dtype(dtype).name)
+    got, expected = np.empty((2, h, n, kl, kr, batch), dtype)
+    program_kernels.outer_product(be, left, right, got)
+    program_kernels.outer_product_numpy(np, left, right, expected)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FAST
+@given(data=st.data())
 def test_log_plus_kernel_equals_its_numpy_definition(dtype, data):
     h, units, batch = (data.draw(st.integers(1, 4)) for _ in range(3))
     S = np.abs(data.draw(_log_values(dtype, (h, units, batch))))

@@ -10,6 +10,7 @@ import pytest
 import pcircuits.backend as backend_module
 from pcircuits.backend import Backend, to_numpy
 from pcircuits.distributions import Bernoulli, Binomial, Categorical, Gaussian, Indicator
+from pcircuits.distributions import gaussian as gaussian_module
 
 NUM_VARIABLES, BATCH, UNITS = 5, 7, 40
 
@@ -50,8 +51,10 @@ FAMILY_NAMES = ["gaussian", "gaussian2", "bernoulli", "categorical", "binomial",
 
 @pytest.fixture(params=[False, True], ids=["one-block", "blocks-in-threads"])
 def blocked(request, monkeypatch):
-    """Either one block, or blocks of 2 units shared by 3 threads."""
+    """Either one block, or blocks of 2 units shared by 3 threads (the compiled Gaussian passes: one
+    share of the units per thread)."""
     if request.param:
+        monkeypatch.setattr(gaussian_module, "SPLIT_VALUES", 1)
         monkeypatch.setattr(backend_module, "BLOCK_ELEMENTS", 2 * BATCH)
         monkeypatch.setattr(backend_module, "WIDE_BLOCK_ELEMENTS", 2 * BATCH)
         monkeypatch.setenv("PCIRCUITS_NUM_THREADS", "3")

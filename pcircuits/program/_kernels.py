@@ -17,14 +17,13 @@ def _gather_safe_max(values, rows, out, top):
     """``out[i] = values[rows[i]]`` and ``top[b]`` the largest ``out[i, b]`` over ``i`` (NaN if one
     is NaN, as ``np.max``), then 0 where that is not finite."""
     batch = out.shape[1]
-    for b in range(batch):
-        top[b] = -np.inf
     for i in range(rows.shape[0]):
-        source = values[rows[i]]
+        source, target = values[rows[i]], out[i]
         for b in range(batch):
-            x = source[b]
-            out[i, b] = x
-            top[b] = x if (x > top[b] or x != x) else top[b]
+            target[b] = source[b]
+    top[:] = out[0]
+    for i in range(1, rows.shape[0]):
+        np.maximum(top, out[i], top)        # vectorized, where a compare-and-select loop is not
     for b in range(batch):
         top[b] = top[b] if abs(top[b]) < np.inf else 0
 
@@ -69,14 +68,33 @@ def outer_factors(values, left_rows, right_rows, left, right, top):
 
 
 @jit.kernel
+def outer_product(left, right, out):
+    h, n, kl, batch = left.shape
+    kr = right.shape[2]
+    for g in range(h):
+        for s in range(n):
+            for i in range(kl):
+                a = left[g, s, i]
+                for j in range(kr):
+                    c = right[g, s, j]
+                    row = out[g, s, i, j]
+                    for b in range(batch):
+                        row[b] = a[b] * c[b]
+
+
+@jit.kernel
 def log_plus(S, shift, out):
     h, units, batch = S.shape
     tiny = np.finfo(S.dtype).tiny
-    small = 0                       # an integer count, which the compiler vectorizes
+    small = False
     for g in range(h):
         for k in range(units):
+            row, top, target = S[g, k], shift[g], out[g, k]
             for b in range(batch):
-                value = S[g, k, b]
-                small += 1 if value < tiny else 0
-                out[g, k, b] = log_of(value) + shift[g, b]
-    return small > 0
+                target[b] = log_of(row[b]) + top[b]
+            # a separate loop: counting inside the log's loop keeps the compiler from vectorizing it
+            count = 0
+            for b in range(batch):
+                count += 1 if row[b] < tiny else 0
+            small = small or count > 0
+    return small

@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import jit
 
-__all__ = ["max_shifted_exp", "max_shifted_exp_numpy", "outer_factors", "outer_factors_numpy", "log_plus",
+__all__ = ["max_shifted_exp", "max_shifted_exp_numpy", "outer_factors", "outer_factors_numpy",
+           "outer_product", "outer_product_numpy", "log_plus",
            "log_plus_numpy", "safe_max"]
 
 
@@ -118,6 +119,29 @@ def outer_factors(backend, values, left_rows, right_rows, left, right, top) -> N
         _loop("outer_factors")(values, left_rows, right_rows, left, right, top)
     else:
         outer_factors_numpy(backend, values, left_rows, right_rows, left, right, top)
+
+
+def outer_product_numpy(xp, left, right, out) -> None:
+    """NumPy definition of :func:`outer_product`."""
+    xp.multiply(left[:, :, :, None, :], right[:, :, None, :, :], out=out)
+
+
+def outer_product(backend, left, right, out) -> None:
+    """The products of a fused sum layer's nodes: ``out[g, s, i, j] = left[g, s, i] * right[g, s, j]``.
+
+    Parameters
+    ----------
+    backend : Backend
+    left, right : arrays, shape (h, n, KL, B) and (h, n, KR, B)
+        The children's factors of ``h`` nodes' ``n`` splits (:func:`outer_factors`).
+    out : array, shape (h, n, KL, KR, B)
+        Receives the products (a broadcast multiplication in NumPy writes it at a third of the
+        speed of the compiled loop, whose inner loop runs over the batch).
+    """
+    if _host_contiguous(backend, left, right, out):
+        _loop("outer_product")(left, right, out)
+    else:
+        outer_product_numpy(backend.xp, left, right, out)
 
 
 def log_plus_numpy(xp, S, shift, out) -> bool:

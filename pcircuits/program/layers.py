@@ -531,8 +531,7 @@ class FusedSumLayer(DenseSumLayer):
         batch = L.shape[-1]
         if out is None:
             out = xp.empty((hi - lo, self.I, batch), dtype=L.dtype)
-        xp.multiply(L[lo:hi, :, :, None, :], R[lo:hi, :, None, :, :],
-                    out=out.reshape(hi - lo, self.n, self.KL, self.KR, batch))
+        kernels.outer_product(self.backend, L[lo:hi], R[lo:hi], out.reshape(hi - lo, self.n, self.KL, self.KR, batch))
         if dropped is not None:
             xp.putmask(out, dropped[lo:hi], 0)
         return out
