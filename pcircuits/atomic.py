@@ -15,7 +15,6 @@ either the old file or the complete new one, never a partial file:
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -62,7 +61,7 @@ def _create_temporary(folder: Path, prefix: str) -> tuple[int, str]:
     """A new file ``{prefix}{random}.tmp`` in ``folder``, created exclusively with the permissions the
     umask gives an ordinary new file (so the renamed file is readable like one ``open`` makes)."""
     while True:
-        temporary = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}.tmp")
+        temporary = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}.tmp")
         try:
             return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), \
                 temporary

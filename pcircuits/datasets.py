@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Union
 
@@ -421,6 +420,8 @@ def load_digits_8x8() -> Dataset:
     labels 0..9 (int64), in the file's order; the first 1437 are the training set and the last
     360 the test set (a fixed 80/20 split).
     """
+    from importlib import resources  # here: with tempfile and shutil, 4 ms for every process
+
     with resources.files(__package__).joinpath("data").joinpath(DIGITS_FILE).open("rb") as stream:
         with np.load(stream, allow_pickle=False) as archive:
             x = archive["images"].astype(np.uint8)

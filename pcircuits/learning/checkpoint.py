@@ -15,7 +15,6 @@ by the reader that knows (``fit`` validates shapes, finiteness and parameter dom
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -149,6 +148,8 @@ class CheckpointContent:
 def data_digest(*arrays) -> str:
     """A BLAKE2b fingerprint of arrays (host or device; their shapes, dtypes and values; None
     counts as absent), read a block of rows at a time so that no whole copy is made."""
+    import hashlib  # here: with OpenSSL's algorithms, 3 ms for every process
+
     digest = hashlib.blake2b(digest_size=16)
     for array in arrays:
         if array is None:

@@ -16,7 +16,6 @@ learner's state (optimizer moments and step, EM running statistics), the epoch a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -357,6 +356,8 @@ class TrainingRun:
     def fingerprint(self) -> str:
         """A hash of the training data (as the Program sees it) and the labels."""
         if getattr(self, "_fingerprint", None) is None:
+            import hashlib  # here: with OpenSSL's algorithms, 3 ms for every process
+
             digest = hashlib.blake2b(digest_size=16)
             if self.x is None:
                 self.partitions.fingerprint(digest, self.program.backend.dtype)

@@ -20,7 +20,6 @@ import numpy as np
 
 from ..backend import Backend, get_backend, to_numpy
 from ..distributions.relaxations import relaxation_of
-from ..inference import DEFAULT_MEMORY_BUDGET
 from .context import MAX, SUM, PassContext
 from .inputs import InputDomain
 from .layers import (DenseSumLayer, FusedSumLayer, InputLayer, SegmentProductLayer, SegmentSumLayer, SumLayer,
@@ -126,6 +125,8 @@ class Program:
         self.inputs_t = None
         self.inputs_missing = True
         self._buffers = {}
+        from ..inference import DEFAULT_MEMORY_BUDGET  # here: its random streams import numpy.random, 14 ms
+
         #: Working memory of one chunk of a query, in bytes (see pcircuits.inference).
         self.memory_budget = DEFAULT_MEMORY_BUDGET
         #: Whether the circuit passed its validity check when compiled (then all-missing rows
