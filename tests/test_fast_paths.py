@@ -222,6 +222,39 @@ def test_sum_below_the_smallest_normal_float_keeps_exact_values_and_finite_flows
     assert np.allclose(weight_gradient_by_node(fast, circuit), weight_gradient_by_node(exact, circuit), atol=1e-6)
 
 
+def sums_over_shared_children(left_units: int, right_units: int):
+    """Two sum nodes over cartesian products of the same four children (two per variable), each
+    child in a split of both nodes: a fused layer whose children are shared by splits and nodes."""
+    rng = np.random.default_rng(0)
+
+    def leaf(variable, units):
+        return pc.InputNode(variable, pc.Gaussian(rng.normal(size=units), rng.uniform(0.5, 2.0, size=units)))
+    left = [leaf(0, left_units) for _ in range(2)]
+    right = [leaf(1, right_units) for _ in range(2)]
+
+    def sum_over(pairs):
+        products = [pc.ProductNode([left[i], right[j]], pattern="cartesian") for i, j in pairs]
+        weights = rng.random((2, left_units * right_units * len(pairs)))
+        return pc.SumNode(products, weights=weights / weights.sum(axis=1, keepdims=True))
+    return pc.Circuit(pc.SumNode([sum_over([(0, 0), (1, 1)]), sum_over([(0, 1), (1, 0)])],
+                                 weights=[[0.3, 0.2, 0.1, 0.4]]))
+
+
+@pytest.mark.parametrize("left_units,right_units", [(3, 2), (2, 2)])
+def test_fused_layer_over_shared_children_equals_the_gather_logsumexp(left_units, right_units):
+    circuit = sums_over_shared_children(left_units, right_units)
+    fast, _, exact = programs_of_every_plan(circuit)
+    fused = [layer for layer in fast.layers if isinstance(layer, FusedSumLayer)]
+    assert len(fused) == 1 and sum(len(t) for t in fused[0].child_tables) < 2 * fused[0].N * fused[0].n
+    x = exact.sample(9, seed=1)
+    x[::3, 0] = np.nan
+    np.testing.assert_allclose(fast.forward(x), exact.forward(x), rtol=1e-12)
+    np.testing.assert_allclose(weight_gradient_by_node(fast, circuit), weight_gradient_by_node(exact, circuit),
+                               rtol=1e-9, atol=1e-12)
+    for got, expected in zip(pass_results(fast, x)[3:], pass_results(exact, x)[3:]):       # leaf gradients
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
 BLOCKED_CIRCUITS = {
     "rat": lambda: pc.builders.rat_spn(13, depth=2, num_repetitions=3, num_sums=3, num_leaves=4, seed=3),
     "pd": lambda: pc.builders.poon_domingos(4, 4, delta=2, num_sums=3, num_leaves=2, dense=True, seed=3),

@@ -165,16 +165,27 @@ def _ulp_close(got, expected, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @FAST
 @given(data=st.data())
-def test_outer_factors_kernel_equals_its_numpy_definition(dtype, data):
-    h, n, kl, kr, batch, units = (data.draw(st.integers(1, 4)) for _ in range(6))
-    values = data.draw(_log_values(dtype, (units, batch)))
-    rows = [data.draw(hnp.arrays(np.int64, (h, n, k), elements=st.integers(0, units - 1))) for k in (kl, kr)]
+def test_split_factors_kernel_equals_its_numpy_definition(dtype, data):
+    h, n, kl, kr, batch, children = (data.draw(st.integers(1, 4)) for _ in range(6))
     be = get_backend("numpy", np.dtype(dtype).name)
+    values = data.draw(_log_values(dtype, (children * (kl + kr), batch)))
+    rows = np.arange(len(values))
+    # the children's exponentials and shifts as the layer computes them, both sides' tables
+    tables = []
+    for k, rows_of_side in ((kl, rows[:children * kl]), (kr, rows[children * kl:])):
+        exps, tops = np.empty((children, k, batch), dtype), np.empty((children, batch), dtype)
+        with np.errstate(all="ignore"):
+            program_kernels.max_shifted_exp_numpy(be, values, rows_of_side.reshape(children, k), exps, tops)
+        tables.append((exps, tops))
+    (left_exps, left_tops), (right_exps, right_tops) = tables
+    left_child, right_child = (data.draw(hnp.arrays(np.int64, (h, n), elements=st.integers(0, children - 1)))
+                               for _ in range(2))
     got = [np.empty((h, n, kl, batch), dtype), np.empty((h, n, kr, batch), dtype), np.empty((h, batch), dtype)]
     expected = [np.empty_like(a) for a in got]
-    program_kernels.outer_factors(be, values, *rows, *got)
+    program_kernels.split_factors(be, left_exps, left_tops, left_child, right_exps, right_tops, right_child, *got)
     with np.errstate(all="ignore"):
-        program_kernels.outer_factors_numpy(be, values, *rows, *expected)
+        program_kernels.split_factors_numpy(be, left_exps, left_tops, left_child, right_exps, right_tops,
+                                            right_child, *expected)
     for a, b in zip(got, expected):
         _ulp_close(a, b, dtype)
 

@@ -53,32 +53,27 @@ def gather_sum(values, rows, out):
 
 
 @jit.kernel
-def outer_factors(values, left_rows, right_rows, left, right, top):
+def split_factors(left_exps, left_tops, left_child, right_exps, right_tops, right_child, left, right, top):
     h, n, _, batch = left.shape
-    ml = np.empty((n, batch), left.dtype)
-    mr = np.empty((n, batch), left.dtype)
-    shift = np.empty(batch, left.dtype)
+    shifts = np.empty((n, batch), left.dtype)
     for g in range(h):
         for s in range(n):
-            _gather_safe_max(values, left_rows[g, s], left[g, s], ml[s])
-            _gather_safe_max(values, right_rows[g, s], right[g, s], mr[s])
-        for b in range(batch):
-            top[g, b] = ml[0, b] + mr[0, b]
+            np.add(left_tops[left_child[g, s]], right_tops[right_child[g, s]], shifts[s])
+        top[g] = shifts[0]
         for s in range(1, n):
-            for b in range(batch):
-                ms = ml[s, b] + mr[s, b]
-                top[g, b] = ms if ms > top[g, b] else top[g, b]
+            np.maximum(top[g], shifts[s], top[g])
         for s in range(n):
+            scale, peak = shifts[s], top[g]
             for b in range(batch):
-                shift[b] = ml[s, b] - ((ml[s, b] + mr[s, b]) - top[g, b])
-            block = left[g, s]
-            for i in range(block.shape[0]):
+                scale[b] = exp_of(scale[b] - peak[b])
+            source, target = left_exps[left_child[g, s]], left[g, s]
+            for i in range(target.shape[0]):
                 for b in range(batch):
-                    block[i, b] = exp_of(block[i, b] - shift[b])
-            block = right[g, s]
-            for j in range(block.shape[0]):
+                    target[i, b] = source[i, b] * scale[b]
+            source, target = right_exps[right_child[g, s]], right[g, s]
+            for j in range(target.shape[0]):
                 for b in range(batch):
-                    block[j, b] = exp_of(block[j, b] - mr[s, b])
+                    target[j, b] = source[j, b]
 
 
 @jit.kernel

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import jit
 
-__all__ = ["gather_sum", "gather_sum_numpy", "max_shifted_exp", "max_shifted_exp_numpy", "outer_factors", "outer_factors_numpy",
+__all__ = ["gather_sum", "gather_sum_numpy", "max_shifted_exp", "max_shifted_exp_numpy", "split_factors", "split_factors_numpy",
            "outer_product", "outer_product_numpy", "log_plus",
            "log_plus_numpy", "safe_max"]
 
@@ -105,45 +105,49 @@ def gather_sum(backend, values, rows, out) -> None:
         gather_sum_numpy(backend, values, rows, out)
 
 
-def outer_factors_numpy(backend, values, left_rows, right_rows, left, right, top) -> None:
-    """NumPy definition of :func:`outer_factors`."""
+def split_factors_numpy(backend, left_exps, left_tops, left_child, right_exps, right_tops, right_child,
+                        left, right, top) -> None:
+    """NumPy definition of :func:`split_factors`."""
     xp = backend.xp
-    backend.take_rows(values, left_rows, left)
-    backend.take_rows(values, right_rows, right)
-    ml = safe_max(xp, left, axis=2)                             # (h, n, B)
-    mr = safe_max(xp, right, axis=2)
-    ms = ml + mr
-    ms.max(axis=1, out=top)
-    left -= (ml - (ms - top[:, None, :]))[:, :, None, :]        # folds exp(ms - top) into the left factor
-    xp.exp(left, out=left)
-    right -= mr[:, :, None, :]
-    xp.exp(right, out=right)
+    shifts = left_tops[left_child] + right_tops[right_child]          # (h, n, B)
+    shifts.max(axis=1, out=top)
+    scale = xp.exp(shifts - top[:, None, :])
+    xp.multiply(left_exps[left_child], scale[:, :, None, :], out=left)
+    backend.take_rows(right_exps, right_child, right)
 
 
-def outer_factors(backend, values, left_rows, right_rows, left, right, top) -> None:
-    """The max-shifted exponentials of a fused sum layer's children.
+def split_factors(backend, left_exps, left_tops, left_child, right_exps, right_tops, right_child,
+                  left, right, top) -> None:
+    """The factors of a fused sum layer's products, from its children's max-shifted exponentials.
+
+    A child (a node of ``K`` units) appears in several splits; its exponentials shifted by its
+    own largest unit, ``exps = exp(values - tops)`` (:func:`max_shifted_exp`), are computed
+    once, and each split only rescales them.
 
     Parameters
     ----------
     backend : Backend
-    values : array, shape (units, B)
-        Log-values of the circuit's units.
-    left_rows, right_rows : int64 arrays, shape (h, n, KL) and (h, n, KR)
-        The rows of the left and right children of ``h`` nodes' ``n`` splits (in range).
+    left_exps, right_exps : arrays, shape (CL, KL, B) and (CR, KR, B)
+        The children's exponentials (the same array when both sides share one table).
+    left_tops, right_tops : arrays, shape (CL, B) and (CR, B)
+        Every child's shift (its largest value, 0 where not finite).
+    left_child, right_child : int64 arrays, shape (h, n)
+        The left and right child of ``h`` nodes' ``n`` splits.
     left : array, shape (h, n, KL, B)
-        Receives ``exp(values[left_rows] - ml + ms - top)``, with ``ml`` (h, n, B) the largest
-        left value of each split (0 where it is not finite) and ``ms = ml + mr``.
+        Receives ``left_exps[left_child] * exp(ms - top)``, with ``ms`` (h, n, B) the sum of the
+        split's two shifts.
     right : array, shape (h, n, KR, B)
-        Receives ``exp(values[right_rows] - mr)``.
+        Receives ``right_exps[right_child]``.
     top : array, shape (h, B)
         Receives ``max over splits of ms``: the outer product ``left[:, s, i] * right[:, s, j]``
-        is then ``exp(left_i + right_j - top)``.
+        is then ``exp(left_i + right_j - top)``, and every split's largest product is at most 1.
     """
-    if _host_contiguous(backend, values, left, right, top) and left_rows.flags.c_contiguous \
-            and right_rows.flags.c_contiguous:
-        _loop("outer_factors")(values, left_rows, right_rows, left, right, top)
+    arrays = (left_exps, left_tops, right_exps, right_tops, left, right, top)
+    if _host_contiguous(backend, *arrays) and left_child.flags.c_contiguous and right_child.flags.c_contiguous:
+        _loop("split_factors")(left_exps, left_tops, left_child, right_exps, right_tops, right_child, left, right, top)
     else:
-        outer_factors_numpy(backend, values, left_rows, right_rows, left, right, top)
+        split_factors_numpy(backend, left_exps, left_tops, left_child, right_exps, right_tops, right_child,
+                            left, right, top)
 
 
 def outer_product_numpy(xp, left, right, out) -> None:

@@ -491,10 +491,44 @@ class FusedSumLayer(DenseSumLayer):
         self.I = self.n * self.KL * self.KR
         self.left = backend.index(spec.left)
         self.right = backend.index(spec.right)
+        self._child_tables(spec.left, spec.right, backend)
         self._weight_layout(spec.weight_offsets, backend)
         self.left_scatter = Scatter(backend, spec.left.ravel())
         self.right_scatter = Scatter(backend, spec.right.ravel())
         self.num_edges = self.N * self.K * self.I + 2 * self.N * self.I
+
+    def _child_tables(self, left: np.ndarray, right: np.ndarray, backend):
+        """The distinct children (rows of ``K`` units) and which one each split takes: a child is
+        shared by several splits and nodes (1.3 to 2 uses on average in a PD circuit), and its
+        exponentials are computed once. Both sides share one table when ``KL == KR``."""
+        shape = (self.N, self.n)
+        if self.KL == self.KR:
+            table, child = np.unique(np.concatenate([left.reshape(-1, self.KL), right.reshape(-1, self.KR)]),
+                                     axis=0, return_inverse=True)
+            tables = [table]
+            left_child, right_child = child.reshape(-1)[:self.N * self.n], child.reshape(-1)[self.N * self.n:]
+        else:
+            left_table, left_child = np.unique(left.reshape(-1, self.KL), axis=0, return_inverse=True)
+            right_table, right_child = np.unique(right.reshape(-1, self.KR), axis=0, return_inverse=True)
+            tables = [left_table, right_table]
+        self.child_tables = [backend.index(t) for t in tables]
+        self.left_child = backend.index(left_child.reshape(shape))
+        self.right_child = backend.index(right_child.reshape(shape))
+
+    def _child_exps(self, program, values, batch: int):
+        """Every distinct child's max-shifted exponentials and shift, ``[(exps, tops)]`` per table
+        ((C, K, B), (C, B)): the left side's first, the right side's last."""
+        out = []
+        for t, rows in enumerate(self.child_tables):
+            # work arrays that every fused layer shares (only its forward reads them)
+            exps = program.scratch(("child-exps", t), rows.size, batch).reshape(rows.shape + (batch,))
+            tops = program.scratch(("child-tops", t), rows.shape[0], batch)
+
+            def block(lo, hi, rows=rows, exps=exps, tops=tops):
+                kernels.max_shifted_exp(self.backend, values, rows[lo:hi], exps[lo:hi], tops[lo:hi])
+            self.backend.blocks(rows.shape[0], rows.shape[1] * batch, block, wide=True)
+            out.append((exps, tops))
+        return out[0], out[-1]
 
     def _factors(self, program, values, context, cache):
         """Buffers for the children's max-shifted exponentials ``(L, R, M, dropped)``, and the
@@ -502,9 +536,9 @@ class FusedSumLayer(DenseSumLayer):
 
         ``L`` (N, n, KL, B) and ``R`` (N, n, KR, B) are such that the outer product
         ``L[:, s, i] * R[:, s, j]`` is ``exp(left_i + right_j - M)`` of split ``s``, with ``M``
-        (N, B) the largest ``max left + max right`` over the node's splits (the factor
-        ``exp(ms - M)`` is folded into ``L``); ``dropped`` is the product-dropout mask (N, I, B)
-        of the pass, or None.
+        (N, B) the largest sum of the split's two children's largest values (each 0 where it is
+        not finite; :func:`~pcircuits.program.kernels.split_factors`); ``dropped`` is the
+        product-dropout mask (N, I, B) of the pass, or None.
         """
         batch = values.shape[1]
         key = id(self) if cache is not None else "shared"
@@ -516,10 +550,11 @@ class FusedSumLayer(DenseSumLayer):
             dropped = context.rng.bernoulli_mask((self.N, self.I, batch), context.product_dropout)
             if context.spare_root_inputs and self.root_nodes is not None:
                 dropped.reshape(self.N, -1)[self.root_nodes] = False
+        (left_exps, left_tops), (right_exps, right_tops) = self._child_exps(program, values, batch)
 
         def fill(lo, hi):
-            kernels.outer_factors(self.backend, values, self.left[lo:hi], self.right[lo:hi], L[lo:hi], R[lo:hi],
-                                  M[lo:hi])
+            kernels.split_factors(self.backend, left_exps, left_tops, self.left_child[lo:hi], right_exps, right_tops,
+                                  self.right_child[lo:hi], L[lo:hi], R[lo:hi], M[lo:hi])
         return L, R, M, dropped, fill
 
     def _outer(self, L, R, dropped, lo: int, hi: int, out=None):
