@@ -182,6 +182,21 @@ def test_outer_factors_kernel_equals_its_numpy_definition(dtype, data):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @FAST
 @given(data=st.data())
+def test_gather_sum_kernel_equals_its_numpy_definition(dtype, data):
+    products, width, batch, units = (data.draw(st.integers(1, 4)) for _ in range(4))
+    values = data.draw(_log_values(dtype, (units, batch)))
+    rows = data.draw(hnp.arrays(np.int64, (products, width), elements=st.integers(0, units - 1)))
+    be = get_backend("numpy", np.dtype(dtype).name)
+    got, expected = np.empty((2, products, batch), dtype)
+    with np.errstate(invalid="ignore"):
+        program_kernels.gather_sum(be, values, rows, got)
+        program_kernels.gather_sum_numpy(be, values, rows, expected)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FAST
+@given(data=st.data())
 def test_outer_product_kernel_equals_its_numpy_definition(dtype, data):
     h, n, kl, kr, batch = (data.draw(st.integers(1, 4)) for _ in range(5))
     left = data.draw(hnp.arrays(dtype, (h, n, kl, batch), elements=st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)))

@@ -1,13 +1,13 @@
 """The Program's passes against brute-force enumeration in float64 on random valid circuits."""
 import numpy as np
 import pytest
-import scipy.stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcircuits as pc
 
 from devices import DEVICE_BACKENDS, assert_device_agrees, transfers_of_every_pass
+from frequencies import chi_square_pvalue
 from strategies import (ALL_FAMILIES, CONTINUOUS_FAMILIES, DISCRETE_FAMILIES, LEARNABLE_FAMILIES,
                         brute_force_log_likelihood, enumerate_assignments, numeric_gradient, selective_circuits,
                         valid_circuits)
@@ -203,29 +203,13 @@ def test_conditional_mpe_is_conditional_argmax_on_selective_circuits(circuit, se
     assert np.isclose(np.exp(program.log_likelihood(decoded))[0], p[consistent].max(), rtol=1e-9)
 
 
-def _chi_square_pvalue(samples, worlds, probs):
-    index = {tuple(w): i for i, w in enumerate(worlds)}
-    counts = np.bincount([index[tuple(s)] for s in samples], minlength=len(worlds))
-    expected = probs / probs.sum() * len(samples)
-    assert counts[expected == 0].sum() == 0, "a sample fell on a zero-probability assignment"
-    # The chi-square approximation needs expected counts of about 5 or more: rarer assignments
-    # are pooled into one cell (one rare hit would otherwise dominate the statistic).
-    rare = expected < 5
-    observed = np.append(counts[~rare], counts[rare].sum())
-    predicted = np.append(expected[~rare], expected[rare].sum())
-    keep = predicted > 0
-    if keep.sum() < 2:
-        return 1.0
-    return scipy.stats.chisquare(observed[keep], predicted[keep]).pvalue
-
-
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_circuits(families=DISCRETE, multiple_roots=False))
 def test_sample_frequencies_pass_chi_square(circuit):
     program = circuit.compile(dtype="float64")
     worlds, p = joint_table(circuit, program)
     samples = program.sample(4000, seed=1234)
-    assert _chi_square_pvalue(samples, worlds, p[:, 0]) > 1e-4
+    assert chi_square_pvalue(samples, worlds, p[:, 0]) > 1e-4
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,7 +225,7 @@ def test_conditional_samples_follow_the_conditional_and_keep_evidence(circuit, s
     observed = ~np.isnan(evidence)
     assert np.all(samples[:, observed] == evidence[observed])
     consistent = consistent_with(worlds, evidence)
-    assert _chi_square_pvalue(samples, worlds, np.where(consistent, p[:, 0], 0)) > 1e-4
+    assert chi_square_pvalue(samples, worlds, np.where(consistent, p[:, 0], 0)) > 1e-4
 
 
 @FAST

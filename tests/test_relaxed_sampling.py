@@ -2,7 +2,6 @@
 with the noise held fixed, its hard form against the exact sampler, and its distribution."""
 import numpy as np
 import pytest
-import scipy.stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +10,7 @@ from pcircuits.nodes import InputNode, ProductNode, SumNode
 from pcircuits.program import RelaxedNoise
 
 from devices import DEVICE_BACKENDS
+from frequencies import chi_square_pvalue
 from strategies import ALL_FAMILIES, DISCRETE_FAMILIES, enumerate_assignments, valid_circuits
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -209,20 +209,6 @@ def test_observed_variables_keep_their_values(circuit, seed, hard):
     assert not np.isnan(x).any()
 
 
-def _chi_square_pvalue(samples, worlds, probs):
-    index = {tuple(w): i for i, w in enumerate(worlds)}
-    counts = np.bincount([index[tuple(s)] for s in samples], minlength=len(worlds))
-    expected = probs / probs.sum() * len(samples)
-    assert counts[expected == 0].sum() == 0, "a sample fell on a zero-probability assignment"
-    rare = expected < 5
-    observed = np.append(counts[~rare], counts[rare].sum())
-    predicted = np.append(expected[~rare], expected[rare].sum())
-    keep = predicted > 0
-    if keep.sum() < 2:
-        return 1.0
-    return scipy.stats.chisquare(observed[keep], predicted[keep]).pvalue
-
-
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_circuits(families=tuple(f for f in DISCRETE_FAMILIES if f != "binomial")), st.integers(0, 2**31 - 1))
 def test_hardened_relaxed_samples_pass_chi_square_against_the_circuit(circuit, seed):
@@ -230,7 +216,7 @@ def test_hardened_relaxed_samples_pass_chi_square_against_the_circuit(circuit, s
     worlds = enumerate_assignments(circuit)
     p = np.exp(program.log_likelihood(worlds)).reshape(len(worlds), -1)[:, 0]
     samples = program.sample_relaxed(4000, temperature=0.5, hard=True, seed=seed)
-    assert _chi_square_pvalue(samples, worlds, p) > 1e-4
+    assert chi_square_pvalue(samples, worlds, p) > 1e-4
 
 
 # ---- devices and errors ------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pcircuits.program.context import SUM
 from pcircuits.program.layers import InputLayer, SegmentProductLayer, SegmentSumLayer, TableSumLayer
 
 from devices import DEVICE_BACKENDS, assert_device_agrees, transfers_of_every_pass
+from frequencies import chi_square_pvalue
 from strategies import brute_force_log_likelihood, enumerate_assignments, leaf_log_values, numeric_gradient
-from test_program import _chi_square_pvalue
 from test_relaxed_sampling import directional_check
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -238,7 +238,7 @@ def test_sample_frequencies_pass_chi_square(circuit):
     program = circuit.compile(dtype="float64")
     worlds = enumerate_assignments(circuit)
     p = np.exp(program.log_likelihood(worlds))
-    assert _chi_square_pvalue(program.sample(4000, seed=7), worlds, p) > 1e-4
+    assert chi_square_pvalue(program.sample(4000, seed=7), worlds, p) > 1e-4
 
 
 @FAST

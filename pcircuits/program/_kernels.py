@@ -39,6 +39,20 @@ def max_shifted_exp(values, rows, out, top):
 
 
 @jit.kernel
+def gather_sum(values, rows, out):
+    units, width = rows.shape
+    batch = out.shape[1]
+    for u in range(units):
+        target, source = out[u], values[rows[u, 0]]
+        for b in range(batch):
+            target[b] = source[b]
+        for j in range(1, width):
+            source = values[rows[u, j]]
+            for b in range(batch):
+                target[b] += source[b]
+
+
+@jit.kernel
 def outer_factors(values, left_rows, right_rows, left, right, top):
     h, n, _, batch = left.shape
     ml = np.empty((n, batch), left.dtype)

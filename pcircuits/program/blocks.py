@@ -12,8 +12,6 @@ On a device (CuPy) the product is one call.
 """
 from __future__ import annotations
 
-from numpy.lib.stride_tricks import as_strided
-
 __all__ = ["ROW_BLOCK", "batch_matmul"]
 
 #: Columns (examples) per block of the sum layers' matrix products.
@@ -48,7 +46,7 @@ def batch_matmul(backend, a, b, out):
 
 def _blocks(array, blocks: int):
     """The first ``blocks * ROW_BLOCK`` columns of a (N, rows, batch) host array as a view of
-    shape (N, blocks, rows, ROW_BLOCK)."""
+    shape (N, blocks, rows, ROW_BLOCK) (splitting the batch axis never copies; ``reshape`` and
+    ``transpose`` cost a microsecond where ``as_strided`` costs ten)."""
     n, rows, _ = array.shape
-    s0, s1, s2 = array.strides
-    return as_strided(array, shape=(n, blocks, rows, ROW_BLOCK), strides=(s0, ROW_BLOCK * s2, s1, s2))
+    return array[..., :blocks * ROW_BLOCK].reshape(n, rows, blocks, ROW_BLOCK).transpose(0, 2, 1, 3)

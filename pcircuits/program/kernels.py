@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import jit
 
-__all__ = ["max_shifted_exp", "max_shifted_exp_numpy", "outer_factors", "outer_factors_numpy",
+__all__ = ["gather_sum", "gather_sum_numpy", "max_shifted_exp", "max_shifted_exp_numpy", "outer_factors", "outer_factors_numpy",
            "outer_product", "outer_product_numpy", "log_plus",
            "log_plus_numpy", "safe_max"]
 
@@ -78,6 +78,31 @@ def max_shifted_exp(backend, values, rows, out, top) -> None:
         _loop("max_shifted_exp")(values, rows, out, top)
     else:
         max_shifted_exp_numpy(backend, values, rows, out, top)
+
+
+def gather_sum_numpy(backend, values, rows, out) -> None:
+    """NumPy definition of :func:`gather_sum`."""
+    backend.take_rows(values, rows[:, 0], out)
+    for j in range(1, rows.shape[1]):
+        out += values.take(rows[:, j], axis=0)
+
+
+def gather_sum(backend, values, rows, out) -> None:
+    """A product layer's log-values: ``out[u] = values[rows[u, 0]] + values[rows[u, 1]] + ...``,
+    added in that order.
+
+    Parameters
+    ----------
+    backend : Backend
+    values : array, shape (units, B)
+    rows : int64 array, shape (U, J)
+        The input rows of ``U`` products (in range; padding points at a row of zeros).
+    out : array, shape (U, B)
+    """
+    if _host_contiguous(backend, values, out) and rows.flags.c_contiguous:
+        _loop("gather_sum")(values, rows, out)
+    else:
+        gather_sum_numpy(backend, values, rows, out)
 
 
 def outer_factors_numpy(backend, values, left_rows, right_rows, left, right, top) -> None:

@@ -170,6 +170,7 @@ class ProductLayer:
         self.backend = backend
         self.start, self.stop = spec.start, spec.stop
         self.inputs_np = spec.inputs
+        self.inputs = backend.index(spec.inputs)
         self.columns = [backend.index(spec.inputs[:, j]) for j in range(spec.inputs.shape[1])]
         padding = spec.inputs == spec.zero_slot
         # one scatter per column over its real (non-padding) inputs, so padding never forces
@@ -196,15 +197,11 @@ class ProductLayer:
     def forward(self, program, values, x, context, cache):
         xp = self.backend.xp
         out = values[self.start:self.stop]
-        columns = self.columns
 
         # over cache-sized blocks of units, so that each block's sum stays in cache while its
         # inputs are gathered column by column (on a device: one block)
         def block(lo, hi):
-            o = out[lo:hi]
-            self.backend.take_rows(values, columns[0][lo:hi], o)
-            for col in columns[1:]:
-                o += values.take(col[lo:hi], axis=0)
+            kernels.gather_sum(self.backend, values, self.inputs[lo:hi], out[lo:hi])
         self.backend.blocks(out.shape[0], out.shape[1], block, wide=True)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
