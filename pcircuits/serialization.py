@@ -25,9 +25,8 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-import networkx as nx
 import numpy as np
 
 from .archive import ARCHIVE_ERRORS, ArchiveProblem, entry_infos, read_entry
@@ -38,6 +37,9 @@ from .errors import CircuitFileError, InvalidCircuitFileError
 from .nodes import InputNode, ProductNode, SumNode, SumWeights
 from .scope import Scope, Variables
 from .validity import _shape_problems
+
+if TYPE_CHECKING:
+    import networkx as nx  # imported where used: 0.1 s that save and load do not need
 
 __all__ = ["CircuitFileError", "InvalidCircuitFileError", "FORMAT_VERSION", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_UNITS", "DEFAULT_MAX_EDGES", "to_networkx", "from_networkx", "save", "load"]
 
@@ -527,6 +529,8 @@ def to_networkx(circuit: Circuit) -> nx.DiGraph:
     A circuit with a cycle is converted too (its graph then has the cycle), but it cannot be
     rebuilt.
     """
+    import networkx as nx
+
     nodes = circuit.nodes
     index = {id(n): i for i, n in enumerate(nodes)}
     copies: dict[int, object] = {}
@@ -567,6 +571,8 @@ def from_networkx(graph: nx.DiGraph) -> Circuit:
     ValueError
         The graph has a cycle, misses an attribute, or its arrays do not fit together.
     """
+    import networkx as nx
+
     if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
         raise TypeError(f"from_networkx: expected a networkx.DiGraph, got {type(graph).__name__}")
     try:
@@ -577,6 +583,8 @@ def from_networkx(graph: nx.DiGraph) -> Circuit:
 
 
 def _graph_to_spec(graph: nx.DiGraph) -> tuple[dict, dict]:
+    import networkx as nx
+
     if graph.number_of_nodes() == 0:
         raise _SpecError("the graph has no nodes")
     try:

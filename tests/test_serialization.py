@@ -1,6 +1,8 @@
 """networkx round trips and .pcz files: exact round trips, and clear errors for bad files."""
 import io
 import json
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -99,6 +101,14 @@ def test_figure1_round_trip_keeps_names_and_labels():
     assert loaded.variables.names() == ["X1", "X2", "X3", "X4"]
     assert loaded.roots[0].label == "root"
     assert_circuits_equal(figure1_spn(), loaded)
+
+
+def test_saving_and_loading_a_file_do_not_import_networkx(tmp_path):
+    path = tmp_path / "figure1.pcz"
+    code = ("import sys\nimport pcircuits as pc\nfrom pcircuits.builders import figure1_spn\n"
+            f"figure1_spn().save({str(path)!r})\npc.Circuit.load({str(path)!r})\nprint('networkx' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False"], result.stderr
 
 
 def test_image_variables_round_trip():
