@@ -80,18 +80,11 @@ class Backend:
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.name = name
         self.dtype = np.dtype(dtype)
-        if name in ("numpy", "strict"):
-            import scipy.special  # on first use: importing scipy.special costs every process 0.1-0.2 s
         if name == "numpy":
             self.xp = np
-            self.gammaln = scipy.special.gammaln
-            self.logsumexp = scipy.special.logsumexp
         elif name == "strict":
             from . import strict_device
             self.xp = strict_device.strict_module
-            self.gammaln = scipy.special.gammaln
-            self.logsumexp = lambda *args, **kwargs: strict_device.call_on_host(scipy.special.logsumexp, *args,
-                                                                                **kwargs)
         else:
             try:
                 import cupy
@@ -105,6 +98,22 @@ class Backend:
             self.xp = cupy
             self.gammaln = cupy_special.gammaln
             self.logsumexp = cupy_special.logsumexp
+
+    def __getattr__(self, name: str):
+        """``gammaln`` and ``logsumexp`` of a host backend: SciPy's, imported on first use (importing
+        scipy.special costs a process 0.1-0.2 s, which circuits without binomial leaves never need)."""
+        if name not in ("gammaln", "logsumexp") or self.__dict__.get("name") not in ("numpy", "strict"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        import scipy.special
+
+        self.gammaln = scipy.special.gammaln
+        if self.name == "numpy":
+            self.logsumexp = scipy.special.logsumexp
+        else:
+            from . import strict_device
+            self.logsumexp = lambda *args, **kwargs: strict_device.call_on_host(scipy.special.logsumexp, *args,
+                                                                                **kwargs)
+        return getattr(self, name)
 
     @property
     def on_host(self) -> bool:
