@@ -64,7 +64,8 @@ def test_command_runs_as_a_module():
 
 
 def test_a_command_s_help_imports_no_module_that_only_the_work_needs():
-    work_only = "{'scipy', 'numba', 'numpy.random', 'concurrent.futures', 'hashlib', 'importlib.resources'}"
+    work_only = ("{'scipy', 'numba', 'networkx', 'numpy.random', 'concurrent.futures', 'hashlib', "
+                 "'importlib.resources', 'pcircuits.nn'}")
     code = ("import sys\nfrom pcircuits import cli\ntry:\n    cli.main(['check', '--help'])\nexcept SystemExit:\n"
             f"    print(sorted({work_only} & sys.modules.keys()), file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPOSITORY, timeout=60)

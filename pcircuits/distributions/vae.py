@@ -28,7 +28,6 @@ import numpy as np
 
 from .. import jit
 from ..constraints import real
-from ..nn.activations import _sigmoid
 from .base import LeafFamily, make_rng
 
 __all__ = ["VAE", "PIXELS"]
@@ -188,6 +187,7 @@ def _discrete_log_density_numpy(be, logits, values, observed, trials: int, grad:
         value += (n * math.log(2.0)) * (d - observed.astype(value.dtype) @ xp.ones(d, dtype=value.dtype))
     if not grad:
         return value, None
+    from ..nn.activations import _sigmoid  # here, as nn below: importing pcircuits does not import pcircuits.nn
     prob = _sigmoid(xp, masked, exp_minus_abs=denominator - 1)
     d_out = values - n * prob
     if observed is not None:
@@ -688,6 +688,7 @@ class VAE(LeafFamily):
         xp = be.xp
         if params["pixel"] == "gaussian":
             return out[..., :out.shape[2] // 2]
+        from ..nn.activations import _sigmoid
         prob = _sigmoid(xp, out)
         return prob * params["trials"] if params["pixel"] == "binomial" else prob
 
