@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "exp", "log", "kernel"]
+__all__ = ["available", "takes", "exp", "log", "kernel"]
 
 
 _AVAILABLE = os.environ.get("PCIRCUITS_JIT", "1") != "0" and importlib.util.find_spec("numba") is not None
@@ -33,6 +33,21 @@ _AVAILABLE = os.environ.get("PCIRCUITS_JIT", "1") != "0" and importlib.util.find
 def available() -> bool:
     """True when Numba is installed and ``PCIRCUITS_JIT`` is not ``"0"``."""
     return _AVAILABLE
+
+
+def takes(backend, *arrays) -> bool:
+    """Whether compiled loops run for these arrays on ``backend``: :func:`available`, a host
+    backend, NumPy arrays (not a stand-in's), C-contiguous, all float32 or all float64. Passes
+    run their NumPy (CuPy) definitions otherwise."""
+    if not (_AVAILABLE and backend.on_host):
+        return False
+    dtype = arrays[0].dtype
+    if dtype != np.float32 and dtype != np.float64:
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 #: Compiler flags: fused multiply-adds only. Reassociation would fold the rounding trick

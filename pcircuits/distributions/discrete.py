@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import jit
 from ..constraints import simplex, unit_interval
 from .base import LeafFamily, as_float_array, make_rng
 
@@ -29,8 +30,16 @@ def _lookup(be, table, xt, variables, out, missing: bool) -> None:
     ``table`` (U, M + 1) holds the log-probability of every value ``0 .. M - 1`` and 0 in its
     last column, which missing values read. The integer codes of all variables are made once
     (``(num_variables, batch)``, a few rows), then one block of units at a time gathers its
-    variables' codes, offsets them to its rows of the table and looks up.
+    variables' codes, offsets them to its rows of the table and looks up. With Numba, one
+    compiled loop per block looks up straight from the inputs (:mod:`._discrete_kernels`).
     """
+    if jit.takes(be, table, xt, out) and variables.flags.c_contiguous:
+        from ._discrete_kernels import lookup
+
+        def compiled(lo, hi):
+            lookup(table[lo:hi], xt, variables[lo:hi], out[lo:hi])
+        be.blocks(out.shape[0], out.shape[1], compiled, wide=True)
+        return
     xp = be.xp
     width = table.shape[1]
     flat = table.ravel()

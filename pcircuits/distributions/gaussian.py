@@ -15,18 +15,6 @@ __all__ = ["Gaussian"]
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def _compiled_arrays(be, *arrays) -> bool:
-    """Whether the compiled loops (:func:`_kernels`) take these arrays: :func:`pcircuits.jit.available`,
-    host NumPy arrays, C-contiguous, all float32 or all float64. Otherwise (CuPy, the strict
-    device, ``PCIRCUITS_JIT=0``, no Numba) the NumPy definitions run."""
-    if not (be.on_host and jit.available()):
-        return False
-    dtype = arrays[0].dtype
-    if dtype != np.float32 and dtype != np.float64:
-        return False
-    return all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
-
-
 @functools.lru_cache(maxsize=None)
 def _kernels():
     """The module of compiled loops (:mod:`pcircuits.distributions._gaussian_kernels`), imported on the
@@ -227,12 +215,12 @@ class Gaussian(LeafFamily):
 
     @classmethod
     def log_prob_units(cls, be, params, xt, variables, out, *, missing=True):
-        """Compiled where :func:`_compiled_arrays` allows, else :func:`log_density_units_numpy`."""
+        """Compiled where :func:`pcircuits.jit.takes` allows, else :func:`log_density_units_numpy`."""
         std = params["std"]
         scale = math.sqrt(0.5) / std                                   # -0.5 z^2 = -(scaled z)^2
         const = -be.xp.log(std) - 0.5 * _LOG_2PI
         mean = params["mean"]
-        if not _compiled_arrays(be, xt, out, mean, scale, const) or not variables.flags.c_contiguous:
+        if not jit.takes(be, xt, out, mean, scale, const) or not variables.flags.c_contiguous:
             log_density_units_numpy(be, xt, variables, mean, scale, const, out, missing)
             return
         loop = _kernels().log_density_units.dispatcher
@@ -243,7 +231,7 @@ class Gaussian(LeafFamily):
 
     @classmethod
     def grad_units(cls, be, params, xt, variables, g, *, inputs=True, missing=True):
-        """Compiled where :func:`_compiled_arrays` allows, else :func:`grad_units_numpy`."""
+        """Compiled where :func:`pcircuits.jit.takes` allows, else :func:`grad_units_numpy`."""
         units, d = variables.shape
         batch = g.shape[1]
         inv_std = 1.0 / params["std"]
@@ -251,7 +239,7 @@ class Gaussian(LeafFamily):
         grad_mean = be.xp.empty((units, d), dtype=g.dtype)
         grad_log_std = be.xp.empty((units, d), dtype=g.dtype)
         grad_x = be.xp.empty((units, d, batch), dtype=g.dtype) if inputs else None
-        if not _compiled_arrays(be, g, xt, mean, inv_std) or not variables.flags.c_contiguous:
+        if not jit.takes(be, g, xt, mean, inv_std) or not variables.flags.c_contiguous:
             grad_units_numpy(be, xt, variables, mean, inv_std, g, grad_mean, grad_log_std, grad_x, missing)
         else:
             loop = _kernels().grad_units.dispatcher

@@ -107,3 +107,75 @@ def log_plus(S, shift, out):
                 count += 1 if row[b] < tiny else 0
             small = small or count > 0
     return small
+
+
+@jit.kernel(inline="always")
+def _reached_rounds(round_sizes, a):
+    """How many rounds reach unit ``a`` (round 0 reaches every unit; sizes never grow)."""
+    rounds = 0
+    while rounds < round_sizes.shape[0] and round_sizes[rounds] > a:
+        rounds += 1
+    return rounds
+
+
+@jit.kernel
+def segment_gather_sum(values, inputs, round_starts, round_sizes, a, b, out):
+    batch = values.shape[1]
+    first = round_starts[0] + a
+    for i in range(b - a):
+        source, target = values[inputs[first + i]], out[i]
+        for k in range(batch):
+            target[k] = source[k]
+    for r in range(1, _reached_rounds(round_sizes, a)):
+        first = round_starts[r] + a
+        for i in range(min(b, round_sizes[r]) - a):
+            source, target = values[inputs[first + i]], out[i]
+            for k in range(batch):
+                target[k] += source[k]
+
+
+@jit.kernel
+def segment_logsumexp(values, inputs, log_weights, round_starts, round_sizes, a, b, scores, top, total, out,
+                      maximum, big):
+    batch = values.shape[1]
+    rounds = _reached_rounds(round_sizes, a)
+    for r in range(rounds):
+        first = round_starts[r] + a
+        for i in range(min(b, round_sizes[r]) - a):
+            source, target, weight = values[inputs[first + i]], scores[first + i], log_weights[first + i]
+            for k in range(batch):
+                target[k] = source[k] + weight
+    first = round_starts[0] + a
+    for i in range(b - a):
+        top[i] = scores[first + i]
+    for r in range(1, rounds):
+        first = round_starts[r] + a
+        for i in range(min(b, round_sizes[r]) - a):
+            np.maximum(top[i], scores[first + i], top[i])
+    if maximum:
+        return
+    for i in range(b - a):
+        row = top[i]
+        for k in range(batch):
+            value = row[k]
+            value = big if value > big else value
+            row[k] = -big if value < -big else value
+    for r in range(rounds):
+        first = round_starts[r] + a
+        for i in range(min(b, round_sizes[r]) - a):
+            row, peak = scores[first + i], top[i]
+            for k in range(batch):
+                row[k] = exp_of(row[k] - peak[k])
+    first = round_starts[0] + a
+    for i in range(b - a):
+        total[i] = scores[first + i]
+    for r in range(1, rounds):
+        first = round_starts[r] + a
+        for i in range(min(b, round_sizes[r]) - a):
+            row, sums = scores[first + i], total[i]
+            for k in range(batch):
+                sums[k] += row[k]
+    for i in range(b - a):
+        sums, peak, target = total[i], top[i], out[i]
+        for k in range(batch):
+            target[k] = log_of(sums[k]) + peak[k]

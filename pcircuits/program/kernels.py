@@ -16,7 +16,7 @@ from .. import jit
 
 __all__ = ["gather_sum", "gather_sum_numpy", "max_shifted_exp", "max_shifted_exp_numpy", "split_factors", "split_factors_numpy",
            "outer_product", "outer_product_numpy", "log_plus",
-           "log_plus_numpy", "safe_max"]
+           "log_plus_numpy", "safe_max", "segment_gather_sum", "segment_logsumexp"]
 
 
 _LOOPS = {}
@@ -29,19 +29,6 @@ def _loop(name: str):
         from . import _kernels
         loop = _LOOPS[name] = getattr(_kernels, name).dispatcher
     return loop
-
-
-def _host_contiguous(backend, *arrays) -> bool:
-    """Whether the compiled loops take these arrays: host NumPy arrays, C-contiguous, float32 or float64."""
-    if not (backend.on_host and jit.available()):
-        return False
-    dtype = arrays[0].dtype
-    if dtype != np.float32 and dtype != np.float64:
-        return False
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
-            return False
-    return True
 
 
 def safe_max(xp, a, axis):
@@ -74,7 +61,7 @@ def max_shifted_exp(backend, values, rows, out, top) -> None:
     top : array, shape (h, B)
         Receives every node's largest input value (0 where it is not finite).
     """
-    if _host_contiguous(backend, values, out, top) and rows.flags.c_contiguous:
+    if jit.takes(backend, values, out, top) and rows.flags.c_contiguous:
         _loop("max_shifted_exp")(values, rows, out, top)
     else:
         max_shifted_exp_numpy(backend, values, rows, out, top)
@@ -99,7 +86,7 @@ def gather_sum(backend, values, rows, out) -> None:
         The input rows of ``U`` products (in range; padding points at a row of zeros).
     out : array, shape (U, B)
     """
-    if _host_contiguous(backend, values, out) and rows.flags.c_contiguous:
+    if jit.takes(backend, values, out) and rows.flags.c_contiguous:
         _loop("gather_sum")(values, rows, out)
     else:
         gather_sum_numpy(backend, values, rows, out)
@@ -143,7 +130,7 @@ def split_factors(backend, left_exps, left_tops, left_child, right_exps, right_t
         is then ``exp(left_i + right_j - top)``, and every split's largest product is at most 1.
     """
     arrays = (left_exps, left_tops, right_exps, right_tops, left, right, top)
-    if _host_contiguous(backend, *arrays) and left_child.flags.c_contiguous and right_child.flags.c_contiguous:
+    if jit.takes(backend, *arrays) and left_child.flags.c_contiguous and right_child.flags.c_contiguous:
         _loop("split_factors")(left_exps, left_tops, left_child, right_exps, right_tops, right_child, left, right, top)
     else:
         split_factors_numpy(backend, left_exps, left_tops, left_child, right_exps, right_tops, right_child,
@@ -167,7 +154,7 @@ def outer_product(backend, left, right, out) -> None:
         Receives the products (a broadcast multiplication in NumPy writes it at a third of the
         speed of the compiled loop, whose inner loop runs over the batch).
     """
-    if _host_contiguous(backend, left, right, out):
+    if jit.takes(backend, left, right, out):
         _loop("outer_product")(left, right, out)
     else:
         outer_product_numpy(backend.xp, left, right, out)
@@ -184,7 +171,41 @@ def log_plus(backend, S, shift, out) -> bool:
     """``out = log(S) + shift[:, None, :]`` for ``S`` and ``out`` (h, K, B), ``shift`` (h, B): a
     max-shifted sum's log-value (``log(0) = -inf``, no warning). Returns whether some entry of
     ``S`` is below the smallest normal float (whose value the caller may recompute exactly)."""
-    if _host_contiguous(backend, S, shift, out):
+    if jit.takes(backend, S, shift, out):
         return _loop("log_plus")(S, shift, out)
     with np.errstate(divide="ignore"):
         return log_plus_numpy(backend.xp, S, shift, out)
+
+
+def segment_logsumexp(backend, values, inputs, log_weights, round_starts, round_sizes, a: int, b: int, scores, top,
+                      total, out, maximum: bool) -> bool:
+    """A scalar sum layer's block of units ``a:b`` in one compiled loop, when it applies (host
+    arrays of one float dtype, C-contiguous); returns False, computing nothing, otherwise.
+
+    It computes what :meth:`pcircuits.program.layers.SegmentSumLayer._reduce_block` (the NumPy
+    definition) computes, operation for operation: every edge's score ``values[inputs[e]] +
+    log_weights[e]`` into ``scores`` (E, B), each unit's largest score into ``top`` (b - a, B) (the
+    block's units; with ``maximum`` into ``out`` and nothing else), the shift clipped to the
+    largest finite values, the shifted exponentials in place, their sums into ``total`` and
+    ``log(total) + top`` into ``out`` (b - a, B). ``round_starts`` and ``round_sizes`` (int64,
+    (R,)) are the layer's rounds: edge ``round_starts[r] + u`` is the ``r``-th input of unit ``u``.
+    """
+    if not (jit.takes(backend, values, log_weights, scores, top, total, out) and inputs.flags.c_contiguous):
+        return False
+    big = np.finfo(values.dtype).max
+    _loop("segment_logsumexp")(values, inputs, log_weights, round_starts, round_sizes, a, b, scores, top, total,
+                               out, maximum, values.dtype.type(big))
+    return True
+
+
+def segment_gather_sum(backend, values, inputs, round_starts, round_sizes, a: int, b: int, out) -> bool:
+    """A scalar product layer's block of units ``a:b`` in one compiled loop, when it applies (as
+    :func:`segment_logsumexp`); returns False, computing nothing, otherwise.
+
+    ``out`` (b - a, B) receives every unit's inputs' rows of ``values`` added round by round,
+    as :meth:`pcircuits.program.layers.SegmentProductLayer._add_block` (the NumPy definition) adds them.
+    """
+    if not (jit.takes(backend, values, out) and inputs.flags.c_contiguous):
+        return False
+    _loop("segment_gather_sum")(values, inputs, round_starts, round_sizes, a, b, out)
+    return True

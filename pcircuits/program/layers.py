@@ -673,6 +673,8 @@ class _SegmentLayer:
         bounds = np.concatenate([[0], np.cumsum(spec.round_sizes)])
         self.rounds = [(int(lo), int(n)) for lo, n in zip(bounds[:-1], spec.round_sizes)]
         self.round_starts = [lo for lo, _ in self.rounds]
+        #: The rounds' first edges and sizes as index arrays, (R,) each (the compiled loops read them).
+        self.round_bounds = (backend.index(bounds[:-1]), backend.index(np.asarray(spec.round_sizes)))
         self.inputs = backend.index(spec.inputs)
         self.round_inputs = [backend.index(spec.inputs[lo:lo + n]) for lo, n in self.rounds]
         # the first input slot of every round whose inputs are consecutive slots (read as a
@@ -774,23 +776,27 @@ class SegmentProductLayer(_SegmentLayer):
         be = self.backend
         out = values[self.start:self.stop]
 
-        # blocks of units shared by the host threads: round 0 gathered into the output rows,
-        # each later round gathered into the thread's own block-sized scratch (which stays in
-        # its cache) and added
+        # blocks of units shared by the host threads, each one compiled loop where it applies
         def block(a, b):
-            parts = self._parts(a, b)
-            lo, hi, _ = parts[0]
-            rows = out[a:b]
-            first = self._inputs_of(values, lo, hi, rows)
-            if first is not rows:
-                rows[...] = first
-            if len(parts) > 1:
-                scratch = program.scratch(("segment-round", threading.get_ident()), b - a, values.shape[1])
-                for lo, hi, m in parts[1:]:
-                    out[a:a + m] += self._inputs_of(values, lo, hi, scratch[:m])
+            if not kernels.segment_gather_sum(be, values, self.inputs, *self.round_bounds, a, b, out[a:b]):
+                self._add_block(program, values, a, b, out[a:b])
         be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
         if context.product_dropout:
             _drop_products(xp, out, context, self.root_input_rows)
+
+    def _add_block(self, program, values, a: int, b: int, rows):
+        """Units ``a:b`` of the forward pass in NumPy into ``rows`` (b - a, B): round 0 gathered
+        into the rows, each later round gathered into the thread's own block-sized scratch
+        (which stays in its cache) and added."""
+        parts = self._parts(a, b)
+        lo, hi, _ = parts[0]
+        first = self._inputs_of(values, lo, hi, rows)
+        if first is not rows:
+            rows[...] = first
+        if len(parts) > 1:
+            scratch = program.scratch(("segment-round", threading.get_ident()), b - a, values.shape[1])
+            for lo, hi, m in parts[1:]:
+                rows[:m] += self._inputs_of(values, lo, hi, scratch[:m])
 
     def backward(self, program, values, grads, cache):
         g = grads[self.start:self.stop]
@@ -853,35 +859,42 @@ class SegmentSumLayer(_SegmentLayer):
     def _reduce_edges(self, program, values, out, scores, total, shift, maximum: bool):
         """``out`` (U, batch) the units' log-sums (or with ``maximum`` their largest weighted
         inputs) of the inputs' rows of ``values``; ``scores`` (E, batch) ends up holding the
-        shifted exponentials, ``total`` (U, batch) their sums; ``shift`` is work space."""
+        shifted exponentials, ``total`` (U, batch) their sums; ``shift`` is work space. Over
+        blocks of units (their edges are disjoint rows of every buffer), shared by the host
+        threads; each block is one compiled loop where it applies
+        (:func:`~pcircuits.program.kernels.segment_logsumexp`), else :meth:`_reduce_block`."""
+        log_weights = program.log_weights[self.slots]
+
+        def block(a, b):
+            top = out[a:b] if maximum else shift[a:b]
+            if not kernels.segment_logsumexp(self.backend, values, self.inputs, log_weights, self.round_bounds[0],
+                                             self.round_bounds[1], a, b, scores, top, total[a:b], out[a:b], maximum):
+                self._reduce_block(values, log_weights, a, b, scores, top, total[a:b], out[a:b], maximum)
+        self.backend.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
+
+    def _reduce_block(self, values, log_weights, a: int, b: int, scores, top, sums, out, maximum: bool):
+        """Units ``a:b`` of :meth:`_reduce_edges` in NumPy: ``top``, ``sums`` and ``out`` hold the
+        block's units (``top`` is ``out`` with ``maximum``)."""
         xp = self.backend.xp
         be = self.backend
-        log_weights = program.log_weights[self.slots][:, None]
         big = self._largest
-
-        # the whole chain over blocks of units (their edges are disjoint rows of every buffer),
-        # shared by the host threads
-        def block(a, b):
-            parts = self._parts(a, b)
-            for lo, hi, _ in parts:
-                xp.add(self._inputs_of(values, lo, hi, scores[lo:hi]), log_weights[lo:hi], out=scores[lo:hi])
-            top = out[a:b] if maximum else shift[a:b]
-            self._reduce_parts(xp.maximum, scores, parts, top)
-            if maximum:
-                return
-            # infinite shifts clipped to the largest finite values: a unit whose inputs are all
-            # -inf keeps exponentials 0 (value -inf), one with a +inf input the value +inf
-            xp.minimum(top, big, out=top)
-            xp.maximum(top, -big, out=top)
-            for lo, hi, m in parts:
-                xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
-                be.exp(scores[lo:hi], out=scores[lo:hi])
-            sums = total[a:b]
-            self._reduce_parts(xp.add, scores, parts, sums)
-            with np.errstate(divide="ignore"):
-                be.log(sums, out=out[a:b])
-            out[a:b] += top
-        be.blocks(self.stop - self.start, self._block_rows(values.shape[1]), block)
+        parts = self._parts(a, b)
+        for lo, hi, _ in parts:
+            xp.add(self._inputs_of(values, lo, hi, scores[lo:hi]), log_weights[lo:hi, None], out=scores[lo:hi])
+        self._reduce_parts(xp.maximum, scores, parts, top)
+        if maximum:
+            return
+        # infinite shifts clipped to the largest finite values: a unit whose inputs are all
+        # -inf keeps exponentials 0 (value -inf), one with a +inf input the value +inf
+        xp.minimum(top, big, out=top)
+        xp.maximum(top, -big, out=top)
+        for lo, hi, m in parts:
+            xp.subtract(scores[lo:hi], top[:m], out=scores[lo:hi])
+            be.exp(scores[lo:hi], out=scores[lo:hi])
+        self._reduce_parts(xp.add, scores, parts, sums)
+        with np.errstate(divide="ignore"):
+            be.log(sums, out=out)
+        out += top
 
     def backward(self, program, values, grads, cache):
         xp = self.backend.xp
