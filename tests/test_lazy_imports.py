@@ -1,6 +1,7 @@
-"""Modules that only some work needs are imported when that work starts: SciPy's special functions
-by the first ``Backend.gammaln`` or ``Backend.logsumexp`` (binomial leaves, deep mixture layers),
-not by every Program.
+"""Modules that only some work needs are imported when that work starts: the subpackages
+``builders``, ``datasets``, ``learning`` and ``tasks`` by their first use as ``pc.<name>``, and
+SciPy's special functions by the first ``Backend.gammaln`` or ``Backend.logsumexp`` (binomial
+leaves, deep mixture layers), not by every Program.
 
 A command's help and model files are tested in ``test_cli.py`` and ``test_serialization.py``."""
 import os
@@ -11,7 +12,30 @@ import numpy as np
 import pytest
 import scipy.special
 
+import pcircuits as pc
 from pcircuits.backend import Backend, to_numpy
+
+SUBPACKAGES = ["builders", "datasets", "learning", "tasks"]
+
+
+def test_importing_pcircuits_imports_a_subpackage_at_its_first_use():
+    code = ("import sys\nimport pcircuits as pc\n"
+            f"names = {SUBPACKAGES!r}\n"
+            "before = [name for name in names if 'pcircuits.' + name in sys.modules]\n"
+            "used = [getattr(pc, name) is sys.modules['pcircuits.' + name] for name in names]\n"
+            "print(before, used)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[] [True, True, True, True]", result.stderr
+
+
+def test_the_package_lists_its_subpackages_and_public_names():
+    assert set(SUBPACKAGES) | set(pc.__all__) <= set(dir(pc))
+    assert all(getattr(pc, name) is not None for name in pc.__all__)
+
+
+def test_an_unknown_name_of_the_package_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="module 'pcircuits' has no attribute 'learnings'"):
+        pc.learnings
 
 
 def test_a_gaussian_circuit_compiles_and_evaluates_without_scipy():
