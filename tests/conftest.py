@@ -8,7 +8,8 @@
   ``PCIRCUITS_DATA``) and skips the test with a reason when they are absent; tests that use it
   are marked ``data`` automatically.
 * With Numba installed, the compiled kernels are loaded (or, with a cold cache, compiled) once
-  before the first test, so that no test's time holds that one-time cost of the process.
+  before the first test, so that no test's time holds that one-time cost of the process; SciPy's
+  special functions, which a host backend imports on their first use (0.1 s), are loaded then too.
 * The objects alive once the session has started (pytest's, Hypothesis's, NumPy's, Numba's:
   some 200,000) are frozen out of the garbage collector's reach, so that a full collection in a
   test scans what the tests allocate (milliseconds), not the process's module state (75 ms with
@@ -37,7 +38,10 @@ SHARED_DATA = Path(os.environ.get("PCIRCUITS_DATA", Path(__file__).resolve().par
 
 
 def pytest_sessionstart(session):
-    """Warm up the compiled kernels, then freeze the objects alive at that point (see above)."""
+    """Warm up the compiled kernels and SciPy's special functions, then freeze the objects alive
+    at that point (see above)."""
+    from pcircuits.backend import get_backend
+    get_backend("numpy", "float64").gammaln
     _warm_up_compiled_kernels()
     gc.collect()
     gc.freeze()
