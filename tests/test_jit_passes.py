@@ -210,8 +210,9 @@ def test_gather_sum_kernel_equals_its_numpy_definition(dtype, data):
 @given(data=st.data())
 def test_outer_product_kernel_equals_its_numpy_definition(dtype, data):
     h, n, kl, kr, batch = (data.draw(st.integers(1, 4)) for _ in range(5))
-    left = data.draw(hnp.arrays(dtype, (h, n, kl, batch), elements=st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)))
-    right = data.draw(hnp.arrays(dtype, (h, n, kr, batch), elements=st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)))
+    factors = st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)
+    left = data.draw(hnp.arrays(dtype, (h, n, kl, batch), elements=factors))
+    right = data.draw(hnp.arrays(dtype, (h, n, kr, batch), elements=factors))
     be = get_backend("numpy", np.dtype(dtype).name)
     got, expected = np.empty((2, h, n, kl, kr, batch), dtype)
     program_kernels.outer_product(be, left, right, got)

@@ -5,7 +5,7 @@ A layer's chain of small NumPy operations (a maximum, a shift, an ``exp``) reads
 arrays once per operation and pays a Python call for each; on the node-sized arrays of a PD
 circuit's fused sum layers (a few thousand values per node at batch 512, a few dozen at batch 1)
 the calls and passes cost more than the arithmetic. Each function here is one such chain, one
-definition: :func:`outer_factors_numpy` is what it computes, and the compiled loop computes the
+definition: :func:`split_factors_numpy` is what it computes, and the compiled loop computes the
 same expressions in the same order (within the 1.5 ulps of :func:`pcircuits.jit.exp`).
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 
 from .. import jit
 
-__all__ = ["gather_sum", "gather_sum_numpy", "max_shifted_exp", "max_shifted_exp_numpy", "split_factors", "split_factors_numpy",
-           "outer_product", "outer_product_numpy", "log_plus",
-           "log_plus_numpy", "safe_max", "segment_gather_sum", "segment_logsumexp"]
+__all__ = ["gather_sum", "gather_sum_numpy", "max_shifted_exp", "max_shifted_exp_numpy", "split_factors",
+           "split_factors_numpy", "outer_product", "outer_product_numpy", "log_plus", "log_plus_numpy", "safe_max",
+           "segment_gather_sum", "segment_logsumexp"]
 
 
 _LOOPS = {}
@@ -149,7 +149,7 @@ def outer_product(backend, left, right, out) -> None:
     ----------
     backend : Backend
     left, right : arrays, shape (h, n, KL, B) and (h, n, KR, B)
-        The children's factors of ``h`` nodes' ``n`` splits (:func:`outer_factors`).
+        The children's factors of ``h`` nodes' ``n`` splits (:func:`split_factors`).
     out : array, shape (h, n, KL, KR, B)
         Receives the products (a broadcast multiplication in NumPy writes it at a third of the
         speed of the compiled loop, whose inner loop runs over the batch).
